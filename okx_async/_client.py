@@ -1,0 +1,525 @@
+"""OKXClient: orchestrates validation, ordering, rate limiting, signing and retries.
+
+It sends nothing itself: `Transport` sends exactly one request, the limiter backend
+decides when, and the lanes of `_ordering` decide which value goes out per currency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from ._auth import Credentials, mask
+from ._clock import ServerClock
+from ._defaults import (
+    ACCOUNT_CONFIG_PATH,
+    BALANCE_PATH,
+    CLOSE_DRAIN_TIMEOUT,
+    CONNECT_TIMEOUT,
+    DEFAULT_BASE_URL,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_DEMO,
+    ENV_PASSPHRASE,
+    ENV_REDIS_URL,
+    ENV_SECRET_KEY,
+    REGION_URLS,
+    REQUEST_TIMEOUT,
+    SERVER_TIME_PATH,
+    SET_RISK_OFFSET_PATH,
+)
+from ._errors import (
+    ClientClosedError,
+    DeadlineExceededError,
+    InvalidInputError,
+    OKXError,
+    RateLimitedError,
+    TimestampExpiredError,
+    UnexpectedResponseError,
+)
+from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
+from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
+from ._ordering import Lane, SupersededError, Update, lanes_for_running_loop
+from ._retry import RetryPolicy, retry_delay, should_retry
+from ._stats import ClientEvent, ClientStats, StatsRecorder
+from ._transport import Transport, check_base_url
+from ._validation import validate_amount, validate_ccy
+
+__all__ = ["OKXClient"]
+
+logger = logging.getLogger("okx_async")
+
+_MAX_BALANCE_CCYS = 20  # OKX's limit per balance request
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class OKXClient:
+    """Async client for OKX's set-riskOffset-amt endpoint, with a strict per-user limiter.
+
+    Every OKXClient in one event loop whose keys belong to one user shares that user's
+    rate-limit budget and per-currency ordering, whichever API key it uses.
+    """
+
+    __slots__ = (
+        "_backend",
+        "_base_url",
+        "_clock",
+        "_closed",
+        "_coalesce",
+        "_credentials",
+        "_demo",
+        "_environment",
+        "_key_subject",
+        "_on_event",
+        "_outstanding",
+        "_owns_backend",
+        "_retry",
+        "_stats",
+        "_transport",
+        "_uid",
+        "_uid_lookup",
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        secret_key: str,
+        passphrase: str,
+        base_url: str = DEFAULT_BASE_URL,
+        demo: bool = False,
+        user_id: str | None = None,
+        coalesce: bool = True,
+        retry: RetryPolicy | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        redis_url: str | None = None,
+        redis_fallback_share: float | None = None,
+        limiter: LimiterBackend | None = None,
+        allow_insecure_http: bool = False,
+        on_event: Callable[[ClientEvent], None] | None = None,
+    ) -> None:
+        self._credentials = Credentials(
+            api_key=api_key, secret_key=secret_key, passphrase=passphrase
+        )
+        base_url = REGION_URLS.get(base_url, base_url)
+        self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        if request_timeout <= 0 or connect_timeout <= 0:
+            raise InvalidInputError("request_timeout and connect_timeout must be positive")
+        if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
+            raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
+        self._demo = bool(demo)
+        # Live and demo trading are separate budgets even on one host.
+        self._environment = f"{self._base_url}{'#demo' if self._demo else ''}"
+        self._uid = user_id
+        self._uid_lookup: asyncio.Future[str] | None = None
+        # Before the User ID is known, the config lookup is limited per API key.
+        self._key_subject = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+        self._coalesce = coalesce
+        self._retry = retry or RetryPolicy()
+        self._transport = Transport(
+            base_url=self._base_url,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+        )
+        self._clock = ServerClock()
+        self._stats = StatsRecorder()
+        self._on_event = on_event
+        self._outstanding: set[Update] = set()
+        self._closed = False
+        if redis_url is None and limiter is None:
+            redis_url = os.environ.get(ENV_REDIS_URL) or None
+        if limiter is not None:
+            self._backend: LimiterBackend | None = limiter
+            self._owns_backend = False
+        elif redis_url is not None:
+            from ._redis_limiter import RedisLimiterBackend
+
+            self._backend = RedisLimiterBackend(redis_url, fallback_share=redis_fallback_share)
+            self._owns_backend = True
+        else:
+            self._backend = None  # the loop's shared in-process backend, found on first use
+            self._owns_backend = False
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> OKXClient:
+        """Credentials from OKX_API_KEY, OKX_SECRET_KEY, OKX_PASSPHRASE (and optionally
+        OKX_BASE_URL, OKX_DEMO); keyword arguments win over the environment."""
+        names = {"api_key": ENV_API_KEY, "secret_key": ENV_SECRET_KEY, "passphrase": ENV_PASSPHRASE}
+        missing = [
+            env for arg, env in names.items() if arg not in overrides and not os.environ.get(env)
+        ]
+        if missing:
+            raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
+        kwargs: dict[str, Any] = {
+            arg: os.environ[env] for arg, env in names.items() if arg not in overrides
+        }
+        if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
+            kwargs["base_url"] = os.environ[ENV_BASE_URL]
+        if "demo" not in overrides and ENV_DEMO in os.environ:
+            kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # -- public calls -------------------------------------------------------------------
+
+    async def set_risk_offset_amount(
+        self, ccy: str, amount: str | Decimal | int, *, timeout: float | None = None
+    ) -> RiskOffsetResult:
+        """Set the user-defined spot risk offset amount of `ccy` (portfolio margin only).
+
+        Values of one currency go out one at a time in submission order; a newer value
+        replaces older ones still waiting (their results say `superseded=True`).
+        `timeout` bounds queueing, retries and the request together.
+        """
+        ccy = validate_ccy(ccy)
+        text, value = validate_amount(amount)
+        deadline = self._deadline(timeout)
+        self._check_open()
+        uid = await self._user_id(deadline)
+        lane = lanes_for_running_loop().lane((self._environment, uid, ccy))
+        loop = asyncio.get_running_loop()
+        update = Update(
+            ccy=ccy,
+            text=text,
+            amount=value,
+            deadline=deadline,
+            send=self._send_update,
+            future=loop.create_future(),
+        )
+        self._outstanding.add(update)
+        lane.submit(update, coalesce=self._coalesce)
+        try:
+            if deadline is None:
+                result = await update.future
+            else:
+                result = await asyncio.wait_for(update.future, deadline - loop.time())
+        except asyncio.TimeoutError:
+            if update.future.done() and not update.future.cancelled():
+                raise  # the update itself failed with a timeout of its own
+            raise DeadlineExceededError(
+                f"setting {ccy} to {text} did not finish within {timeout:g} s"
+            ) from None
+        finally:
+            self._outstanding.discard(update)
+        if result.superseded:
+            self._stats.superseded += 1
+            self._emit("superseded", SET_RISK_OFFSET_PATH, 0)
+        return result
+
+    async def get_account_config(self, *, timeout: float | None = None) -> AccountConfig:
+        """Account configuration; also learns the User ID that keys the rate limiter."""
+        deadline = self._deadline(timeout)
+        self._check_open()
+        data = await self._request("GET", ACCOUNT_CONFIG_PATH, deadline=deadline)
+        row = _first_row(data, ACCOUNT_CONFIG_PATH)
+        uid = row.get("uid")
+        if not isinstance(uid, str) or not uid:
+            raise UnexpectedResponseError(
+                "account config without a uid",
+                path=ACCOUNT_CONFIG_PATH,
+                status=200,
+                body_preview=str(row)[:200],
+            )
+        main_uid = row.get("mainUid")
+        perm = row.get("perm")
+        config = AccountConfig(
+            uid=uid,
+            main_uid=main_uid if isinstance(main_uid, str) and main_uid else uid,
+            acct_lv=str(row.get("acctLv", "")),
+            permissions=frozenset(p for p in str(perm or "").split(",") if p),
+        )
+        if self._uid is None:
+            self._uid = uid
+        return config
+
+    async def get_risk_offset_amounts(
+        self, ccys: list[str] | tuple[str, ...], *, timeout: float | None = None
+    ) -> dict[str, RiskOffsetAmount]:
+        """User-defined, in-use and maximum spot risk offset amounts per currency."""
+        if isinstance(ccys, str):
+            raise InvalidInputError("ccys must be a list of currency codes, e.g. ['BTC']")
+        wanted = list(dict.fromkeys(validate_ccy(c) for c in ccys))
+        if not wanted:
+            raise InvalidInputError("ccys must name at least one currency")
+        deadline = self._deadline(timeout)
+        self._check_open()
+        found: dict[str, RiskOffsetAmount] = {}
+        for start in range(0, len(wanted), _MAX_BALANCE_CCYS):
+            chunk = wanted[start : start + _MAX_BALANCE_CCYS]
+            data = await self._request(
+                "GET", BALANCE_PATH, query="?ccy=" + ",".join(chunk), deadline=deadline
+            )
+            details = _first_row(data, BALANCE_PATH).get("details", [])
+            for item in details if isinstance(details, list) else []:
+                if isinstance(item, dict) and isinstance(item.get("ccy"), str):
+                    found[item["ccy"]] = RiskOffsetAmount(
+                        ccy=item["ccy"],
+                        user_defined=parse_decimal(item.get("clSpotInUseAmt")),
+                        in_use=parse_decimal(item.get("spotInUseAmt")),
+                        maximum=parse_decimal(
+                            item.get("maxSpotInUse", item.get("maxSpotInUseAmt"))
+                        ),
+                    )
+        return found
+
+    def stats(self) -> ClientStats:
+        return self._stats.snapshot()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self, *, timeout: float = CLOSE_DRAIN_TIMEOUT) -> None:
+        """Stop taking calls, let pending ones finish for up to `timeout` seconds, then
+        fail the rest with ClientClosedError and close the connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        pending = [u.future for u in self._outstanding if not u.future.done()]
+        if pending and timeout > 0:
+            await asyncio.wait(pending, timeout=timeout)
+        closed = ClientClosedError("the client was closed before this update finished")
+        for update in list(self._outstanding):
+            update.fail(closed)
+        await self._transport.aclose()
+        if self._owns_backend and self._backend is not None:
+            await self._backend.aclose()
+
+    async def __aenter__(self) -> OKXClient:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"OKXClient(api_key={mask(self._credentials.api_key)!r}, "
+            f"base_url={self._base_url!r}, demo={self._demo}, user_id={self._uid!r}, {state})"
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this OKXClient is closed; create a new one")
+
+    @staticmethod
+    def _deadline(timeout: float | None) -> float | None:
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidInputError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
+        return asyncio.get_running_loop().time() + timeout
+
+    async def _user_id(self, deadline: float | None) -> str:
+        """The User ID that keys limits and lanes; one config lookup per client."""
+        if self._uid is not None:
+            return self._uid
+        if self._uid_lookup is None:
+            lookup = asyncio.ensure_future(self._lookup_uid())
+            lookup.add_done_callback(self._lookup_done)
+            self._uid_lookup = lookup
+        return await asyncio.shield(self._uid_lookup)
+
+    async def _lookup_uid(self) -> str:
+        return (await self.get_account_config()).uid
+
+    def _lookup_done(self, lookup: asyncio.Future[str]) -> None:
+        if lookup.cancelled() or lookup.exception() is not None:
+            self._uid_lookup = None  # let the next call try again
+
+    def _subject(self, path: str) -> str | None:
+        """Who the budget of `path` belongs to, or None while the User ID is unknown."""
+        if ENDPOINT_LIMITS[path].scope == "ip":
+            return "ip"
+        if self._uid is not None:
+            return "uid:" + self._uid
+        return self._key_subject if path == ACCOUNT_CONFIG_PATH else None
+
+    def _backend_now(self) -> LimiterBackend:
+        if self._backend is None:
+            from ._ratelimit import default_local_backend
+
+            self._backend = default_local_backend()
+        return self._backend
+
+    async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
+        data = await self._request(
+            "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
+        )
+        row = _first_row(data, SET_RISK_OFFSET_PATH)
+        applied = parse_decimal(row.get("clSpotInUseAmt"))
+        # OKX echoes what it stored; an answer without it still means success (code 0).
+        return update.amount if applied is None else applied
+
+    async def _fetch_server_time(self) -> float:
+        data = await self._request("GET", SERVER_TIME_PATH, deadline=None, signed=False)
+        ts = _first_row(data, SERVER_TIME_PATH).get("ts")
+        try:
+            return int(str(ts)) / 1000
+        except ValueError:
+            raise UnexpectedResponseError(
+                "server time without a numeric ts",
+                path=SERVER_TIME_PATH,
+                status=200,
+                body_preview=str(ts)[:200],
+            ) from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        body: bytes = b"",
+        deadline: float | None,
+        lane: Lane | None = None,
+        signed: bool = True,
+    ) -> list[Any]:
+        """Send with rate limiting and retries; return OKX's `data`."""
+        loop = asyncio.get_running_loop()
+        rate = ENDPOINT_LIMITS[path]
+        attempt = 0
+        while True:
+            attempt += 1
+            self._check_open()
+            if signed:
+                await self._clock.ensure_synced(self._fetch_server_time)
+            subject = self._subject(path)
+            if subject is None:
+                subject = "uid:" + await self._user_id(deadline)
+            limiter = self._backend_now().limiter(
+                LimiterKey(self._environment, subject, path), rate
+            )
+            stats = self._stats
+            asked = loop.time()
+            stats.queued += 1
+            try:
+                lease = await limiter.acquire(deadline=deadline)
+            finally:
+                stats.queued -= 1
+            stats.waits.append(loop.time() - asked)
+            stats.in_flight += 1
+            stats.sent += 1
+            try:
+                headers = dict(_JSON_HEADERS) if body else {}
+                if signed:
+                    headers.update(
+                        self._credentials.headers(
+                            self._clock.timestamp(), method, path + query, body
+                        )
+                    )
+                if self._demo:
+                    headers["x-simulated-trading"] = "1"
+                timeout = None if deadline is None else max(deadline - loop.time(), 0.001)
+                if timeout is not None and timeout > self._transport.request_timeout:
+                    timeout = None
+                self._emit("sent", path, attempt)
+                data = await self._transport.send(
+                    method, path + query, body=body, headers=headers, timeout=timeout
+                )
+            except OKXError as exc:
+                error: OKXError = exc
+                if isinstance(exc, RateLimitedError):
+                    stats.rate_limited += 1
+                    self._emit("rate_limited", path, attempt, exc)
+                    await limiter.on_rate_limited()
+            else:
+                if path == SET_RISK_OFFSET_PATH:
+                    stats.succeeded += 1
+                self._emit("succeeded", path, attempt)
+                return data
+            finally:
+                stats.in_flight -= 1
+                await limiter.release(lease)
+            await self._before_retry(error, attempt, path, deadline, lane)
+
+    async def _before_retry(
+        self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
+    ) -> None:
+        """Return to retry, or raise: the error itself, or SupersededError."""
+        if isinstance(error, TimestampExpiredError) and attempt == 1:
+            await self._clock.resync(self._fetch_server_time)
+        if self._closed or not should_retry(error, attempt, self._retry):
+            self._fail(error, path, attempt)
+            raise error
+        if lane is not None and lane.has_newer():
+            raise SupersededError  # a newer value waits: retrying this one could undo it
+        delay = retry_delay(error, attempt, self._retry)
+        loop = asyncio.get_running_loop()
+        if deadline is not None and loop.time() + delay >= deadline:
+            self._fail(error, path, attempt)
+            raise DeadlineExceededError(
+                f"gave up after attempt {attempt}: no time left for a retry ({error})"
+            ) from error
+        self._stats.retried += 1
+        self._emit("retry", path, attempt, error, delay)
+        logger.debug(
+            "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, _reason(error)
+        )
+        if delay > 0:
+            await asyncio.sleep(delay)
+            if lane is not None and lane.has_newer():
+                raise SupersededError
+
+    def _fail(self, error: OKXError, path: str, attempt: int) -> None:
+        if path == SET_RISK_OFFSET_PATH:
+            self._stats.failed += 1
+        self._emit("failed", path, attempt, error)
+
+    def _emit(
+        self,
+        kind: Any,
+        path: str,
+        attempt: int,
+        error: BaseException | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        if self._on_event is not None:
+            self._on_event(
+                ClientEvent(kind, path, attempt, None if error is None else _reason(error), delay)
+            )
+
+
+def _reason(error: BaseException) -> str:
+    code = getattr(error, "code", None)
+    return f"{type(error).__name__} {code}" if code else type(error).__name__
+
+
+def _first_row(data: list[Any], path: str) -> dict[str, Any]:
+    if not data or not isinstance(data[0], dict):
+        raise UnexpectedResponseError(
+            "OKX answered code 0 without a data row",
+            path=path,
+            status=200,
+            body_preview=repr(data)[:200],
+        )
+    return data[0]
+
+
+def _env_flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidInputError(f"{name} must be 1/0, true/false, yes/no or on/off, not {value!r}")

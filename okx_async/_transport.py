@@ -1,0 +1,170 @@
+"""Sends exactly one HTTP request and turns every answer into OKX data or a typed error.
+
+This is the only module that sees aiohttp exceptions; each is translated here
+(`raise ... from exc`), so the layers above deal in `okx_async` errors only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from ._defaults import CONNECT_TIMEOUT, CONNECTION_LIMIT, ERROR_BODY_PREVIEW, REQUEST_TIMEOUT
+from ._errors import (
+    InvalidInputError,
+    NetworkError,
+    RequestTimeoutError,
+    UnexpectedResponseError,
+    api_error_for,
+)
+
+__all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url"]
+
+MAX_RESPONSE_BYTES = 1 << 20  # no answer of these endpoints comes near 1 MiB
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
+    """The base URL without a trailing slash; plain http only for loopback hosts."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInputError(f"base_url {base_url!r} must look like https://www.okx.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidInputError(f"base_url {base_url!r} must not have a path or query")
+    if parts.username or parts.password:
+        raise InvalidInputError("base_url must not carry credentials")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidInputError(
+            f"base_url {base_url!r} uses plain http to a non-loopback host; use https "
+            "(or pass allow_insecure_http=True if you really mean it)"
+        )
+    return base_url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Transport:
+    """One aiohttp session (connection reuse) for one base URL."""
+
+    __slots__ = ("_base_url", "_connect_timeout", "_request_timeout", "_session")
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        request_timeout: float = REQUEST_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self._base_url = base_url
+        self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def request_timeout(self) -> float:
+        return self._request_timeout
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        # Created lazily inside the running loop, as aiohttp requires.
+        connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ssl=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=self._request_timeout, sock_connect=self._connect_timeout
+            ),
+            raise_for_status=False,
+            auto_decompress=True,
+        )
+        return self._session
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Send one request; return OKX's `data` list when `code` is "0", else raise."""
+        session = self._session or self._open_session()
+        request_timeout = self._request_timeout if timeout is None else timeout
+        try:
+            async with session.request(
+                method,
+                self._base_url + path,
+                data=body or None,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=request_timeout, sock_connect=self._connect_timeout
+                ),
+                allow_redirects=False,
+            ) as response:
+                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                status = response.status
+                content_type = response.content_type
+        except asyncio.TimeoutError as exc:
+            raise RequestTimeoutError(
+                f"no response from OKX within {request_timeout:g} s", path=path
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise NetworkError(f"the response body was cut off: {exc}", path=path) from exc
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"connection to OKX failed: {_describe(exc)}", path=path) from exc
+        return _decode(raw, status=status, content_type=content_type, path=path)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self._session is not None else "idle"
+        return f"Transport(base_url={self._base_url!r}, {state})"
+
+
+def _describe(exc: BaseException) -> str:
+    # aiohttp's messages may include the full URL; ours never carry secrets, but keep
+    # the text short and typed for a person.
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _unexpected(reason: str, raw: bytes, *, status: int, path: str) -> UnexpectedResponseError:
+    preview = raw[:ERROR_BODY_PREVIEW].decode("utf-8", "replace")
+    return UnexpectedResponseError(reason, path=path, status=status, body_preview=preview)
+
+
+def _decode(raw: bytes, *, status: int, content_type: str, path: str) -> list[Any]:
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise _unexpected("response larger than 1 MiB", raw, status=status, path=path)
+    if not raw:
+        raise _unexpected("empty response", raw, status=status, path=path)
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        kind = "HTML page" if "html" in content_type else "non-JSON response"
+        raise _unexpected(f"{kind} instead of OKX JSON", raw, status=status, path=path) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("code"), (str, int)):
+        raise _unexpected("JSON without OKX's 'code' field", raw, status=status, path=path)
+    code = str(payload["code"])
+    if code != "0":
+        message = payload.get("msg")
+        return_message = message if isinstance(message, str) else ""
+        raise api_error_for(code=code, message=return_message, status=status, path=path)
+    data = payload.get("data")
+    if not isinstance(data, list):
+        raise _unexpected("OKX JSON whose 'data' is not a list", raw, status=status, path=path)
+    return data
