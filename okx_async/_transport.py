@@ -113,7 +113,11 @@ class Transport:
                 ),
                 allow_redirects=False,
             ) as response:
-                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                length = response.content_length
+                if length is not None and length <= MAX_RESPONSE_BYTES:
+                    raw = await response.read()
+                else:  # unknown or too long: read no more than we would keep
+                    raw = await _read_capped(response.content, MAX_RESPONSE_BYTES + 1)
                 status = response.status
                 content_type = response.content_type
         except asyncio.TimeoutError as exc:
@@ -134,6 +138,19 @@ class Transport:
     def __repr__(self) -> str:
         state = "open" if self._session is not None else "idle"
         return f"Transport(base_url={self._base_url!r}, {state})"
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    # read(n) returns what is buffered, up to n: loop until the limit or the end.
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _describe(exc: BaseException) -> str:

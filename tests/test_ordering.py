@@ -1,0 +1,176 @@
+"""Per-currency lanes: one in flight, in order, newer values supersede older waiting ones."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from okx_async import RiskOffsetResult
+from okx_async._ordering import Lane, LaneRegistry, SupersededError, Update
+
+
+class ScriptedSender:
+    """Records the order of sends; each send waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.gates: dict[str, asyncio.Future[None]] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.supersede_on: set[str] = set()
+
+    async def __call__(self, update: Update, lane: Lane) -> Decimal:
+        self.sent.append(update.text)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            gate = self.gates.setdefault(update.text, asyncio.get_running_loop().create_future())
+            await gate
+            if update.text in self.supersede_on and lane.has_newer():
+                raise SupersededError
+            return update.amount
+        finally:
+            self.in_flight -= 1
+
+    def open(self, text: str) -> None:
+        self.gates.setdefault(text, asyncio.get_running_loop().create_future())
+        if not self.gates[text].done():
+            self.gates[text].set_result(None)
+
+
+def make(sender: ScriptedSender, text: str) -> Update:
+    return Update(
+        ccy="BTC",
+        text=text,
+        amount=Decimal(text),
+        deadline=None,
+        send=sender,
+        future=asyncio.get_running_loop().create_future(),
+    )
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_coalescing_sends_first_and_last_only() -> None:
+    registry = LaneRegistry()
+    sender = ScriptedSender()
+    lane = registry.lane("k")
+    updates = [make(sender, str(i)) for i in range(1, 6)]
+    for u in updates:
+        lane.submit(u, coalesce=True)
+        await settle()
+    sender.open("1")
+    await settle()
+    sender.open("5")
+    results = await asyncio.gather(*(u.future for u in updates))
+    assert sender.sent == ["1", "5"]
+    assert results[0] == RiskOffsetResult("BTC", Decimal(1), Decimal(1), False)
+    for i, r in enumerate(results[1:4], start=2):
+        assert r == RiskOffsetResult("BTC", Decimal(5), Decimal(i), True)
+    assert results[4] == RiskOffsetResult("BTC", Decimal(5), Decimal(5), False)
+    assert sender.max_in_flight == 1
+    await settle()
+    assert len(registry) == 0  # idle lanes are dropped
+
+
+async def test_without_coalescing_every_value_goes_in_order() -> None:
+    sender = ScriptedSender()
+    lane = LaneRegistry().lane("k")
+    updates = [make(sender, str(i)) for i in range(1, 5)]
+    for u in updates:
+        lane.submit(u, coalesce=False)
+    for i in range(1, 5):
+        await settle()
+        sender.open(str(i))
+    results = await asyncio.gather(*(u.future for u in updates))
+    assert sender.sent == ["1", "2", "3", "4"]
+    assert not any(r.superseded for r in results)
+    assert sender.max_in_flight == 1
+
+
+async def test_superseded_retry_is_answered_by_the_newer_value() -> None:
+    sender = ScriptedSender()
+    sender.supersede_on = {"1"}
+    lane = LaneRegistry().lane("k")
+    first, second = make(sender, "1"), make(sender, "2")
+    lane.submit(first, coalesce=False)
+    await settle()
+    lane.submit(second, coalesce=False)
+    sender.open("1")  # "1" fails and would retry, but "2" waits: give up on "1"
+    await settle()
+    sender.open("2")
+    r1, r2 = await asyncio.gather(first.future, second.future)
+    assert sender.sent == ["1", "2"]
+    assert r1 == RiskOffsetResult("BTC", Decimal(2), Decimal(1), True)
+    assert r2.amount == Decimal(2) and not r2.superseded
+
+
+async def test_failure_reaches_every_caller_waiting_on_the_value() -> None:
+    async def failing(update: Update, lane: Lane) -> Decimal:
+        await asyncio.sleep(0)
+        raise RuntimeError("exchange said no")
+
+    lane = LaneRegistry().lane("k")
+    blocker = ScriptedSender()
+    a = make(blocker, "1")
+    lane.submit(a, coalesce=True)
+    await settle()
+    b = Update(
+        ccy="BTC",
+        text="2",
+        amount=Decimal(2),
+        deadline=None,
+        send=failing,
+        future=asyncio.get_running_loop().create_future(),
+    )
+    c = Update(
+        ccy="BTC",
+        text="3",
+        amount=Decimal(3),
+        deadline=None,
+        send=failing,
+        future=asyncio.get_running_loop().create_future(),
+    )
+    lane.submit(b, coalesce=True)
+    lane.submit(c, coalesce=True)
+    blocker.open("1")
+    assert (await a.future).amount == Decimal(1)
+    for fut in (b.future, c.future):
+        with pytest.raises(RuntimeError, match="exchange said no"):
+            await fut
+
+
+async def test_a_value_nobody_waits_for_is_not_sent() -> None:
+    sender = ScriptedSender()
+    lane = LaneRegistry().lane("k")
+    first, second = make(sender, "1"), make(sender, "2")
+    lane.submit(first, coalesce=False)
+    await settle()
+    lane.submit(second, coalesce=False)
+    second.future.cancel()  # its caller went away before it was sent
+    sender.open("1")
+    await first.future
+    await settle()
+    assert sender.sent == ["1"]
+
+
+async def test_a_cancelled_newest_value_still_goes_if_older_callers_wait_on_it() -> None:
+    sender = ScriptedSender()
+    lane = LaneRegistry().lane("k")
+    a, b, c = make(sender, "1"), make(sender, "2"), make(sender, "3")
+    lane.submit(a, coalesce=True)
+    await settle()
+    lane.submit(b, coalesce=True)
+    lane.submit(c, coalesce=True)
+    c.future.cancel()
+    sender.open("1")
+    await settle()
+    sender.open("3")
+    result = await b.future
+    assert sender.sent == ["1", "3"]
+    assert result == RiskOffsetResult("BTC", Decimal(3), Decimal(2), True)

@@ -1,0 +1,53 @@
+"""The public surface: names in __all__ exist, private modules stay private."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import okx_async
+
+
+def test_all_names_exist_and_are_sorted_sensibly() -> None:
+    for name in okx_async.__all__:
+        assert hasattr(okx_async, name), name
+    assert len(set(okx_async.__all__)) == len(okx_async.__all__)
+
+
+def test_documented_names_are_public() -> None:
+    for name in [
+        "OKXClient",
+        "OKXError",
+        "APIError",
+        "RateLimitedError",
+        "RiskOffsetResult",
+        "AccountConfig",
+        "RiskOffsetAmount",
+        "RetryPolicy",
+        "sign",
+        "__version__",
+    ]:
+        assert name in okx_async.__all__
+
+
+def test_version_comes_from_metadata() -> None:
+    from importlib.metadata import version
+
+    assert okx_async.__version__ == version("okx_async")
+
+
+def test_public_names_do_not_leak_private_modules() -> None:
+    for name in okx_async.__all__:
+        obj = getattr(okx_async, name)
+        if isinstance(obj, type) or callable(obj):
+            # Defined inside the package (re-exported), never a third-party object.
+            assert obj.__module__.startswith("okx_async."), name
+
+
+def test_simulator_and_cli_use_only_the_public_api() -> None:
+    root = Path(okx_async.__file__).parent
+    for sub in ("simulator", "cli"):
+        for path in (root / sub).rglob("*.py"):
+            text = path.read_text()
+            bad = re.findall(r"okx_async\._\w+|from \.\.(_\w+)", text)
+            assert not bad, f"{path} imports private modules: {bad}"

@@ -1,0 +1,85 @@
+"""Retry decisions are pure functions: checked by tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from okx_async import (
+    ClientClosedError,
+    DeadlineExceededError,
+    InvalidInputError,
+    NetworkError,
+    RequestTimeoutError,
+    RetryPolicy,
+    UnexpectedResponseError,
+    backoff,
+    should_retry,
+)
+from okx_async._errors import api_error_for
+from okx_async._retry import retry_delay
+
+POLICY = RetryPolicy(max_attempts=4, backoff_base=0.5, backoff_cap=3.0)
+
+
+def api(code: str, status: int = 200) -> Exception:
+    return api_error_for(code=code, message="", status=status, path="/p")
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "expected"),
+    [
+        (api("50011", 429), 1, True),
+        (api("50011", 429), 3, True),
+        (api("50011", 429), 4, False),  # attempts exhausted
+        (api("50001", 503), 1, True),
+        (api("50004", 400), 1, True),
+        (api("50013", 429), 1, True),
+        (api("50026", 500), 1, True),
+        (api("50040"), 1, True),
+        (api("50102", 401), 1, True),  # once, after resync
+        (api("50102", 401), 2, False),
+        (api("50111", 401), 1, False),
+        (api("50113", 401), 1, False),
+        (api("51000", 400), 1, False),
+        (api("51010"), 1, False),
+        (api("59648"), 1, False),
+        (NetworkError("reset", path="/p"), 1, True),
+        (RequestTimeoutError("slow", path="/p"), 2, True),
+        (UnexpectedResponseError("html", path="/p", status=502, body_preview=""), 1, True),
+        (UnexpectedResponseError("odd", path="/p", status=200, body_preview=""), 1, False),
+        (InvalidInputError("bad"), 1, False),
+        (ClientClosedError("closed"), 1, False),
+        (DeadlineExceededError("late"), 1, False),
+        (ValueError("not ours"), 1, False),
+    ],
+)
+def test_should_retry(error: Exception, attempt: int, expected: bool) -> None:
+    assert should_retry(error, attempt, POLICY) is expected
+
+
+@pytest.mark.parametrize(
+    ("attempt", "ceiling"), [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (10, 3.0), (60, 3.0)]
+)
+def test_backoff_is_full_jitter_under_a_capped_exponential(attempt: int, ceiling: float) -> None:
+    assert backoff(attempt, POLICY, rand=lambda: 1.0) == pytest.approx(ceiling)
+    assert backoff(attempt, POLICY, rand=lambda: 0.0) == 0.0
+    assert backoff(attempt, POLICY, rand=lambda: 0.5) == pytest.approx(ceiling / 2)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [(api("50011", 429), 0.0), (api("50102", 401), 0.0), (api("50013", 429), 0.5)],
+)
+def test_retry_delay_lets_the_limiter_wait_for_rate_limits(
+    error: Exception, expected: float
+) -> None:
+    assert retry_delay(error, 1, POLICY, rand=lambda: 1.0) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_attempts": 0}, {"backoff_base": -1.0}, {"backoff_base": 2.0, "backoff_cap": 1.0}],
+)
+def test_policy_refuses_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]

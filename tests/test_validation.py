@@ -1,0 +1,95 @@
+"""Input validation happens before any I/O and says what is wrong."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from okx_async import InvalidInputError, validate_amount, validate_ccy
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [("BTC", "BTC"), ("btc", "BTC"), ("USDT", "USDT"), ("1INCH", "1INCH")]
+)
+def test_valid_ccy(given: str, expected: str) -> None:
+    assert validate_ccy(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("", "must not be empty"),
+        (None, "must be a string"),
+        (b"BTC", "must be a string"),
+        ("BT C", "not a currency code"),
+        ("BTC-USDT", "not a currency code"),
+        ("A" * 21, "not a currency code"),
+        ("ΒTC", "not a currency code"),  # Greek capital beta
+    ],
+)
+def test_invalid_ccy(given: object, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        validate_ccy(given)
+
+
+def test_invalid_input_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        validate_ccy("")
+
+
+@pytest.mark.parametrize(
+    ("given", "text", "value"),
+    [
+        ("0.5", "0.5", Decimal("0.5")),
+        (Decimal("1E-8"), "0.00000001", Decimal("1E-8")),
+        ("1e-8", "0.00000001", Decimal("1E-8")),
+        ("1E+3", "1000", Decimal("1000")),
+        (3, "3", Decimal(3)),
+        (0, "0", Decimal(0)),
+        ("0.000", "0", Decimal(0)),
+        (Decimal("-0"), "0", Decimal(0)),
+        (".5", "0.5", Decimal("0.5")),
+        ("10.", "10", Decimal("10")),
+        ("+2", "2", Decimal(2)),
+        ("123456789.123456789", "123456789.123456789", Decimal("123456789.123456789")),
+    ],
+)
+def test_valid_amount(given: object, text: str, value: Decimal) -> None:
+    assert validate_amount(given) == (text, value)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (True, "not a bool"),
+        (0.5, "float, which loses precision"),
+        (float("nan"), "float"),
+        ("-1", "negative"),
+        (Decimal("-0.1"), "negative"),
+        (-3, "negative"),
+        ("NaN", "not a plain decimal"),
+        (Decimal("NaN"), "finite"),
+        (Decimal("Infinity"), "finite"),
+        ("inf", "not a plain decimal"),
+        ("1_000", "not a plain decimal"),
+        (" 1", "not a plain decimal"),
+        ("", "not a plain decimal"),
+        ("abc", "not a plain decimal"),
+        ("1e999999", "out of range"),
+        (Decimal("1E-100"), "out of range"),
+        ("0x10", "not a plain decimal"),
+        ([1], "must be a str, Decimal or int"),
+        (None, "must be a str, Decimal or int"),
+        (10**60, "out of range"),
+    ],
+)
+def test_invalid_amount(given: object, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        validate_amount(given)
+
+
+def test_long_garbage_is_cut_in_the_message() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        validate_amount("x" * 10_000)
+    assert len(str(info.value)) < 200
