@@ -25,7 +25,7 @@ def test_valid_ccy(given: str, expected: str) -> None:
         ("BT C", "not a currency code"),
         ("BTC-USDT", "not a currency code"),
         ("A" * 21, "not a currency code"),
-        ("ΒTC", "not a currency code"),  # Greek capital beta
+        ("\u0392TC", "not a currency code"),  # Greek capital beta
     ],
 )
 def test_invalid_ccy(given: object, message: str) -> None:
