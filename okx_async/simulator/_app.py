@@ -1,0 +1,444 @@
+"""The simulated exchange: OKX's checks, rolling-window limits, latency and faults.
+
+Each request goes: inbound latency -> authenticate -> rate limit (the moment it is
+counted) -> maybe a fault -> the endpoint -> record -> outbound latency -> response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import partial
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from okx_async import parse_timestamp, sign
+
+from ._state import (
+    ALL_FAULT_KINDS,
+    BALANCE_PATH,
+    CONFIG_PATH,
+    DEFAULT_LIMITS,
+    SET_PATH,
+    TIME_PATH,
+    Faults,
+    Record,
+    RollingWindows,
+    SimKey,
+    SimulatorConfig,
+    SimUser,
+)
+
+TIMESTAMP_TOLERANCE: Final = 30.0  # seconds either side of the simulator clock (else 50102)
+MAX_BALANCE_CCYS: Final = 20
+_AMOUNT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # plain, non-negative decimals only
+
+_MESSAGES: Final = {
+    "0": "",
+    "50004": "API endpoint request timeout (does not mean that the request was successful "
+    "or failed, please check the request result).",
+    "50011": "Too Many Requests",
+    "50013": "Systems are busy. Please try again later.",
+    "50101": "APIKey does not match current environment.",
+    "50102": "Timestamp request expired.",
+    "50103": 'Request header "OK-ACCESS-KEY" cannot be empty.',
+    "50104": 'Request header "OK-ACCESS-PASSPHRASE" cannot be empty.',
+    "50105": 'Request header "OK-ACCESS-PASSPHRASE" incorrect.',
+    "50106": 'Request header "OK-ACCESS-SIGN" cannot be empty.',
+    "50107": 'Request header "OK-ACCESS-TIMESTAMP" cannot be empty.',
+    "50111": "Invalid OK-ACCESS-KEY.",
+    "50112": "Invalid OK-ACCESS-TIMESTAMP.",
+    "50113": "Invalid Sign.",
+    "50120": "API key doesn't have permission to access this endpoint.",
+    "51000": "Parameter error",
+    "51010": "You can't complete this request under your current account mode.",
+    "59648": "Your modified spot-in-use amount is insufficient, which may lead to liquidation.",
+    "59651": "Enable spot-derivatives risk offset mode to set your spot-in-use amount.",
+    "59652": "You can only set a spot-in-use amount for crypto that can be used as margin.",
+}
+# HTTP status per code, from OKX-FACTS.md; everything else (business errors) is 200.
+_STATUS: Final = {"50004": 400, "50011": 429, "50013": 429, "51000": 400} | {
+    str(code): 401 for code in range(50101, 50121)
+}
+
+_GATEWAY_PAGE: Final = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+_AMBIGUOUS: Final = frozenset({"drop", "stall", "timeout_50004"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int  # 0: close the connection without a response
+    body: bytes = b""
+    content_type: str = "application/json"
+    code: str | None = None
+
+    def response(self) -> web.Response:
+        charset = None if self.content_type == "application/json" else "utf-8"
+        return web.Response(
+            status=self.status, body=self.body, content_type=self.content_type, charset=charset
+        )
+
+
+_NO_REPLY: Final = _Reply(0)
+_FAULT_REPLIES: Final = {
+    "http_500": _Reply(500, b"500 Internal Server Error", "text/plain"),
+    "html_502": _Reply(502, _GATEWAY_PAGE, "text/html"),
+}
+
+
+def _okx(code: str, msg: str | None = None, data: list[dict[str, Any]] | None = None) -> _Reply:
+    text = _MESSAGES.get(code, "") if msg is None else msg
+    body = orjson.dumps({"code": code, "msg": text, "data": data or []})
+    return _Reply(_STATUS.get(code, 200), body, "application/json", code)
+
+
+def _parse_json(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class Simulator:
+    """OKX's four endpoints in one aiohttp application (`app`), with inspectable state.
+
+    `latency`, `clock_offset`, `limits`, `burst_limit`, `max_field_name` and `faults`
+    may be changed while it runs; `users` holds the simulator's own copies of the users.
+    """
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.users: dict[str, SimUser] = {}
+        self._keys: dict[str, tuple[SimUser, SimKey]] = {}
+        for original in config.users:
+            user = original.copy()
+            if user.uid in self.users:
+                raise ValueError(f"duplicate uid {user.uid!r}")
+            self.users[user.uid] = user
+            for key in user.keys:
+                if key.api_key in self._keys:
+                    raise ValueError(f"API key {key.api_key!r} belongs to two users")
+                self._keys[key.api_key] = (user, key)
+        if config.burst_limit is not None and config.burst_limit < 1:
+            raise ValueError("burst_limit must be at least 1")
+        self.limits: dict[str, tuple[int, float]] = {**DEFAULT_LIMITS, **config.limits}
+        self.burst_limit = config.burst_limit
+        self.latency = config.latency
+        self.clock_offset = config.clock_offset
+        self.max_field_name = config.max_field_name
+        self.records: list[Record] = []
+        self._windows = RollingWindows()
+        self._rng = random.Random(config.seed)
+        self._faults = config.faults
+        self._fault_rng = random.Random(config.faults.seed)
+        self._script: deque[tuple[str | None, bool | None]] = deque()
+        self._stalls: set[asyncio.Future[None]] = set()
+        self.app = web.Application()
+        self.app[SIMULATOR_KEY] = self
+        for path in (TIME_PATH, CONFIG_PATH, BALANCE_PATH):
+            self.app.router.add_get(path, self._handle)
+        self.app.router.add_post(SET_PATH, self._handle)
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    # --- inspection and control -------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._faults = faults
+        self._fault_rng = random.Random(faults.seed)  # same seed, same fault sequence
+
+    def now(self) -> float:
+        """The simulator's clock (Unix seconds): local time shifted by `clock_offset`."""
+        return time.time() + self.clock_offset
+
+    def values(self, uid: str) -> dict[str, str]:
+        """The current clSpotInUseAmt per currency of a user (a copy)."""
+        return dict(self.users[uid].values)
+
+    def rate_limited_count(self, uid: str | None = None) -> int:
+        """50011 answers so far: of one user (or "ip:<addr>" for public/time), or all."""
+        return self._windows.refused(uid)
+
+    def max_in_window(self, uid: str, path: str) -> int:
+        """The most admitted requests of `uid` to `path` inside any (t - window, t]."""
+        return self._windows.max_in_window(uid, path, self.limits[path][1])
+
+    def script_faults(self, kinds: Iterable[str | None], *, applied: bool | None = None) -> None:
+        """Queue faults for the next set requests that pass auth and rate limiting, one
+        each (None: no fault). `applied` fixes whether ambiguous faults (drop, stall,
+        timeout_50004) come after the value was set; None draws it from `faults`."""
+        queued = []
+        for kind in kinds:
+            if kind is not None and kind not in ALL_FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}")
+            queued.append((kind, applied))
+        self._script.extend(queued)
+
+    def reset_records(self) -> None:
+        """Forget records, the admission log and 50011 counts; windows keep limiting."""
+        self.records.clear()
+        self._windows.clear_history()
+
+    def release_stalls(self) -> None:
+        """Wake every stalled request; each then closes its connection unanswered."""
+        for stall in self._stalls:
+            if not stall.done():
+                stall.set_result(None)
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        self.release_stalls()
+
+    # --- request flow -----------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        await self._network_delay()
+        arrival = asyncio.get_running_loop().time()
+        path = request.path
+        parsed = _parse_json(raw) if request.method == "POST" else None
+        user: SimUser | None = None
+        key: SimKey | None = None
+        if path == TIME_PATH:  # public: no auth, limited per IP
+            subject, signature_ok, refusal = f"ip:{request.remote}", True, None
+        else:
+            user, key, signature_ok, refusal = self._authenticate(request, raw)
+            subject = user.uid if user is not None else ""
+        if refusal is None:
+            limit, window = self.limits[path]
+            if not self._windows.try_admit(subject, path, arrival, limit, window, self.burst_limit):
+                refusal = _okx("50011")
+        uid = user.uid if user is not None else None
+
+        def record(reply: _Reply, fault: str | None = None, applied: bool = False) -> Record:
+            return Record(
+                arrival=arrival,
+                method=request.method,
+                path=path,
+                api_key=request.headers.get("OK-ACCESS-KEY"),
+                uid=uid,
+                body=parsed if isinstance(parsed, dict) else None,
+                status=reply.status,
+                code=reply.code,
+                signature_ok=signature_ok,
+                fault=fault,
+                applied=applied,
+            )
+
+        if refusal is not None:
+            return await self._finish(request, record(refusal), refusal)
+
+        fault, applied_first = self._next_fault(path)
+        process = partial(self._process, path, request, user, key, parsed)
+        reply, applied = _NO_REPLY, False
+        if fault is None:
+            reply, applied = process()
+        elif fault in _FAULT_REPLIES:
+            reply = _FAULT_REPLIES[fault]
+        elif fault == "busy_50013":
+            reply = _okx("50013")
+        elif fault == "stall":
+            if applied_first:
+                reply, applied = process()
+            released = await self._stall(self._faults.stall_seconds)
+            transport = request.transport
+            if released or transport is None or transport.is_closing():
+                reply = _NO_REPLY  # shutting down, or the client gave up: nobody to answer
+            elif not applied_first:
+                reply, applied = process()
+        else:  # drop, timeout_50004
+            if applied_first:
+                _, applied = process()
+            reply = _NO_REPLY if fault == "drop" else _okx("50004")
+        return await self._finish(request, record(reply, fault, applied), reply)
+
+    async def _finish(self, request: web.Request, entry: Record, reply: _Reply) -> web.Response:
+        self.records.append(entry)
+        await self._network_delay()
+        if reply.status == 0:
+            if request.transport is not None:
+                request.transport.close()
+            # aiohttp cannot write this to the closed transport, and logs nothing for it.
+            return web.Response(status=204)
+        return reply.response()
+
+    async def _network_delay(self) -> None:
+        low, high = self.latency
+        if high > 0:
+            await asyncio.sleep(self._rng.uniform(low, high))
+
+    async def _stall(self, seconds: float) -> bool:
+        """Sleep `seconds`; True when woken early by `release_stalls`."""
+        stall: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stalls.add(stall)
+        try:
+            await asyncio.wait([stall], timeout=seconds)
+        finally:
+            self._stalls.discard(stall)
+        return stall.done()
+
+    def _next_fault(self, path: str) -> tuple[str | None, bool]:
+        faults, rng = self._faults, self._fault_rng
+        if path == SET_PATH and self._script:
+            kind, applied = self._script.popleft()
+        elif faults.rate > 0 and rng.random() < faults.rate:
+            kind, applied = rng.choice(faults.kinds), None
+        else:
+            return None, False
+        if kind not in _AMBIGUOUS:
+            return kind, False
+        if applied is None:
+            applied = rng.random() < faults.applied_before_fault
+        return kind, applied
+
+    def _authenticate(
+        self, request: web.Request, raw: bytes
+    ) -> tuple[SimUser | None, SimKey | None, bool, _Reply | None]:
+        """(user, key, signature_ok, refusal). Checks in OKX's spirit, cheapest first."""
+        headers = request.headers
+        api_key = headers.get("OK-ACCESS-KEY", "")
+        passphrase = headers.get("OK-ACCESS-PASSPHRASE", "")
+        signature = headers.get("OK-ACCESS-SIGN", "")
+        timestamp = headers.get("OK-ACCESS-TIMESTAMP", "")
+        user, key = self._keys.get(api_key, (None, None))
+        signature_ok = False
+        if key is not None and signature and timestamp:
+            # Over the exact bytes received and the raw path with its query string.
+            expected = sign(key.secret_key, timestamp, request.method, request.raw_path, raw)
+            signature_ok = hmac.compare_digest(expected.encode(), signature.encode())
+        code: str | None = None
+        if not api_key:
+            code = "50103"
+        elif not passphrase:
+            code = "50104"
+        elif not signature:
+            code = "50106"
+        elif not timestamp:
+            code = "50107"
+        elif key is None:
+            code = "50111"
+        elif not hmac.compare_digest(passphrase.encode(), key.passphrase.encode()):
+            code = "50105"
+        elif (sent_at := _parse_timestamp(timestamp)) is None:
+            code = "50112"
+        elif abs(sent_at - self.now()) > TIMESTAMP_TOLERANCE:
+            code = "50102"
+        elif (headers.get("x-simulated-trading") == "1") != key.demo:
+            code = "50101"
+        elif not signature_ok:
+            code = "50113"
+        elif request.method == "POST" and "trade" not in key.permissions.split(","):
+            code = "50120"
+        return user, key, signature_ok, None if code is None else _okx(code)
+
+    # --- endpoints --------------------------------------------------------------------
+
+    def _process(
+        self,
+        path: str,
+        request: web.Request,
+        user: SimUser | None,
+        key: SimKey | None,
+        parsed: object,
+    ) -> tuple[_Reply, bool]:
+        """The endpoint's own answer, and whether it changed a value."""
+        if path == TIME_PATH:
+            return _okx("0", data=[{"ts": str(int(self.now() * 1000))}]), False
+        assert user is not None and key is not None  # authenticated above
+        if path == CONFIG_PATH:
+            return _okx("0", data=[self._account_config(user, key)]), False
+        if path == BALANCE_PATH:
+            return self._balance(user, request.query.get("ccy", "")), False
+        return self._set(user, parsed)
+
+    def _account_config(self, user: SimUser, key: SimKey) -> dict[str, Any]:
+        is_main = user.main_uid in (None, user.uid)
+        return {
+            "uid": user.uid,
+            "mainUid": user.main_uid or user.uid,
+            "acctLv": user.acct_lv,
+            "perm": key.permissions,
+            "label": "okx_async simulator",
+            "level": "Lv1",
+            "levelTmp": "",
+            "posMode": "net_mode",
+            "autoLoan": False,
+            "greeksType": "PA",
+            "ctIsoMode": "automatic",
+            "mgnIsoMode": "automatic",
+            "spotOffsetType": "1" if user.risk_offset_mode else "",
+            "roleType": "0",
+            "kycLv": "2",
+            "ip": "",
+            "type": "0" if is_main else "1",
+        }
+
+    def _balance(self, user: SimUser, ccy_param: str) -> _Reply:
+        if ccy_param:
+            ccys = ccy_param.split(",")
+            if len(ccys) > MAX_BALANCE_CCYS or not all(ccys):
+                return _okx("51000", "Parameter ccy error")
+        else:
+            ccys = user.currencies()
+        now_ms = str(int(self.now() * 1000))
+        details = [
+            {
+                "ccy": ccy,
+                "clSpotInUseAmt": user.values.get(ccy, ""),
+                "spotInUseAmt": user.spot_in_use.get(ccy, ""),
+                self.max_field_name: user.max_spot_in_use.get(ccy, ""),
+                "uTime": now_ms,
+            }
+            for ccy in dict.fromkeys(ccys)  # in order, without repeats
+        ]
+        return _okx("0", data=[{"uTime": now_ms, "details": details}])
+
+    def _set(self, user: SimUser, body: object) -> tuple[_Reply, bool]:
+        if not isinstance(body, dict):
+            return _okx("51000", "Parameter error: the body must be a JSON object"), False
+        ccy, amount = body.get("ccy"), body.get("clSpotInUseAmt")
+        if not isinstance(ccy, str) or not ccy:
+            return _okx("51000", "Parameter ccy error"), False
+        if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):
+            return _okx("51000", "Parameter clSpotInUseAmt error"), False
+        if user.acct_lv != "4":
+            return _okx("51010"), False
+        if not user.risk_offset_mode:
+            return _okx("59651"), False
+        if ccy not in user.margin_ccys:
+            return _okx("59652"), False
+        floor = user.min_values.get(ccy)
+        if floor is not None and Decimal(amount) < Decimal(floor):
+            return _okx("59648"), False
+        user.values[ccy] = amount
+        return _okx("0", data=[{"ccy": ccy, "clSpotInUseAmt": amount}]), True
+
+
+def _parse_timestamp(text: str) -> float | None:
+    try:
+        return parse_timestamp(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+SIMULATOR_KEY: Final = web.AppKey("okx_async_simulator", Simulator)
+
+
+def create_app(config: SimulatorConfig) -> web.Application:
+    """A new simulator's application; the Simulator is `app[SIMULATOR_KEY]`."""
+    return Simulator(config).app
