@@ -58,6 +58,7 @@ __all__ = ["OKXClient"]
 logger = logging.getLogger("okx_async")
 
 _MAX_BALANCE_CCYS = 20  # OKX's limit per balance request
+_CLOSING = "okx_async: client closed"  # marks close()'s own cancellations
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -69,6 +70,8 @@ class OKXClient:
     """
 
     __slots__ = (
+        "_active",
+        "_all_idle",
         "_backend",
         "_base_url",
         "_clock",
@@ -83,6 +86,7 @@ class OKXClient:
         "_owns_backend",
         "_retry",
         "_stats",
+        "_stopping",
         "_transport",
         "_uid",
         "_uid_lookup",
@@ -134,6 +138,10 @@ class OKXClient:
         self._stats = StatsRecorder()
         self._on_event = on_event
         self._outstanding: set[Update] = set()
+        # Tasks inside _request now, so close() can stop exactly those (see close()).
+        self._active: set[asyncio.Task[Any]] = set()
+        self._all_idle: asyncio.Event | None = None
+        self._stopping: set[asyncio.Task[Any]] = set()
         self._closed = False
         if redis_url is None and limiter is None:
             redis_url = os.environ.get(ENV_REDIS_URL) or None
@@ -290,6 +298,14 @@ class OKXClient:
         closed = ClientClosedError("the client was closed before this update finished")
         for update in list(self._outstanding):
             update.fail(closed)
+        # Requests still waiting for a slot or on the wire are this client's alone to stop;
+        # the tasks running them may be shared lane workers, which carry on afterwards.
+        if self._active:
+            self._all_idle = asyncio.Event()
+            self._stopping = set(self._active)
+            for task in self._stopping:
+                task.cancel(_CLOSING)
+            await self._all_idle.wait()
         await self._transport.aclose()
         if self._owns_backend and self._backend is not None:
             await self._backend.aclose()
@@ -396,6 +412,40 @@ class OKXClient:
         signed: bool = True,
     ) -> list[Any]:
         """Send with rate limiting and retries; return OKX's `data`."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            return await self._request_attempts(
+                method, path, query=query, body=body, deadline=deadline, lane=lane, signed=signed
+            )
+        except asyncio.CancelledError as exc:
+            # Identify close()'s cancellation by message *or* by task: a library below
+            # may re-raise CancelledError without the message.
+            ours = exc.args == (_CLOSING,) or task in self._stopping
+            if not (self._closed and ours):
+                raise
+            # Our own close() stopped this request: the task itself goes on.
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:  # Python 3.11+: keep asyncio.timeout() honest
+                uncancel()
+            raise ClientClosedError("the client was closed before this request finished") from None
+        finally:
+            self._active.discard(task)
+            if not self._active and self._all_idle is not None:
+                self._all_idle.set()
+
+    async def _request_attempts(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str,
+        body: bytes,
+        deadline: float | None,
+        lane: Lane | None,
+        signed: bool,
+    ) -> list[Any]:
         loop = asyncio.get_running_loop()
         rate = ENDPOINT_LIMITS[path]
         attempt = 0

@@ -17,6 +17,7 @@ import orjson
 
 from ._defaults import CONNECT_TIMEOUT, CONNECTION_LIMIT, ERROR_BODY_PREVIEW, REQUEST_TIMEOUT
 from ._errors import (
+    ClientClosedError,
     InvalidInputError,
     NetworkError,
     RequestTimeoutError,
@@ -59,7 +60,7 @@ def _is_loopback(host: str) -> bool:
 class Transport:
     """One aiohttp session (connection reuse) for one base URL."""
 
-    __slots__ = ("_base_url", "_connect_timeout", "_request_timeout", "_session")
+    __slots__ = ("_base_url", "_closed", "_connect_timeout", "_request_timeout", "_session")
 
     def __init__(
         self,
@@ -72,12 +73,15 @@ class Transport:
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     @property
     def request_timeout(self) -> float:
         return self._request_timeout
 
     def _open_session(self) -> aiohttp.ClientSession:
+        if self._closed:  # never reopen behind close(): that session would leak
+            raise ClientClosedError("the client was closed")
         # Created lazily inside the running loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ssl=True)
         self._session = aiohttp.ClientSession(
@@ -131,6 +135,7 @@ class Transport:
         return _decode(raw, status=status, content_type=content_type, path=path)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
