@@ -1,0 +1,182 @@
+"""Prove it holds: faults, cancellation, shutdown, adaptive burst, against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from okx_async import ClientClosedError, OKXClient, OKXError, RetryPolicy
+from okx_async.simulator import (
+    DEFAULT_MARGIN_CCYS,
+    SET_PATH,
+    Faults,
+    SimKey,
+    Simulator,
+    SimulatorConfig,
+    SimulatorServer,
+    SimUser,
+)
+
+KEYS = [SimKey(f"rk-{i}", f"rsecret-{i}-abc", f"rpass-{i}-abc") for i in range(4)]
+UID = "3003"
+CCYS = sorted(DEFAULT_MARGIN_CCYS)
+FAST_RETRY = RetryPolicy(max_attempts=12, backoff_base=0.02, backoff_cap=0.3)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[Simulator, str]]:
+    simulator = Simulator(SimulatorConfig(users=[SimUser(uid=UID, keys=list(KEYS))]))
+    async with SimulatorServer(simulator) as server:
+        yield simulator, server.base_url
+        simulator.release_stalls()
+
+
+def client_for(url: str, key: SimKey = KEYS[0], **kwargs: object) -> OKXClient:
+    return OKXClient(
+        api_key=key.api_key,
+        secret_key=key.secret_key,
+        passphrase=key.passphrase,
+        base_url=url,
+        user_id=UID,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def assert_budget_kept(simulator: Simulator) -> None:
+    assert simulator.rate_limited_count() == 0
+    assert simulator.max_in_window(UID, SET_PATH) <= 10
+
+
+async def test_faults_never_lose_the_last_value(sim: tuple[Simulator, str]) -> None:
+    """7 currencies x 60 updates with 20% of responses failing in every way."""
+    simulator, url = sim
+    simulator.faults = Faults(
+        rate=0.2,
+        kinds=("http_500", "busy_50013", "html_502", "drop", "stall", "timeout_50004"),
+        stall_seconds=0.6,
+        seed=11,
+    )
+    # One of each kind first, so every kind is seen whatever the random draws do.
+    simulator.script_faults(
+        ["http_500", "busy_50013", "html_502", "drop", "stall", "timeout_50004"]
+    )
+    rng = random.Random(5)
+    ccys = CCYS[:7]
+    last: dict[str, str] = {}
+    outcomes: list[object] = []
+    async with client_for(url, request_timeout=0.25, retry=FAST_RETRY) as client:
+
+        async def one(ccy: str, value: str) -> None:
+            try:
+                outcomes.append(await client.set_risk_offset_amount(ccy, value))
+            except OKXError as exc:  # a typed error is an allowed outcome
+                outcomes.append(exc)
+
+        tasks = []
+        for i in range(60):
+            for ccy in ccys:
+                value = f"{i}.{rng.randrange(100)}"
+                last[ccy] = value
+                tasks.append(asyncio.ensure_future(one(ccy, value)))
+            await asyncio.sleep(rng.uniform(0, 0.03))
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=90)
+        stats = client.stats()
+    assert len(outcomes) == 420
+    assert not any(isinstance(o, BaseException) and not isinstance(o, OKXError) for o in outcomes)
+    assert {c: Decimal(simulator.values(UID)[c]) for c in ccys} == {
+        c: Decimal(v) for c, v in last.items()
+    }
+    assert_budget_kept(simulator)
+    assert stats.retried > 0 and stats.superseded > 0
+    faulted = {r.fault for r in simulator.records if r.fault}
+    assert faulted >= {"http_500", "busy_50013", "html_502", "drop", "stall"}
+
+
+async def test_cancelled_callers_neither_leak_nor_overspend(sim: tuple[Simulator, str]) -> None:
+    simulator, url = sim
+    simulator.latency = (0.0, 0.03)
+    rng = random.Random(9)
+    async with client_for(url) as client:
+        tasks = [
+            asyncio.ensure_future(client.set_risk_offset_amount(ccy, "1")) for ccy in CCYS[:24]
+        ]
+        await asyncio.sleep(0.01)  # the first 10 are in flight, 14 wait
+        victims = rng.sample(range(24), 12)
+        for i in victims[:6]:
+            tasks[i].cancel()
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
+        for i in victims[6:]:
+            tasks[i].cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        survivors = [d for d in done if not isinstance(d, BaseException)]
+        assert all(d.amount == Decimal(1) for d in survivors)  # type: ignore[union-attr]
+        # No leak: once a window has passed, a full burst of 10 goes out at once again.
+        await asyncio.sleep(2.1)
+        before = len(simulator.records)
+        await asyncio.gather(*(client.set_risk_offset_amount(c, "2") for c in CCYS[:10]))
+        burst = [r.arrival for r in simulator.records[before:] if r.path == SET_PATH]
+        assert len(burst) == 10 and max(burst) - min(burst) < 0.5
+    assert_budget_kept(simulator)
+
+
+async def test_close_drains_then_fails_the_rest_without_leaks(sim: tuple[Simulator, str]) -> None:
+    simulator, url = sim
+    client = client_for(url)
+    tasks = [asyncio.ensure_future(client.set_risk_offset_amount(c, "3")) for c in CCYS[:24]]
+    await asyncio.sleep(0.05)
+    await client.close(timeout=0.3)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    closed = [r for r in results if isinstance(r, ClientClosedError)]
+    assert len(ok) == 10 and len(closed) == 14, results
+    await asyncio.sleep(0)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert others == [] or all(t.done() for t in others), others
+    # Nothing more is sent once the client is closed, even after the window frees slots.
+    sent = len([r for r in simulator.records if r.path == SET_PATH])
+    await asyncio.sleep(2.1)
+    assert len([r for r in simulator.records if r.path == SET_PATH]) == sent == 10
+
+
+async def test_bursts_of_only_two_converge_without_failures(sim: tuple[Simulator, str]) -> None:
+    simulator, url = sim
+    simulator.burst_limit = 2  # GCRA: 2 at once, then one per 200 ms
+    async with client_for(url, retry=FAST_RETRY) as client:
+        first = await asyncio.gather(
+            *(client.set_risk_offset_amount(c, "4") for c in CCYS[:12]), return_exceptions=True
+        )
+        assert all(not isinstance(r, BaseException) for r in first), first
+        limited_after_first = simulator.rate_limited_count()
+        second = await asyncio.gather(
+            *(client.set_risk_offset_amount(c, "5") for c in CCYS[:12]), return_exceptions=True
+        )
+        assert all(not isinstance(r, BaseException) for r in second), second
+        assert client.stats().rate_limited == limited_after_first > 0
+    # The second round learned the server's burst: no new rejections.
+    assert simulator.rate_limited_count() == limited_after_first
+    assert all(simulator.values(UID)[c] == "5" for c in CCYS[:12])
+
+
+async def test_four_keys_of_one_user_with_network_delay(sim: tuple[Simulator, str]) -> None:
+    simulator, url = sim
+    simulator.latency = (0.0, 0.05)
+    clients = [client_for(url, key) for key in KEYS]
+    rng = random.Random(3)
+    last: dict[str, str] = {}
+    calls = []
+    for i in range(40):
+        ccy = rng.choice(CCYS[:8])
+        last[ccy] = str(i)
+        calls.append(clients[rng.randrange(4)].set_risk_offset_amount(ccy, str(i)))
+    try:
+        results = await asyncio.gather(*calls)
+    finally:
+        for c in clients:
+            await c.close()
+    assert len(results) == 40
+    assert_budget_kept(simulator)
+    assert {c: simulator.values(UID)[c] for c in last} == last
