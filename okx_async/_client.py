@@ -114,10 +114,19 @@ class OKXClient:
         self._credentials = Credentials(
             api_key=api_key, secret_key=secret_key, passphrase=passphrase
         )
+        if not isinstance(base_url, str):
+            raise InvalidInputError(
+                f"base_url must be a URL or a region name (global, eea, us), "
+                f"not {type(base_url).__name__}"
+            )
         base_url = REGION_URLS.get(base_url, base_url)
         self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        if request_timeout <= 0 or connect_timeout <= 0:
-            raise InvalidInputError("request_timeout and connect_timeout must be positive")
+        for name, value in (
+            ("request_timeout", request_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not _is_positive_number(value):
+                raise InvalidInputError(f"{name} must be a positive number of seconds")
         if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
             raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
         self._demo = bool(demo)
@@ -339,7 +348,7 @@ class OKXClient:
     def _deadline(timeout: float | None) -> float | None:
         if timeout is None:
             return None
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        if not _is_positive_number(timeout):
             raise InvalidInputError(
                 f"timeout must be a positive number of seconds, not {timeout!r}"
             )
@@ -564,6 +573,13 @@ def _first_row(data: list[Any], path: str) -> dict[str, Any]:
             body_preview=repr(data)[:200],
         )
     return data[0]
+
+
+def _is_positive_number(value: object) -> bool:
+    # bool is an int; NaN fails "> 0"; inf would never time out, which is no timeout.
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    )
 
 
 def _env_flag(name: str, value: str) -> bool:
