@@ -50,6 +50,8 @@ QUEUE_WAIT_SAMPLES: Final = 2048  # queue-wait samples kept for p50/p99
 REDIS_KEY_PREFIX: Final = "okx_async"
 REDIS_INFLIGHT_TTL: Final = 60.0  # a lease whose holder died expires after this
 REDIS_OPERATION_TIMEOUT: Final = 1.0
+REDIS_TICKET_GRACE: Final = 2.0  # a waiter's ticket outlives its answered try-at by this
+REDIS_FALLBACK_PROBE_INTERVAL: Final = 1.0  # while on the local fallback, ping Redis this often
 
 # Input limits.
 CCY_MAX_LENGTH: Final = 20

@@ -1,0 +1,1039 @@
+"""The rate limiter shared by every process and host of one OKX user, kept in Redis.
+
+Same rules as the in-process limiter (`_ratelimit.LocalKeyLimiter`): a request takes a
+lease when it is sent, `release` starts the lease's last window, at most `limit` leases
+exist at once, a 50011 holds the key for a window and halves the burst (GCRA pacing). Here
+the leases, the pacer and the hold live in Redis (or Valkey), so every process of the user
+obeys one budget.
+
+Data layout. All keys of one budget share the hash tag `{<environment>|<subject>}`, so
+each script touches a single Redis Cluster slot::
+
+    <prefix>:{<env>|<subject>}:<endpoint>:leases  ZSET lease id -> expiry (µs, Redis clock)
+        in flight: grant + inflight_ttl (a dead holder's lease lapses by itself);
+        released:  release + window
+    ...:queue   ZSET ticket id -> arrival number: the cross-process FIFO of waiters
+    ...:beats   ZSET ticket id -> heartbeat expiry (µs): the try-at answered + grace,
+                so a dead process's ticket lapses and stops blocking the others
+    ...:state   HASH tat (GCRA theoretical arrival time, µs), held_until (µs),
+                burst, clean_since (µs, start of the run without 50011: the burst
+                doubles every RATE_LIMIT_RECOVERY_WINDOWS windows after it),
+                next_ticket (arrival counter)
+
+Each operation is one Lua script (EVALSHA): acquire, settle (release and clean-up) and
+rate-limited. Redis `TIME` is the only clock. A ticket id is the lease id of the same
+acquire, generated here, so a caller that gives up can always undo what Redis decided.
+
+Acquire answers "granted", or the exact time to come back: the earliest cooling lease's
+expiry, the hold's end or the pacer's time, whichever is last; while every lease is still
+in flight the earliest a slot can free is now + window. The waiter at queue position k
+(k waiters ahead, across all processes) may take a slot only if more than k are free, so
+nobody overtakes. Inside one process a local FIFO lets only its head talk to Redis: about
+one round trip per acquire and one per release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import sys
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from ._defaults import (
+    MAX_PENDING_PER_KEY,
+    RATE_LIMIT_RECOVERY_WINDOWS,
+    REDIS_FALLBACK_PROBE_INTERVAL,
+    REDIS_INFLIGHT_TTL,
+    REDIS_KEY_PREFIX,
+    REDIS_OPERATION_TIMEOUT,
+    REDIS_TICKET_GRACE,
+)
+from ._errors import (
+    ClientClosedError,
+    DeadlineExceededError,
+    InvalidInputError,
+    LimiterUnavailableError,
+    QueueFullError,
+)
+from ._limits import KeyLimiter, Lease, LimiterKey, LimiterSnapshot, RateLimit
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisKeyLimiter", "RedisLease", "RedisLimiterBackend", "mask_url"]
+
+logger = logging.getLogger("okx_async.redis")
+
+_T = TypeVar("_T")
+
+# Acquire answers.
+_GRANTED = 1
+_WAIT = 0
+_REFUSED = -1
+# Settle entries: (lease id, remaining µs of cooling) or one of these.
+_SETTLE_IN_FLIGHT = -1
+_SETTLE_CANCEL = -2
+
+# --------------------------------------------------------------------------------------
+# Lua. Every script gets KEYS = leases, queue, beats, state and
+# ARGV[1..3] = window µs, in-flight TTL µs, idle TTL ms.
+
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local leases, queue, beats, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local window = tonumber(ARGV[1])
+local inflight_ttl = tonumber(ARGV[2])
+local idle_ms = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+-- Set a TTL of at least `ms` (never shortens one).
+local function extend(key, ms)
+  local p = redis.call('PTTL', key)
+  if p == -1 or (p >= 0 and p < ms) then redis.call('PEXPIRE', key, ms) end
+end
+
+-- rem > 0: the lease cools for rem more µs (release); rem <= 0: it has cooled;
+-- -1: it is in flight (adopted from the local fallback); -2: forget id entirely
+-- (a lease never used, or a ticket given up).
+local function settle(id, rem)
+  if rem == -2 then
+    redis.call('ZREM', leases, id)
+    redis.call('ZREM', queue, id)
+    redis.call('ZREM', beats, id)
+    return
+  end
+  local raw = redis.call('ZSCORE', leases, id)
+  local s = nil
+  if raw then s = tonumber(raw) end
+  if rem == -1 then
+    if not s then redis.call('ZADD', leases, now + inflight_ttl, id) end
+    return
+  end
+  local in_flight = s ~= nil and s > now + window
+  if rem <= 0 then
+    if in_flight then redis.call('ZREM', leases, id) end
+    return
+  end
+  local e = now + rem
+  if s == nil or in_flight or s < e then redis.call('ZADD', leases, e, id) end
+end
+"""
+
+# ARGV[4..9] = lease id, limit, max burst, ticket grace µs, max wait µs (-1: none),
+# recovery µs (clean time before the burst doubles), ARGV[10] = 1 to apply a pending 50011
+# first, ARGV[11..] = settle pairs. Returns {status, wait µs, burst, hold left µs}.
+_ACQUIRE_LUA = (
+    _PRELUDE
+    + """
+local id = ARGV[4]
+local limit = tonumber(ARGV[5])
+local max_burst = tonumber(ARGV[6])
+local grace = tonumber(ARGV[7])
+local max_wait = tonumber(ARGV[8])
+local recovery = tonumber(ARGV[9])
+local limited_now = ARGV[10] == '1'
+for i = 11, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
+
+local st = redis.call('HMGET', state, 'tat', 'held_until', 'burst', 'clean_since')
+local tat = tonumber(st[1]) or 0
+local held = tonumber(st[2]) or 0
+local burst = tonumber(st[3]) or max_burst
+local clean = tonumber(st[4]) or now
+if burst > max_burst then burst = max_burst end
+local dirty = false
+if limited_now then
+  -- As in the rate-limited script below.
+  if now >= held then burst = math.max(1, math.floor(burst / 2)) end
+  held = now + window
+  clean = now
+  redis.call('HSET', state, 'held_until', held)
+  dirty = true
+elseif burst < max_burst and recovery > 0 then
+  local n = math.floor((now - clean) / recovery)
+  if n > 0 then
+    burst = math.min(max_burst, math.floor(burst * 2 ^ math.min(n, 30)))
+    clean = clean + n * recovery
+    dirty = true
+  end
+end
+local hold_left = math.max(0, math.ceil(held - now))
+local function save()
+  if dirty then redis.call('HSET', state, 'burst', burst, 'clean_since', clean) end
+end
+
+if redis.call('ZSCORE', leases, id) then
+  -- An earlier try of this very acquire was granted but its answer was lost.
+  save()
+  return {1, 0, burst, hold_left}
+end
+
+redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+redis.call('PEXPIRE', leases, idle_ms)  -- settle entries may have created it
+local dead = redis.call('ZRANGEBYSCORE', beats, '-inf', now)
+if #dead > 0 then
+  for _, d in ipairs(dead) do redis.call('ZREM', queue, d) end
+  redis.call('ZREMRANGEBYSCORE', beats, '-inf', now)
+end
+
+local rank = redis.call('ZRANK', queue, id)
+local pos = rank or redis.call('ZCARD', queue)
+
+-- Leases: position pos needs more than pos free slots. Every lease left expires after
+-- now; those expiring by now + window are cooling, the rest are in flight and free at
+-- now + window at the earliest.
+local at = now
+local need = redis.call('ZCARD', leases) - (limit - pos - 1)
+if need > 0 then
+  local r = redis.call('ZRANGEBYSCORE', leases, '-inf', now + window,
+                       'WITHSCORES', 'LIMIT', need - 1, 1)
+  if r[2] then at = math.max(at, tonumber(r[2])) else at = math.max(at, now + window) end
+end
+if held > at then at = held end
+-- GCRA pacing: emission interval T, tolerance (burst - 1) * T.
+local T = window / limit
+local base = math.max(tat, now)
+local pace = base + (pos - burst + 1) * T
+if pace > at then at = pace end
+
+if at <= now then
+  redis.call('ZADD', leases, now + inflight_ttl, id)
+  if rank then
+    redis.call('ZREM', queue, id)
+    redis.call('ZREM', beats, id)
+  end
+  redis.call('HSET', state, 'tat', base + T)
+  save()
+  redis.call('PEXPIRE', leases, idle_ms)
+  extend(state, idle_ms)
+  return {1, 0, burst, hold_left}
+end
+
+local wait = math.ceil(at - now)
+if max_wait >= 0 and wait >= max_wait then
+  if rank then
+    redis.call('ZREM', queue, id)
+    redis.call('ZREM', beats, id)
+  end
+  save()
+  if dirty then extend(state, idle_ms) end
+  return {-1, wait, burst, hold_left}
+end
+if not rank then
+  redis.call('ZADD', queue, redis.call('HINCRBY', state, 'next_ticket', 1), id)
+end
+redis.call('ZADD', beats, at + grace, id)
+save()
+local keep = math.max(idle_ms, math.ceil((wait + grace) / 1000))
+extend(queue, keep)
+extend(beats, keep)
+extend(state, keep)
+return {0, wait, burst, hold_left}
+"""
+)
+
+# ARGV[4..] = settle pairs. Returns 1.
+_SETTLE_LUA = (
+    _PRELUDE
+    + """
+for i = 4, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
+redis.call('PEXPIRE', leases, idle_ms)
+return 1
+"""
+)
+
+# ARGV[4] = max burst. Returns {hold left µs, burst}.
+_RATE_LIMITED_LUA = (
+    _PRELUDE
+    + """
+local max_burst = tonumber(ARGV[4])
+local st = redis.call('HMGET', state, 'held_until', 'burst')
+local held = tonumber(st[1]) or 0
+local burst = tonumber(st[2]) or max_burst
+if burst > max_burst then burst = max_burst end
+-- 50011s answering requests sent before the hold are one incident: halve once.
+if now >= held then burst = math.max(1, math.floor(burst / 2)) end
+held = now + window
+redis.call('HSET', state, 'held_until', held, 'burst', burst, 'clean_since', now)
+extend(state, idle_ms)
+return {math.ceil(held - now), burst}
+"""
+)
+
+
+# --------------------------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by `***` (userinfo and `?password=`)."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            # "redis://secret@host": a lone userinfo may well be a password.
+            user = userinfo.split(":", 1)[0] + ":" if ":" in userinfo else ""
+            netloc = f"{user}***@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/"
+            )
+        text = f"{parts.scheme}://{netloc}{parts.path}"
+        return f"{text}?{query}" if query else text
+    except ValueError:
+        return "<unparsable Redis URL>"
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The password-like parts of `url`, raw and decoded, to scrub from messages."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            userinfo = parts.netloc.rsplit("@", 1)[0]
+            found.append(userinfo.split(":", 1)[1] if ":" in userinfo else userinfo)
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+    except ValueError:
+        pass
+    out = {s for f in found for s in (f, unquote(f)) if s}
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+def _tag_part(text: str) -> str:
+    """Escape what would end or nest a Redis Cluster hash tag."""
+    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _int_list(raw: object, size: int) -> list[int]:
+    if isinstance(raw, list) and len(raw) == size and all(isinstance(x, int) for x in raw):
+        return raw
+    raise LimiterUnavailableError(f"unexpected answer from the Redis limiter script: {raw!r}")
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # no loop running (a repr or stats read from sync code)
+        return time.monotonic()
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class _RedisDown(Exception):
+    """Redis did not answer (in time); `__cause__` is the original error."""
+
+
+class RedisLease:
+    """One lease: granted by Redis, or by the local fallback while Redis was away."""
+
+    __slots__ = ("_inner", "adopted", "lease_id", "released", "released_at")
+
+    def __init__(self, lease_id: str, inner: Lease | None = None) -> None:
+        self.lease_id = lease_id
+        self._inner = inner  # the fallback's lease, if the fallback granted this one
+        self.adopted = inner is None  # whether Redis knows about it
+        self.released = False
+        self.released_at = 0.0  # loop time
+
+    @property
+    def from_fallback(self) -> bool:
+        return self._inner is not None
+
+    def __repr__(self) -> str:
+        origin = "fallback" if self._inner is not None else "redis"
+        state = "released" if self.released else "in flight"
+        return f"<RedisLease {self.lease_id} {origin} {state}>"
+
+
+class RedisLimiterBackend:
+    """Limiters whose budgets live in Redis, shared by every process that uses the same
+    Redis and key prefix.
+
+    `fallback_share=None` (the default) fails fast: when Redis does not answer within
+    `operation_timeout`, `acquire` raises LimiterUnavailableError and nothing is sent.
+    With a share (0 < share <= 1) each key falls back to a local limiter allowing
+    `max(1, floor(limit * share))` per window (after this process's Redis leases have
+    cooled), logs one WARNING per outage, pings Redis every `probe_interval` and goes back
+    to it when it answers, first registering the fallback's leases there.
+
+    `inflight_ttl`: how long a lease whose holder died stays (must exceed the window).
+    `ticket_grace`: how long a waiter's place in the cross-process queue outlives the
+    try-at time Redis gave it (a dead process's ticket blocks others that long).
+    """
+
+    __slots__ = (
+        "_acquire_script",
+        "_client",
+        "_closed",
+        "_counter",
+        "_errors",
+        "_fallback_share",
+        "_inflight_ttl",
+        "_key_prefix",
+        "_limiters",
+        "_max_pending",
+        "_outage_since",
+        "_pool_closed",
+        "_probe",
+        "_probe_interval",
+        "_rate_limited_script",
+        "_secrets",
+        "_settle_script",
+        "_tasks",
+        "_ticket_grace",
+        "_timeout",
+        "_token",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fallback_share: float | None = None,
+        max_pending: int = MAX_PENDING_PER_KEY,
+        key_prefix: str = REDIS_KEY_PREFIX,
+        operation_timeout: float = REDIS_OPERATION_TIMEOUT,
+        inflight_ttl: float = REDIS_INFLIGHT_TTL,
+        ticket_grace: float = REDIS_TICKET_GRACE,
+        probe_interval: float = REDIS_FALLBACK_PROBE_INTERVAL,
+    ) -> None:
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+        except ImportError as exc:
+            raise ImportError(
+                "RedisLimiterBackend needs the redis package: pip install 'okx_async[redis]'"
+            ) from exc
+        if fallback_share is not None and not 0 < fallback_share <= 1:
+            raise InvalidInputError(f"fallback_share must be in (0, 1], got {fallback_share!r}")
+        if max_pending < 0:
+            raise InvalidInputError(f"max_pending must be >= 0, got {max_pending!r}")
+        if not key_prefix or "{" in key_prefix or "}" in key_prefix:
+            raise InvalidInputError(f"key_prefix must be non-empty without braces: {key_prefix!r}")
+        for name, value in (
+            ("operation_timeout", operation_timeout),
+            ("inflight_ttl", inflight_ttl),
+            ("ticket_grace", ticket_grace),
+            ("probe_interval", probe_interval),
+        ):
+            if not value > 0:
+                raise InvalidInputError(f"{name} must be positive, got {value!r}")
+        self._url = mask_url(url)
+        self._secrets = _url_secrets(url)
+        try:
+            client: Redis = aioredis.Redis.from_url(
+                url,
+                socket_timeout=operation_timeout,
+                socket_connect_timeout=operation_timeout,
+                # One immediate retry on a fresh connection (a pooled one may be stale).
+                # Each script is idempotent per lease id, so a retry cannot take two slots.
+                retry=Retry(NoBackoff(), 1),
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(
+                f"invalid Redis URL {self._url}: {self._scrub(str(exc))}"
+            ) from None
+        self._client = client
+        self._acquire_script: AsyncScript = client.register_script(_ACQUIRE_LUA)
+        self._settle_script: AsyncScript = client.register_script(_SETTLE_LUA)
+        self._rate_limited_script: AsyncScript = client.register_script(_RATE_LIMITED_LUA)
+        self._errors: tuple[type[BaseException], ...] = (
+            RedisError,
+            OSError,
+            asyncio.TimeoutError,  # TimeoutError on 3.11+
+        )
+        self._fallback_share = fallback_share
+        self._max_pending = max_pending
+        self._key_prefix = key_prefix
+        self._timeout = operation_timeout
+        self._inflight_ttl = inflight_ttl
+        self._ticket_grace = ticket_grace
+        self._probe_interval = probe_interval
+        self._limiters: dict[tuple[LimiterKey, RateLimit], RedisKeyLimiter] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outage_since: float | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._closed = False
+        self._pool_closed = False
+        self._token = secrets.token_hex(6)  # this backend's lease ids: <token>:<counter>
+        self._counter = 0
+
+    def __repr__(self) -> str:
+        mode = "fail fast" if self._fallback_share is None else f"fallback {self._fallback_share}"
+        state = "closed" if self._closed else "outage" if self._outage_since else "ok"
+        return (
+            f"<RedisLimiterBackend {self._url} prefix={self._key_prefix!r} {mode} "
+            f"keys={len(self._limiters)} {state}>"
+        )
+
+    async def __aenter__(self) -> RedisLimiterBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def url(self) -> str:
+        """The Redis URL with its password masked."""
+        return self._url
+
+    @property
+    def fallback_share(self) -> float | None:
+        return self._fallback_share
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether the last Redis operation failed (and no later one succeeded)."""
+        return self._outage_since is not None
+
+    def limiter(self, key: LimiterKey, rate: RateLimit) -> RedisKeyLimiter:
+        if self._closed:
+            raise ClientClosedError("the Redis limiter backend is closed")
+        limiter = self._limiters.get((key, rate))
+        if limiter is None:
+            if rate.limit < 1 or not rate.window > 0:
+                raise InvalidInputError(f"invalid rate limit {rate!r}")
+            if not self._inflight_ttl > rate.window:
+                raise InvalidInputError(
+                    f"inflight_ttl ({self._inflight_ttl}s) must exceed the window ({rate.window}s)"
+                )
+            limiter = RedisKeyLimiter(self, key, rate)
+            self._limiters[(key, rate)] = limiter
+        return limiter
+
+    async def aclose(self) -> None:
+        """Stop taking calls, let pending clean-ups finish (bounded), close the pool."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._probe is not None:
+            self._probe.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._timeout)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._probe is not None:
+            await asyncio.gather(self._probe, return_exceptions=True)
+            self._probe = None
+        self._pool_closed = True
+        await self._client.aclose()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        self._counter += 1
+        return f"{self._token}:{self._counter}"
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_consume)
+        return task
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the Redis limiter backend is closed")
+
+    def _unavailable(self, down: _RedisDown) -> LimiterUnavailableError:
+        cause = down.__cause__
+        what = type(cause).__name__ if cause is not None else "error"
+        text = self._scrub(str(cause)) if cause is not None else ""
+        return LimiterUnavailableError(
+            f"the Redis limiter at {self._url} did not answer ({what}: {text}); nothing was sent"
+        )
+
+    def _use_fallback(self) -> bool:
+        return self._fallback_share is not None and self._outage_since is not None
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._outage_since is not None:
+            return
+        self._outage_since = asyncio.get_running_loop().time()
+        text = self._scrub(f"{type(exc).__name__}: {exc}")
+        if self._fallback_share is None:
+            logger.warning("Redis limiter %s unreachable (%s); failing fast", self._url, text)
+            return
+        logger.warning(
+            "Redis limiter %s unreachable (%s); falling back to local limiters with %g of "
+            "each budget until it answers again",
+            self._url,
+            text,
+            self._fallback_share,
+        )
+        if not self._closed and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.ensure_future(self._probe_loop())
+
+    def _answered(self) -> None:
+        if self._outage_since is None:
+            return
+        down_for = asyncio.get_running_loop().time() - self._outage_since
+        self._outage_since = None
+        logger.info("Redis limiter %s answers again after %.1fs", self._url, down_for)
+
+    async def _probe_loop(self) -> None:
+        while self._outage_since is not None and not self._closed:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await asyncio.wait_for(self._client.ping(), self._timeout)
+            except self._errors:
+                continue
+            self._answered()
+
+    async def _eval(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> object:
+        if self._pool_closed:
+            raise _RedisDown from ClientClosedError("the Redis limiter backend is closed")
+        try:
+            if sys.version_info >= (3, 11):  # no extra task, unlike wait_for
+                async with asyncio.timeout(self._timeout):
+                    raw: object = await script(keys=keys, args=args)
+            else:
+                raw = await asyncio.wait_for(script(keys=keys, args=args), self._timeout)
+        except self._errors as exc:
+            self._failed(exc)
+            raise _RedisDown from exc
+        self._answered()
+        return raw
+
+
+class RedisKeyLimiter:
+    """The budget of one key, kept in Redis. See the module docstring for the rules.
+
+    `snapshot()` uses what this process knows: its own queued callers and leases in
+    flight, its own released leases still cooling (other processes' are not counted), and
+    the burst and hold Redis reported at the last contact.
+    """
+
+    __slots__ = (
+        "_backend",
+        "_burst",
+        "_cooling",
+        "_fallback",
+        "_fb_leases",
+        "_head_try_at",
+        "_held_until",
+        "_idle_ms",
+        "_in_flight",
+        "_key",
+        "_keys",
+        "_pending",
+        "_pending_limited",
+        "_quiet",
+        "_rate",
+        "_recovery_us",
+        "_redis_cool_end",
+        "_redis_in_flight",
+        "_waiters",
+        "_window_us",
+    )
+
+    def __init__(self, backend: RedisLimiterBackend, key: LimiterKey, rate: RateLimit) -> None:
+        self._backend = backend
+        self._key = key
+        self._rate = rate
+        tag = f"{{{_tag_part(key.environment)}|{_tag_part(key.subject)}}}"
+        base = f"{backend._key_prefix}:{tag}:{key.endpoint}"
+        self._keys = [f"{base}:leases", f"{base}:queue", f"{base}:beats", f"{base}:state"]
+        self._window_us = max(1, round(rate.window * 1e6))
+        self._recovery_us = round(RATE_LIMIT_RECOVERY_WINDOWS * rate.window * 1e6)
+        # Idle keys vanish, but not before every lease has lapsed and the burst would
+        # have recovered to its maximum anyway.
+        doublings = math.ceil(math.log2(rate.limit)) if rate.limit > 1 else 0
+        idle = max(
+            backend._inflight_ttl + rate.window,
+            backend._ticket_grace + rate.window,
+            doublings * RATE_LIMIT_RECOVERY_WINDOWS * rate.window + rate.window,
+        )
+        self._idle_ms = math.ceil(idle * 1000)
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._head_try_at = 0.0  # loop time the head waits for; nobody behind is earlier
+        self._in_flight: set[RedisLease] = set()
+        self._cooling: deque[float] = deque()  # loop times our released leases stop cooling
+        self._burst = rate.limit
+        self._held_until = 0.0  # loop time
+        # Redis has yet to hear these: lease id -> (loop time, True: released then;
+        # False: forget the id, asked then).
+        self._pending: dict[str, tuple[float, bool]] = {}
+        self._pending_limited = False
+        self._fallback: KeyLimiter | None = None
+        self._fb_leases: list[RedisLease] = []  # fallback leases Redis does not know yet
+        self._redis_in_flight = 0
+        self._redis_cool_end = 0.0
+        self._quiet = asyncio.Event()
+
+    @property
+    def key(self) -> LimiterKey:
+        return self._key
+
+    @property
+    def rate(self) -> RateLimit:
+        return self._rate
+
+    @property
+    def redis_keys(self) -> tuple[str, ...]:
+        """The Redis keys of this budget: leases, queue, beats, state."""
+        return tuple(self._keys)
+
+    def __repr__(self) -> str:
+        mode = "fallback" if self._backend._use_fallback() else "redis"
+        return (
+            f"<RedisKeyLimiter {self._key} {self._rate.limit}/{self._rate.window:g}s "
+            f"{mode} queued={len(self._waiters)} in_flight={len(self._in_flight)} "
+            f"burst={self._burst}>"
+        )
+
+    def snapshot(self) -> LimiterSnapshot:
+        now = _loop_time()
+        while self._cooling and self._cooling[0] <= now:
+            self._cooling.popleft()
+        burst = self._burst
+        if self._backend._use_fallback() and self._fallback is not None:
+            burst = self._fallback.snapshot().burst
+        return LimiterSnapshot(
+            queued=len(self._waiters),
+            in_flight=len(self._in_flight),
+            cooling=len(self._cooling),
+            burst=burst,
+            held_until=self._held_until if self._held_until > now else None,
+        )
+
+    # -- acquire -------------------------------------------------------------------------
+
+    async def acquire(self, *, deadline: float | None = None) -> RedisLease:
+        self._backend._check_open()
+        loop = asyncio.get_running_loop()
+        if deadline is not None and loop.time() >= deadline:
+            raise DeadlineExceededError(f"deadline passed before asking for a slot of {self._key}")
+        if self._waiters and deadline is not None and deadline <= self._head_try_at:
+            raise DeadlineExceededError(
+                f"the caller ahead waits for {self._key} until past the deadline"
+            )
+        # The head (talking to Redis) does not count: `max_pending` callers may wait.
+        if len(self._waiters) > self._backend._max_pending:
+            raise QueueFullError(
+                f"{len(self._waiters) - 1} calls already wait for {self._key} "
+                f"(max_pending={self._backend._max_pending})"
+            )
+        turn: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(turn)
+        if len(self._waiters) == 1:
+            turn.set_result(None)
+        try:
+            if not turn.done():
+                timeout = None if deadline is None else deadline - loop.time()
+                await asyncio.wait((turn,), timeout=timeout)
+                if not turn.done():
+                    raise DeadlineExceededError(
+                        f"deadline passed while queued locally for {self._key}"
+                    )
+            return await self._acquire_as_head(deadline)
+        finally:
+            self._leave(turn)
+
+    def _leave(self, turn: asyncio.Future[None]) -> None:
+        if self._waiters and self._waiters[0] is turn:
+            self._waiters.popleft()
+            if self._waiters:
+                self._waiters[0].set_result(None)
+        else:
+            self._waiters.remove(turn)
+
+    async def _acquire_as_head(self, deadline: float | None) -> RedisLease:
+        backend = self._backend
+        loop = asyncio.get_running_loop()
+        lease_id = backend._new_id()
+        ticket = False  # whether Redis holds a ticket under lease_id (no call under way)
+        try:
+            while True:
+                backend._check_open()
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    raise DeadlineExceededError(f"deadline passed waiting for {self._key}")
+                if backend._use_fallback():
+                    lease = await self._try_fallback(lease_id, deadline)
+                    if lease is not None:
+                        return lease
+                    continue
+                max_wait = -1 if deadline is None else max(0, int((deadline - now) * 1e6))
+                ticket = False  # while the call is under way, `_ask` cleans up after it
+                try:
+                    status, wait_us = await self._ask(lease_id, max_wait)
+                except _RedisDown as down:
+                    # Redis may or may not have run the script: undo it when it answers.
+                    self._forget(lease_id)
+                    if backend._fallback_share is None:
+                        raise backend._unavailable(down) from down.__cause__
+                    lease_id = backend._new_id()
+                    continue  # the backend is in outage now: the loop turns to the fallback
+                if status == _GRANTED:
+                    lease = RedisLease(lease_id)
+                    self._in_flight.add(lease)
+                    self._redis_in_flight += 1
+                    return lease
+                if status == _REFUSED:  # the script dropped any ticket
+                    raise DeadlineExceededError(
+                        f"the next slot of {self._key} frees in {wait_us / 1e6:.3f}s, "
+                        "after the deadline"
+                    )
+                ticket = True
+                self._head_try_at = loop.time() + wait_us / 1e6
+                await asyncio.sleep(wait_us / 1e6)
+        except BaseException:
+            if ticket:
+                # Cancelled or past the deadline while holding a ticket: give it back.
+                self._forget(lease_id)
+            raise
+        finally:
+            self._head_try_at = 0.0
+
+    async def _ask(self, lease_id: str, max_wait: int) -> tuple[int, int]:
+        entries, sent, adopted = self._settle_entries()
+        args: list[str | int] = [
+            *self._common_args(),
+            lease_id,
+            self._rate.limit,
+            self._rate.limit,
+            round(self._backend._ticket_grace * 1e6),
+            max_wait,
+            self._recovery_us,
+            1 if self._pending_limited else 0,
+            *entries,
+        ]
+        limited = self._pending_limited
+        task = self._backend._spawn(
+            self._backend._eval(self._backend._acquire_script, self._keys, args)
+        )
+        try:
+            # Shielded: if our caller goes away mid-call, Redis's decision still arrives,
+            # and only then is it undone (a clean-up sent earlier could overtake it).
+            raw = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: self._abandoned(t, lease_id, limited))
+            raise
+        status, wait_us, burst, hold_us = _int_list(raw, 4)
+        self._synced(sent, adopted)
+        if limited:
+            self._pending_limited = False
+        self._learned(burst, hold_us)
+        return status, wait_us
+
+    def _abandoned(self, task: asyncio.Task[object], lease_id: str, limited: bool) -> None:
+        if limited and not task.cancelled() and task.exception() is None:
+            self._pending_limited = False
+        if not self._backend._pool_closed:
+            self._forget(lease_id)
+
+    def _common_args(self) -> list[str | int]:
+        return [self._window_us, round(self._backend._inflight_ttl * 1e6), self._idle_ms]
+
+    def _learned(self, burst: int, hold_us: int) -> None:
+        self._burst = burst
+        if hold_us > 0:
+            held = asyncio.get_running_loop().time() + hold_us / 1e6
+            self._held_until = max(self._held_until, held)
+
+    def _forget(self, lease_id: str) -> None:
+        """Undo whatever Redis holds under `lease_id` (an unused lease or a ticket)."""
+        self._pending[lease_id] = (_loop_time(), False)
+        if not self._backend._use_fallback():
+            self._flush_soon()
+
+    # -- fallback ------------------------------------------------------------------------
+
+    async def _try_fallback(self, lease_id: str, deadline: float | None) -> RedisLease | None:
+        """A lease from the local fallback, or None to look at Redis again.
+
+        The fallback knows nothing of this process's Redis leases, so it grants only once
+        they have all been released and have cooled."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        remaining = None if deadline is None else deadline - now
+        if self._redis_in_flight > 0:
+            self._quiet.clear()
+            timeout = self._backend._probe_interval
+            if remaining is not None:
+                timeout = min(timeout, remaining)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), timeout)
+            return None
+        if self._redis_cool_end > now:
+            if deadline is not None and self._redis_cool_end > deadline:
+                raise DeadlineExceededError(
+                    f"{self._key} is on its local fallback and cools past the deadline"
+                )
+            await asyncio.sleep(min(self._redis_cool_end - now, self._backend._probe_interval))
+            return None
+        fallback = self._fallback_limiter()
+        inner = await fallback.acquire(deadline=deadline)
+        now = loop.time()
+        window = self._rate.window
+        self._fb_leases = [
+            x for x in self._fb_leases if not x.released or x.released_at + window > now
+        ]
+        lease = RedisLease(lease_id, inner)
+        self._in_flight.add(lease)
+        self._fb_leases.append(lease)
+        return lease
+
+    def _fallback_limiter(self) -> KeyLimiter:
+        if self._fallback is None:
+            from ._ratelimit import LocalKeyLimiter
+
+            share = self._backend._fallback_share or 1.0
+            limit = max(1, math.floor(self._rate.limit * share))
+            rate = RateLimit(limit, self._rate.window, self._rate.scope)
+            self._fallback = LocalKeyLimiter(
+                self._key, rate, max_pending=self._backend._max_pending
+            )
+        return self._fallback
+
+    # -- release -------------------------------------------------------------------------
+
+    async def release(self, lease: Lease) -> None:
+        """Give a lease back; idempotent. Never raises for Redis trouble: a release Redis
+        did not hear is sent again with the next operation on this key, and until then
+        the lease counts as in flight there (it lapses after `inflight_ttl` at most)."""
+        if not isinstance(lease, RedisLease):
+            raise ValueError(f"{lease!r} was not granted by {self!r}")
+        if lease.released:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        lease.released = True
+        lease.released_at = now
+        self._in_flight.discard(lease)
+        cooling = self._cooling
+        while cooling and cooling[0] <= now:
+            cooling.popleft()
+        cooling.append(now + self._rate.window)
+        if lease._inner is not None:
+            if self._fallback is not None:
+                await self._fallback.release(lease._inner)
+            if not lease.adopted:
+                return  # Redis learns of it on adoption, with its release time
+        else:
+            self._redis_in_flight -= 1
+            self._redis_cool_end = max(self._redis_cool_end, now + self._rate.window)
+            if self._redis_in_flight == 0:
+                self._quiet.set()
+        self._pending[lease.lease_id] = (now, True)
+        if not self._backend._use_fallback():
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                # The entry stays pending until a flush succeeds: send it from the
+                # background (meanwhile Redis counts the lease as in flight: safe).
+                self._flush_soon()
+                raise
+
+    def _flush_soon(self) -> asyncio.Task[None]:
+        return self._backend._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        """Send every pending settle entry (one round trip); on failure keep them."""
+        if self._backend._use_fallback():
+            return
+        entries, sent, adopted = self._settle_entries()
+        if not entries:
+            return
+        args: list[str | int] = [*self._common_args(), *entries]
+        try:
+            await self._backend._eval(self._backend._settle_script, self._keys, args)
+        except _RedisDown:
+            return  # kept; the next successful operation on this key carries them
+        self._synced(sent, adopted)
+
+    def _settle_entries(
+        self,
+    ) -> tuple[list[str | int], dict[str, tuple[float, bool]], list[RedisLease]]:
+        """Pending releases and clean-ups, plus (when Redis is back) the fallback's leases
+        Redis must count: (id, remaining µs of cooling | -1 in flight | -2 forget) pairs."""
+        now = asyncio.get_running_loop().time()
+        entries: list[str | int] = []
+        ttl = self._backend._inflight_ttl
+        for lease_id, (when, _) in list(self._pending.items()):
+            if now - when > ttl:  # Redis has let whatever it was lapse by now
+                del self._pending[lease_id]
+        sent = dict(self._pending)
+        for lease_id, (when, released) in sent.items():
+            remaining = self._remaining_us(when, now) if released else _SETTLE_CANCEL
+            entries += [lease_id, remaining]
+        adopted: list[RedisLease] = []
+        if self._fb_leases and not self._backend._use_fallback():
+            keep: list[RedisLease] = []
+            for lease in self._fb_leases:
+                if lease.released and lease.released_at + self._rate.window <= now:
+                    continue  # cooled: nothing for Redis to count
+                remaining = (
+                    self._remaining_us(lease.released_at, now)
+                    if lease.released
+                    else _SETTLE_IN_FLIGHT
+                )
+                entries += [lease.lease_id, remaining]
+                adopted.append(lease)
+                keep.append(lease)
+            self._fb_leases = keep
+        return entries, sent, adopted
+
+    def _remaining_us(self, released_at: float, now: float) -> int:
+        return max(0, math.ceil((released_at + self._rate.window - now) * 1e6))
+
+    def _synced(self, sent: dict[str, tuple[float, bool]], adopted: list[RedisLease]) -> None:
+        for lease_id, value in sent.items():
+            if lease_id in self._pending and self._pending[lease_id] == value:
+                del self._pending[lease_id]
+        for lease in adopted:
+            was_in_flight = not lease.adopted
+            lease.adopted = True
+            if lease in self._fb_leases:
+                self._fb_leases.remove(lease)
+            if lease.released and was_in_flight and lease.lease_id not in self._pending:
+                # Released while its adoption (as in flight) was on the way.
+                self._pending[lease.lease_id] = (lease.released_at, True)
+
+    # -- 50011 ---------------------------------------------------------------------------
+
+    async def on_rate_limited(self) -> None:
+        """Hold the key for a window in every process and halve the shared burst. If
+        Redis cannot be told, the hold is applied locally (and to the fallback) and sent
+        with this key's next acquire."""
+        now = asyncio.get_running_loop().time()
+        self._held_until = max(self._held_until, now + self._rate.window)
+        if self._fallback is not None:
+            await self._fallback.on_rate_limited()
+        self._pending_limited = True
+        if self._backend._use_fallback():
+            return
+        await asyncio.shield(self._backend._spawn(self._push_limited()))
+
+    async def _push_limited(self) -> None:
+        args: list[str | int] = [*self._common_args(), self._rate.limit]
+        try:
+            raw = await self._backend._eval(self._backend._rate_limited_script, self._keys, args)
+        except _RedisDown:
+            return  # stays pending
+        hold_us, burst = _int_list(raw, 2)
+        self._pending_limited = False
+        self._learned(burst, hold_us)
