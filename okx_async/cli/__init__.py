@@ -1,0 +1,86 @@
+"""The `okx-async` command line: set, get, config, apply, simulate, demo.
+
+`main(argv)` parses, runs the command in its own event loop (asyncio.run) and returns
+the exit code: 0 ok, 1 a call, row or verification failed, 2 bad input or config,
+130 interrupted. Errors are one line on stderr, never a traceback, never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from okx_async import InvalidInputError, OKXError
+
+from ._apply import PlanError, describe
+from ._commands import build_parser
+from ._profiles import ConfigError
+from ._progress import Console
+
+__all__ = ["main"]
+
+_INTERRUPTED = -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    console = Console()
+    try:
+        code = asyncio.run(_run(args, console))
+    except KeyboardInterrupt:  # Ctrl-C outside the command's own handling
+        code = _INTERRUPTED
+    except (ConfigError, PlanError, InvalidInputError) as exc:
+        console.err(f"error: {exc}")
+        return 2
+    except OKXError as exc:
+        console.err(f"error: {describe(exc)}")
+        return 1
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        console.err(f"error: {exc.strerror or exc}{where}")
+        return 1
+    if code == _INTERRUPTED:
+        if args.command == "simulate":
+            console.err("simulator stopped")
+            return 0
+        console.err("interrupted")
+        return 130
+    return code
+
+
+async def _run(args: argparse.Namespace, console: Console) -> int:
+    """Run the command; Ctrl-C cancels it (so clients close cleanly) on any Python.
+
+    Python 3.10's asyncio.run would raise KeyboardInterrupt wherever the command happens
+    to be; 3.11+ cancels the main task instead. This handler does the latter everywhere.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+        installed = False
+    try:
+        code: int = await args.func(args, console)
+        return code
+    except asyncio.CancelledError:
+        if interrupted:
+            return _INTERRUPTED
+        raise
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)

@@ -1,0 +1,437 @@
+"""The argument parser and one coroutine per command. Each returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import okx_async
+from okx_async import validate_amount, validate_ccy
+
+from ._apply import (
+    SET_PATH,
+    Report,
+    dry_run_json,
+    dry_run_text,
+    execute,
+    parse_plan,
+    read_plan,
+    report_json,
+    summary_text,
+    validate_plan,
+)
+from ._profiles import ConfigError, Profile, ProfileStore, default_config_path, load_profiles
+from ._progress import Console
+
+if TYPE_CHECKING:  # the simulator (aiohttp.web) is imported only by the commands that run it
+    from okx_async.simulator import Simulator, SimulatorConfig
+
+__all__ = ["build_parser"]
+
+Command = Callable[[argparse.Namespace, Console], Awaitable[int]]
+
+_ACCT_LEVELS = {"1": "spot", "2": "futures", "3": "multi-currency margin", "4": "portfolio margin"}
+# Real currency codes for the demo plan; beyond these it makes up DEMO31, DEMO32...
+_DEMO_CCYS = [
+    "BTC", "ETH", "USDT", "USDC", "SOL", "XRP", "DOGE", "ADA", "TRX", "LTC",
+    "DOT", "LINK", "AVAX", "BCH", "ETC", "FIL", "ATOM", "UNI", "NEAR", "APT",
+    "OP", "ARB", "SUI", "TON", "XLM", "HBAR", "ICP", "AAVE", "SHIB", "PEPE",
+]  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="okx-async",
+        description="Set OKX spot risk offset amounts (POST /api/v5/account/set-riskOffset-amt) "
+        "within OKX's per-user rate limit.",
+        epilog="Exit codes: 0 ok, 1 a call or row failed, 2 bad input or config, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=okx_async.__version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="profiles file (default: $XDG_CONFIG_HOME/okx-async/config.toml, "
+        "else ~/.config/okx-async/config.toml)",
+    )
+    account = argparse.ArgumentParser(add_help=False, parents=[config])
+    account.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="credentials to use (default: OKX_API_KEY/OKX_SECRET_KEY/OKX_PASSPHRASE, "
+        "else the profile 'default')",
+    )
+    account.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds")
+    account.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    def add(name: str, func: Command, text: str, parents: list[Any]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text, parents=parents)
+        sub.set_defaults(func=func)
+        return sub
+
+    sub = add("set", cmd_set, "set the risk offset amount of one currency", [account])
+    sub.add_argument("ccy", metavar="CCY", help="currency, e.g. BTC")
+    sub.add_argument("amount", metavar="AMOUNT", help="amount, e.g. 0.5")
+
+    sub = add("get", cmd_get, "show risk offset amounts (clSpotInUseAmt and more)", [account])
+    sub.add_argument("ccys", nargs="+", metavar="CCY", help="one or more currencies")
+
+    add("config", cmd_config, "show the account configuration (uid, mode, permissions)", [account])
+
+    sub = add("apply", cmd_apply, "apply a plan file of profile,ccy,amount rows", [config])
+    sub.add_argument("file", metavar="FILE", help="plan: .csv (header profile,ccy,amount), "
+                     ".json (list of {profile, ccy, amount}), or - for stdin")  # fmt: skip
+    sub.add_argument("--dry-run", action="store_true", help="validate and show the plan only")
+    sub.add_argument("--verify", action="store_true", help="read the values back afterwards")
+    sub.add_argument("--json", metavar="REPORT_FILE", help="write a JSON report (- for stdout)")
+    sub.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up on each step (account lookups, sending, read-back) after S seconds; "
+        "rows not applied by then fail",
+    )
+    sub.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+
+    sub = add("simulate", cmd_simulate, "run a local OKX simulator until Ctrl-C", [])
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
+
+    sub = add("demo", cmd_demo, "apply a generated plan to an in-process simulator", [])
+    sub.add_argument("--accounts", type=_positive, default=3, metavar="N", help="accounts (3)")
+    sub.add_argument("--ccys", type=_positive, default=25, metavar="M", help="currencies (25)")
+    sub.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    sub.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+# -- single calls -------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace, console: Console) -> ProfileStore:
+    store = load_profiles(args.config, env=os.environ, warn=console.err)
+    console.hide(store.all_secrets())
+    return store
+
+
+def _profile(args: argparse.Namespace, console: Console) -> Profile:
+    store = _store(args, console)
+    if args.profile is None and "default" not in store:
+        raise ConfigError(
+            "no credentials: export OKX_API_KEY, OKX_SECRET_KEY and OKX_PASSPHRASE "
+            "(optionally OKX_BASE_URL, OKX_DEMO), or pass --profile NAME with profiles in "
+            f"{args.config or default_config_path(os.environ)}"
+        )
+    return store.resolve(args.profile or "default")
+
+
+def _print_json(console: Console, data: Any) -> None:
+    console.out(json.dumps(data, indent=2, default=str))
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+async def cmd_set(args: argparse.Namespace, console: Console) -> int:
+    ccy = validate_ccy(args.ccy)  # before anything else: bad input exits 2
+    text, _ = validate_amount(args.amount)
+    profile = _profile(args, console)
+    async with profile.client() as client:
+        result = await client.set_risk_offset_amount(ccy, text, timeout=args.timeout)
+    if args.json:
+        _print_json(
+            console,
+            {
+                "profile": profile.name,
+                "ccy": result.ccy,
+                "requested": str(result.requested),
+                "applied": str(result.amount),
+                "superseded": result.superseded,
+            },
+        )
+    else:
+        console.out(f"{result.ccy}: risk offset amount set to {result.amount}")
+    return 0
+
+
+async def cmd_get(args: argparse.Namespace, console: Console) -> int:
+    ccys = list(dict.fromkeys(validate_ccy(c) for c in args.ccys))
+    profile = _profile(args, console)
+    async with profile.client() as client:
+        amounts = await client.get_risk_offset_amounts(ccys, timeout=args.timeout)
+    if args.json:
+        rows = []
+        for ccy in ccys:
+            a = amounts.get(ccy)
+            rows.append(
+                {
+                    "ccy": ccy,
+                    "found": a is not None,
+                    "user_defined": _dec(a.user_defined) if a else None,
+                    "in_use": _dec(a.in_use) if a else None,
+                    "maximum": _dec(a.maximum) if a else None,
+                }
+            )
+        _print_json(console, {"profile": profile.name, "amounts": rows})
+        return 0
+    table = [["CCY", "USER-DEFINED (clSpotInUseAmt)", "IN USE", "MAXIMUM"]]
+    for ccy in ccys:
+        a = amounts.get(ccy)
+        if a is None:
+            table.append([ccy, "not returned by OKX", "", ""])
+        else:
+            values = (a.user_defined, a.in_use, a.maximum)
+            table.append([ccy, *("-" if v is None else str(v) for v in values)])
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for r in table:
+        console.out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+async def cmd_config(args: argparse.Namespace, console: Console) -> int:
+    profile = _profile(args, console)
+    async with profile.client() as client:
+        config = await client.get_account_config(timeout=args.timeout)
+    mode = _ACCT_LEVELS.get(config.acct_lv, "unknown")
+    if args.json:
+        _print_json(
+            console,
+            {
+                "profile": profile.name,
+                "uid": config.uid,
+                "main_uid": config.main_uid,
+                "is_sub_account": config.is_sub_account,
+                "acct_lv": config.acct_lv,
+                "account_mode": mode,
+                "is_portfolio_margin": config.is_portfolio_margin,
+                "permissions": sorted(config.permissions),
+            },
+        )
+        return 0
+    kind = f"sub-account of {config.main_uid}" if config.is_sub_account else "main account"
+    console.out(f"uid            {config.uid} ({kind})")
+    console.out(f"account mode   {config.acct_lv} ({mode})")
+    console.out(f"permissions    {', '.join(sorted(config.permissions)) or '-'}")
+    if not config.is_portfolio_margin:
+        console.out("note: set-riskOffset-amt works only in portfolio margin mode (acctLv 4)")
+    if not config.can_trade:
+        console.out("note: this key lacks the trade permission set-riskOffset-amt needs")
+    return 0
+
+
+# -- apply --------------------------------------------------------------------------------
+
+
+async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
+    store = _store(args, console)
+    plan = validate_plan(read_plan(args.file), store)
+    for warning in plan.warnings:
+        console.err(warning)
+    if plan.errors:
+        console.err(
+            f"{len(plan.errors)} error(s) in {plan.source} ({plan.numbering}); nothing was sent:"
+        )
+        for _, error in plan.errors:
+            console.err(f"  {error}")
+        return 2
+    if args.dry_run:
+        _emit(console, args.json, dry_run_text(plan), dry_run_json(plan))
+        return 0
+    report = await execute(
+        plan, console, timeout=args.timeout, verify=args.verify, progress=not args.quiet
+    )
+    _emit(console, args.json, summary_text(report), report_json(report))
+    return 0 if report.ok else 1
+
+
+def _emit(console: Console, json_path: str | None, text: str, data: dict[str, Any]) -> None:
+    """The text summary on stdout, or on stderr when the JSON report takes stdout."""
+    if json_path == "-":
+        console.err(text)
+        _print_json(console, data)
+        return
+    console.out(text)
+    if json_path:
+        body = console.redact(json.dumps(data, indent=2, default=str))
+        Path(json_path).write_text(body + "\n", encoding="utf-8")
+        console.err(f"report written to {json_path}")
+
+
+# -- simulator ----------------------------------------------------------------------------
+
+
+async def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
+    from okx_async.simulator import Simulator, SimulatorServer, demo_config
+
+    config = demo_config()
+    async with SimulatorServer(Simulator(config), host=args.host, port=args.port) as server:
+        url = server.base_url
+        console.out(f"OKX simulator listening on {url} (Ctrl-C to stop)\n")
+        console.out("Demo credentials (fake; they work only with this simulator):")
+        first = None
+        for user in config.users:
+            kind = "main account" if user.main_uid in (None, user.uid) else "sub-account"
+            console.out(f"  user {user.uid} ({kind}):")
+            for i, key in enumerate(user.keys, start=1):
+                first = first or key
+                console.out(
+                    f"    profile {_demo_profile(user.uid, i)}: api_key={key.api_key} "
+                    f"secret_key={key.secret_key} passphrase={key.passphrase}"
+                )
+        if first is not None:
+            console.out("\nPoint the library (OKXClient.from_env()) or the CLI at it:")
+            console.out(f"  export OKX_BASE_URL={url}")
+            console.out(f"  export OKX_API_KEY={first.api_key}")
+            console.out(f"  export OKX_SECRET_KEY={first.secret_key}")
+            console.out(f"  export OKX_PASSPHRASE={first.passphrase}")
+            console.out(f"  export OKX_DEMO={int(first.demo)}")
+            console.out("  okx-async config && okx-async set BTC 0.5 && okx-async get BTC")
+        console.out("\nFor `okx-async apply --config FILE`, profiles in TOML (chmod 600 FILE):")
+        for user in config.users:
+            for i, key in enumerate(user.keys, start=1):
+                console.out(f"\n  [profiles.{_demo_profile(user.uid, i)}]")
+                console.out(
+                    f'  api_key = "{key.api_key}"\n  secret_key = "{key.secret_key}"\n'
+                    f'  passphrase = "{key.passphrase}"\n  base_url = "{url}"\n'
+                    f"  demo = {str(key.demo).lower()}"
+                )
+        await asyncio.Event().wait()  # until Ctrl-C
+    return 0
+
+
+def _demo_profile(uid: str, key_number: int) -> str:
+    return f"u{uid}-k{key_number}"
+
+
+async def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from okx_async.simulator import Simulator, SimulatorServer, demo_config
+
+    ccys = _DEMO_CCYS[: args.ccys] + [f"DEMO{i}" for i in range(len(_DEMO_CCYS) + 1, args.ccys + 1)]
+    config = _allow_margin_ccys(demo_config(users=args.accounts, keys_per_user=2), ccys)
+    simulator = Simulator(config)
+    async with SimulatorServer(simulator) as server:
+        store = ProfileStore()
+        users: dict[str, list[str]] = {}  # uid -> its profiles
+        for user in config.users:
+            names = users[user.uid] = []
+            for i, key in enumerate(user.keys, start=1):
+                name = _demo_profile(user.uid, i)
+                names.append(name)
+                store.add(
+                    Profile(
+                        name,
+                        key.api_key,
+                        key.secret_key,
+                        key.passphrase,
+                        demo=key.demo,
+                        base_url=server.base_url,
+                        source="the demo",
+                    )
+                )
+        # Currency-major rows: every account is busy at once; its keys take turns.
+        lines = ["profile,ccy,amount"]
+        for c, ccy in enumerate(ccys, start=1):
+            for a, names in enumerate(users.values(), start=1):
+                lines.append(f"{names[c % len(names)]},{ccy},{Decimal(a * c) / 4}")
+        plan = validate_plan(parse_plan("\n".join(lines) + "\n", "demo-plan.csv", "csv"), store)
+        if plan.errors:  # pragma: no cover - the generated plan is valid
+            raise ConfigError("; ".join(e for _, e in plan.errors))
+        if not args.json:
+            console.out(
+                f"demo: {len(users)} simulated accounts (uids {', '.join(users)}), 2 API keys "
+                f"each used by different profiles; plan: {len(plan.rows)} rows "
+                f"({len(ccys)} currencies per account)\n"
+            )
+        report = await execute(plan, console, verify=True, progress=not args.quiet)
+        stats = _demo_stats(report, simulator)
+    if args.json:
+        _print_json(console, {**report_json(report), "demo": stats})
+    else:
+        console.out(summary_text(report))
+        console.out("")
+        for line in _demo_lines(stats):
+            console.out(line)
+    return 0 if report.ok and stats["rate_limited"] == 0 else 1
+
+
+def _allow_margin_ccys(config: SimulatorConfig, ccys: list[str]) -> SimulatorConfig:
+    """The demo users must accept the plan's currencies as margin currencies."""
+    users = [replace(u, margin_ccys=frozenset(u.margin_ccys) | set(ccys)) for u in config.users]
+    return replace(config, users=users)
+
+
+def _demo_stats(report: Report, simulator: Simulator) -> dict[str, Any]:
+    limit = okx_async.ENDPOINT_LIMITS[SET_PATH]
+    per_account: list[dict[str, Any]] = []
+    for account in report.accounts.values():
+        uid, sent = account.key.split()[0], account.sent
+        # In no `window` may more than `limit` requests land: the fastest schedule sends
+        # `limit` at once, then the next `limit` one window later, and so on.
+        fastest = limit.window * ((sent - 1) // limit.limit) if sent else 0.0
+        per_account.append(
+            {
+                "account": uid,
+                "calls": sent,
+                "calls_per_s": round(sent / report.elapsed, 2) if report.elapsed else None,
+                "fastest_possible_s": fastest,
+                "max_in_window": simulator.max_in_window(uid, SET_PATH),
+            }
+        )
+    calls = sum(a["calls"] for a in per_account)
+    return {
+        "rows": len(report.outcomes),
+        "calls": calls,
+        "elapsed_s": round(report.elapsed, 3),
+        "calls_per_s": round(calls / report.elapsed, 2) if report.elapsed else None,
+        "limit": {"requests": limit.limit, "window_s": limit.window, "per": limit.scope},
+        "rate_limited": simulator.rate_limited_count(),
+        "accounts": per_account,
+    }
+
+
+def _demo_lines(stats: dict[str, Any]) -> list[str]:
+    limit = stats["limit"]
+    lines = [
+        f"{stats['calls']} calls for {stats['rows']} rows in {stats['elapsed_s']:.2f} s "
+        f"({stats['calls_per_s']} calls/s over all accounts); limit: {limit['requests']} "
+        f"per {limit['window_s']:g} s per {limit['per']} (sustained "
+        f"{limit['requests'] / limit['window_s']:g}/s each)"
+    ]
+    for a in stats["accounts"]:
+        fastest = a["fastest_possible_s"]
+        best = f"; the limit allows them in {fastest:g} s at best" if fastest else ""
+        share = f" ({100 * fastest / stats['elapsed_s']:.0f}% of that pace)" if fastest else ""
+        lines.append(
+            f"  account {a['account']}: {a['calls']} calls, {a['calls_per_s']}/s{best}{share}; "
+            f"busiest {limit['window_s']:g}-s window at the simulator: {a['max_in_window']} "
+            f"of {limit['requests']}"
+        )
+    lines.append(f"rate-limited (50011) answers from the simulator: {stats['rate_limited']}")
+    return lines
