@@ -10,10 +10,10 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -57,6 +57,7 @@ __all__ = ["OKXClient"]
 
 logger = logging.getLogger("okx_async")
 
+_T = TypeVar("_T")
 _MAX_BALANCE_CCYS = 20  # OKX's limit per balance request
 _CLOSING = "okx_async: client closed"  # marks close()'s own cancellations
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -201,7 +202,7 @@ class OKXClient:
         text, value = validate_amount(amount)
         deadline = self._deadline(timeout)
         self._check_open()
-        uid = await self._user_id(deadline)
+        uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
         lane = lanes_for_running_loop().lane((self._environment, uid, ccy))
         loop = asyncio.get_running_loop()
         update = Update(
@@ -354,7 +355,7 @@ class OKXClient:
             )
         return asyncio.get_running_loop().time() + timeout
 
-    async def _user_id(self, deadline: float | None) -> str:
+    async def _user_id(self) -> str:
         """The User ID that keys limits and lanes; one config lookup per client."""
         if self._uid is not None:
             return self._uid
@@ -461,11 +462,17 @@ class OKXClient:
         while True:
             attempt += 1
             self._check_open()
-            if signed:
-                await self._clock.ensure_synced(self._fetch_server_time)
+            if signed and not self._clock.synced:
+                await _within(
+                    deadline,
+                    self._clock.ensure_synced(self._fetch_server_time),
+                    "syncing with OKX's clock",
+                )
             subject = self._subject(path)
             if subject is None:
-                subject = "uid:" + await self._user_id(deadline)
+                subject = "uid:" + await _within(
+                    deadline, self._user_id(), "looking up the User ID"
+                )
             limiter = self._backend_now().limiter(
                 LimiterKey(self._environment, subject, path), rate
             )
@@ -557,6 +564,20 @@ class OKXClient:
             self._on_event(
                 ClientEvent(kind, path, attempt, None if error is None else _reason(error), delay)
             )
+
+
+async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
+    """Await a shared step (clock sync, User ID lookup) no longer than the caller's
+    deadline; the step itself is shielded inside and goes on for other callers."""
+    if deadline is None:
+        return await step
+    remaining = deadline - asyncio.get_running_loop().time()
+    try:
+        return await asyncio.wait_for(step, max(remaining, 0.0))
+    except asyncio.TimeoutError as exc:
+        if isinstance(exc, OKXError):
+            raise  # the step's own typed timeout
+        raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
 
 
 def _reason(error: BaseException) -> str:

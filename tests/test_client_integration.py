@@ -262,3 +262,21 @@ async def test_no_secret_in_logs_reprs_or_errors(
     blob = "\n".join(texts)
     for secret in [key.secret_key, key.passphrase, *signatures, USERS[1].keys[0].secret_key]:
         assert secret not in blob
+
+
+async def test_timeout_bounds_the_clock_sync_and_user_id_lookup() -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port with nobody listening: every attempt is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with client_for(dead) as client:
+        for call in (
+            lambda: client.get_account_config(timeout=0.5),
+            lambda: client.set_risk_offset_amount("BTC", "1", timeout=0.5),
+        ):
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceededError):
+                await call()
+            assert time.monotonic() - started < 1.5
