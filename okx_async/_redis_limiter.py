@@ -4,32 +4,10 @@ Same rules as the in-process limiter (`_ratelimit.LocalKeyLimiter`): a request t
 lease when it is sent, `release` starts the lease's last window, at most `limit` leases
 exist at once, a 50011 holds the key for a window and halves the burst (GCRA pacing). Here
 the leases, the pacer and the hold live in Redis (or Valkey), so every process of the user
-obeys one budget.
+obeys one budget. The scripts and the data layout are in `_redis_scripts`.
 
-Data layout. All keys of one budget share the hash tag `{<environment>|<subject>}`, so
-each script touches a single Redis Cluster slot::
-
-    <prefix>:{<env>|<subject>}:<endpoint>:leases  ZSET lease id -> expiry (µs, Redis clock)
-        in flight: grant + inflight_ttl (a dead holder's lease lapses by itself);
-        released:  release + window
-    ...:queue   ZSET ticket id -> arrival number: the cross-process FIFO of waiters
-    ...:beats   ZSET ticket id -> heartbeat expiry (µs): the try-at answered + grace,
-                so a dead process's ticket lapses and stops blocking the others
-    ...:state   HASH tat (GCRA theoretical arrival time, µs), held_until (µs),
-                burst, clean_since (µs, start of the run without 50011: the burst
-                doubles every RATE_LIMIT_RECOVERY_WINDOWS windows after it),
-                next_ticket (arrival counter)
-
-Each operation is one Lua script (EVALSHA): acquire, settle (release and clean-up) and
-rate-limited. Redis `TIME` is the only clock. A ticket id is the lease id of the same
-acquire, generated here, so a caller that gives up can always undo what Redis decided.
-
-Acquire answers "granted", or the exact time to come back: the earliest cooling lease's
-expiry, the hold's end or the pacer's time, whichever is last; while every lease is still
-in flight the earliest a slot can free is now + window. The waiter at queue position k
-(k waiters ahead, across all processes) may take a slot only if more than k are free, so
-nobody overtakes. Inside one process a local FIFO lets only its head talk to Redis: about
-one round trip per acquire and one per release.
+Inside one process a local FIFO lets only its head talk to Redis: about one round trip
+per acquire and one per release.
 """
 
 from __future__ import annotations
@@ -44,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from ._defaults import (
     MAX_PENDING_PER_KEY,
@@ -63,6 +40,20 @@ from ._errors import (
     QueueFullError,
 )
 from ._limits import KeyLimiter, Lease, LimiterKey, LimiterSnapshot, RateLimit
+from ._redis_scripts import (
+    ACQUIRE_LUA,
+    GRANTED,
+    RATE_LIMITED_LUA,
+    REFUSED,
+    SETTLE_CANCEL,
+    SETTLE_IN_FLIGHT,
+    SETTLE_LUA,
+    budget_keys,
+    idle_ms,
+    int_list,
+    mask_url,
+    url_secrets,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -73,251 +64,6 @@ __all__ = ["RedisKeyLimiter", "RedisLease", "RedisLimiterBackend", "mask_url"]
 logger = logging.getLogger("okx_async.redis")
 
 _T = TypeVar("_T")
-
-# Acquire answers.
-_GRANTED = 1
-_WAIT = 0
-_REFUSED = -1
-# Settle entries: (lease id, remaining µs of cooling) or one of these.
-_SETTLE_IN_FLIGHT = -1
-_SETTLE_CANCEL = -2
-
-# --------------------------------------------------------------------------------------
-# Lua. Every script gets KEYS = leases, queue, beats, state and
-# ARGV[1..3] = window µs, in-flight TTL µs, idle TTL ms.
-
-_PRELUDE = """
-if redis.replicate_commands then redis.replicate_commands() end
-local leases, queue, beats, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local window = tonumber(ARGV[1])
-local inflight_ttl = tonumber(ARGV[2])
-local idle_ms = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
--- Set a TTL of at least `ms` (never shortens one).
-local function extend(key, ms)
-  local p = redis.call('PTTL', key)
-  if p == -1 or (p >= 0 and p < ms) then redis.call('PEXPIRE', key, ms) end
-end
-
--- rem > 0: the lease cools for rem more µs (release); rem <= 0: it has cooled;
--- -1: it is in flight (adopted from the local fallback); -2: forget id entirely
--- (a lease never used, or a ticket given up).
-local function settle(id, rem)
-  if rem == -2 then
-    redis.call('ZREM', leases, id)
-    redis.call('ZREM', queue, id)
-    redis.call('ZREM', beats, id)
-    return
-  end
-  local raw = redis.call('ZSCORE', leases, id)
-  local s = nil
-  if raw then s = tonumber(raw) end
-  if rem == -1 then
-    if not s then redis.call('ZADD', leases, now + inflight_ttl, id) end
-    return
-  end
-  local in_flight = s ~= nil and s > now + window
-  if rem <= 0 then
-    if in_flight then redis.call('ZREM', leases, id) end
-    return
-  end
-  local e = now + rem
-  if s == nil or in_flight or s < e then redis.call('ZADD', leases, e, id) end
-end
-"""
-
-# ARGV[4..9] = lease id, limit, max burst, ticket grace µs, max wait µs (-1: none),
-# recovery µs (clean time before the burst doubles), ARGV[10] = 1 to apply a pending 50011
-# first, ARGV[11..] = settle pairs. Returns {status, wait µs, burst, hold left µs}.
-_ACQUIRE_LUA = (
-    _PRELUDE
-    + """
-local id = ARGV[4]
-local limit = tonumber(ARGV[5])
-local max_burst = tonumber(ARGV[6])
-local grace = tonumber(ARGV[7])
-local max_wait = tonumber(ARGV[8])
-local recovery = tonumber(ARGV[9])
-local limited_now = ARGV[10] == '1'
-for i = 11, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
-
-local st = redis.call('HMGET', state, 'tat', 'held_until', 'burst', 'clean_since')
-local tat = tonumber(st[1]) or 0
-local held = tonumber(st[2]) or 0
-local burst = tonumber(st[3]) or max_burst
-local clean = tonumber(st[4]) or now
-if burst > max_burst then burst = max_burst end
-local dirty = false
-if limited_now then
-  -- As in the rate-limited script below.
-  if now >= held then burst = math.max(1, math.floor(burst / 2)) end
-  held = now + window
-  clean = now
-  redis.call('HSET', state, 'held_until', held)
-  dirty = true
-elseif burst < max_burst and recovery > 0 then
-  local n = math.floor((now - clean) / recovery)
-  if n > 0 then
-    burst = math.min(max_burst, math.floor(burst * 2 ^ math.min(n, 30)))
-    clean = clean + n * recovery
-    dirty = true
-  end
-end
-local hold_left = math.max(0, math.ceil(held - now))
-local function save()
-  if dirty then redis.call('HSET', state, 'burst', burst, 'clean_since', clean) end
-end
-
-if redis.call('ZSCORE', leases, id) then
-  -- An earlier try of this very acquire was granted but its answer was lost.
-  save()
-  return {1, 0, burst, hold_left}
-end
-
-redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-redis.call('PEXPIRE', leases, idle_ms)  -- settle entries may have created it
-local dead = redis.call('ZRANGEBYSCORE', beats, '-inf', now)
-if #dead > 0 then
-  for _, d in ipairs(dead) do redis.call('ZREM', queue, d) end
-  redis.call('ZREMRANGEBYSCORE', beats, '-inf', now)
-end
-
-local rank = redis.call('ZRANK', queue, id)
-local pos = rank or redis.call('ZCARD', queue)
-
--- Leases: position pos needs more than pos free slots. Every lease left expires after
--- now; those expiring by now + window are cooling, the rest are in flight and free at
--- now + window at the earliest.
-local at = now
-local need = redis.call('ZCARD', leases) - (limit - pos - 1)
-if need > 0 then
-  local r = redis.call('ZRANGEBYSCORE', leases, '-inf', now + window,
-                       'WITHSCORES', 'LIMIT', need - 1, 1)
-  if r[2] then at = math.max(at, tonumber(r[2])) else at = math.max(at, now + window) end
-end
-if held > at then at = held end
--- GCRA pacing: emission interval T, tolerance (burst - 1) * T.
-local T = window / limit
-local base = math.max(tat, now)
-local pace = base + (pos - burst + 1) * T
-if pace > at then at = pace end
-
-if at <= now then
-  redis.call('ZADD', leases, now + inflight_ttl, id)
-  if rank then
-    redis.call('ZREM', queue, id)
-    redis.call('ZREM', beats, id)
-  end
-  redis.call('HSET', state, 'tat', base + T)
-  save()
-  redis.call('PEXPIRE', leases, idle_ms)
-  extend(state, idle_ms)
-  return {1, 0, burst, hold_left}
-end
-
-local wait = math.ceil(at - now)
-if max_wait >= 0 and wait >= max_wait then
-  if rank then
-    redis.call('ZREM', queue, id)
-    redis.call('ZREM', beats, id)
-  end
-  save()
-  if dirty then extend(state, idle_ms) end
-  return {-1, wait, burst, hold_left}
-end
-if not rank then
-  redis.call('ZADD', queue, redis.call('HINCRBY', state, 'next_ticket', 1), id)
-end
-redis.call('ZADD', beats, at + grace, id)
-save()
-local keep = math.max(idle_ms, math.ceil((wait + grace) / 1000))
-extend(queue, keep)
-extend(beats, keep)
-extend(state, keep)
-return {0, wait, burst, hold_left}
-"""
-)
-
-# ARGV[4..] = settle pairs. Returns 1.
-_SETTLE_LUA = (
-    _PRELUDE
-    + """
-for i = 4, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
-redis.call('PEXPIRE', leases, idle_ms)
-return 1
-"""
-)
-
-# ARGV[4] = max burst. Returns {hold left µs, burst}.
-_RATE_LIMITED_LUA = (
-    _PRELUDE
-    + """
-local max_burst = tonumber(ARGV[4])
-local st = redis.call('HMGET', state, 'held_until', 'burst')
-local held = tonumber(st[1]) or 0
-local burst = tonumber(st[2]) or max_burst
-if burst > max_burst then burst = max_burst end
--- 50011s answering requests sent before the hold are one incident: halve once.
-if now >= held then burst = math.max(1, math.floor(burst / 2)) end
-held = now + window
-redis.call('HSET', state, 'held_until', held, 'burst', burst, 'clean_since', now)
-extend(state, idle_ms)
-return {math.ceil(held - now), burst}
-"""
-)
-
-
-# --------------------------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by `***` (userinfo and `?password=`)."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            # "redis://secret@host": a lone userinfo may well be a password.
-            user = userinfo.split(":", 1)[0] + ":" if ":" in userinfo else ""
-            netloc = f"{user}***@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/"
-            )
-        text = f"{parts.scheme}://{netloc}{parts.path}"
-        return f"{text}?{query}" if query else text
-    except ValueError:
-        return "<unparsable Redis URL>"
-
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The password-like parts of `url`, raw and decoded, to scrub from messages."""
-    found: list[str] = []
-    try:
-        parts = urlsplit(url)
-        if "@" in parts.netloc:
-            userinfo = parts.netloc.rsplit("@", 1)[0]
-            found.append(userinfo.split(":", 1)[1] if ":" in userinfo else userinfo)
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
-    except ValueError:
-        pass
-    out = {s for f in found for s in (f, unquote(f)) if s}
-    return tuple(sorted(out, key=len, reverse=True))
-
-
-def _tag_part(text: str) -> str:
-    """Escape what would end or nest a Redis Cluster hash tag."""
-    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-
-
-def _int_list(raw: object, size: int) -> list[int]:
-    if isinstance(raw, list) and len(raw) == size and all(isinstance(x, int) for x in raw):
-        return raw
-    raise LimiterUnavailableError(f"unexpected answer from the Redis limiter script: {raw!r}")
 
 
 def _loop_time() -> float:
@@ -435,7 +181,7 @@ class RedisLimiterBackend:
             if not value > 0:
                 raise InvalidInputError(f"{name} must be positive, got {value!r}")
         self._url = mask_url(url)
-        self._secrets = _url_secrets(url)
+        self._secrets = url_secrets(url)
         try:
             client: Redis = aioredis.Redis.from_url(
                 url,
@@ -450,9 +196,9 @@ class RedisLimiterBackend:
                 f"invalid Redis URL {self._url}: {self._scrub(str(exc))}"
             ) from None
         self._client = client
-        self._acquire_script: AsyncScript = client.register_script(_ACQUIRE_LUA)
-        self._settle_script: AsyncScript = client.register_script(_SETTLE_LUA)
-        self._rate_limited_script: AsyncScript = client.register_script(_RATE_LIMITED_LUA)
+        self._acquire_script: AsyncScript = client.register_script(ACQUIRE_LUA)
+        self._settle_script: AsyncScript = client.register_script(SETTLE_LUA)
+        self._rate_limited_script: AsyncScript = client.register_script(RATE_LIMITED_LUA)
         self._errors: tuple[type[BaseException], ...] = (
             RedisError,
             OSError,
@@ -619,7 +365,7 @@ class RedisLimiterBackend:
 
 
 class RedisKeyLimiter:
-    """The budget of one key, kept in Redis. See the module docstring for the rules.
+    """The budget of one key, kept in Redis (rules above; what Redis decides: `_redis_scripts`).
 
     `snapshot()` uses what this process knows: its own queued callers and leases in
     flight, its own released leases still cooling (other processes' are not counted), and
@@ -653,20 +399,10 @@ class RedisKeyLimiter:
         self._backend = backend
         self._key = key
         self._rate = rate
-        tag = f"{{{_tag_part(key.environment)}|{_tag_part(key.subject)}}}"
-        base = f"{backend._key_prefix}:{tag}:{key.endpoint}"
-        self._keys = [f"{base}:leases", f"{base}:queue", f"{base}:beats", f"{base}:state"]
+        self._keys = budget_keys(backend._key_prefix, key)
         self._window_us = max(1, round(rate.window * 1e6))
         self._recovery_us = round(RATE_LIMIT_RECOVERY_WINDOWS * rate.window * 1e6)
-        # Idle keys vanish, but not before every lease has lapsed and the burst would
-        # have recovered to its maximum anyway.
-        doublings = math.ceil(math.log2(rate.limit)) if rate.limit > 1 else 0
-        idle = max(
-            backend._inflight_ttl + rate.window,
-            backend._ticket_grace + rate.window,
-            doublings * RATE_LIMIT_RECOVERY_WINDOWS * rate.window + rate.window,
-        )
-        self._idle_ms = math.ceil(idle * 1000)
+        self._idle_ms = idle_ms(rate, backend._inflight_ttl, backend._ticket_grace)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._head_try_at = 0.0  # loop time the head waits for; nobody behind is earlier
         self._in_flight: set[RedisLease] = set()
@@ -787,12 +523,12 @@ class RedisKeyLimiter:
                         raise backend._unavailable(down) from down.__cause__
                     lease_id = backend._new_id()
                     continue  # the backend is in outage now: the loop turns to the fallback
-                if status == _GRANTED:
+                if status == GRANTED:
                     lease = RedisLease(lease_id)
                     self._in_flight.add(lease)
                     self._redis_in_flight += 1
                     return lease
-                if status == _REFUSED:  # the script dropped any ticket
+                if status == REFUSED:  # the script dropped any ticket
                     raise DeadlineExceededError(
                         f"the next slot of {self._key} frees in {wait_us / 1e6:.3f}s, "
                         "after the deadline"
@@ -832,7 +568,7 @@ class RedisKeyLimiter:
         except asyncio.CancelledError:
             task.add_done_callback(lambda t: self._abandoned(t, lease_id, limited))
             raise
-        status, wait_us, burst, hold_us = _int_list(raw, 4)
+        status, wait_us, burst, hold_us = int_list(raw, 4)
         self._synced(sent, adopted)
         if limited:
             self._pending_limited = False
@@ -978,7 +714,7 @@ class RedisKeyLimiter:
                 del self._pending[lease_id]
         sent = dict(self._pending)
         for lease_id, (when, released) in sent.items():
-            remaining = self._remaining_us(when, now) if released else _SETTLE_CANCEL
+            remaining = self._remaining_us(when, now) if released else SETTLE_CANCEL
             entries += [lease_id, remaining]
         adopted: list[RedisLease] = []
         if self._fb_leases and not self._backend._use_fallback():
@@ -989,7 +725,7 @@ class RedisKeyLimiter:
                 remaining = (
                     self._remaining_us(lease.released_at, now)
                     if lease.released
-                    else _SETTLE_IN_FLIGHT
+                    else SETTLE_IN_FLIGHT
                 )
                 entries += [lease.lease_id, remaining]
                 adopted.append(lease)
@@ -1034,6 +770,6 @@ class RedisKeyLimiter:
             raw = await self._backend._eval(self._backend._rate_limited_script, self._keys, args)
         except _RedisDown:
             return  # stays pending
-        hold_us, burst = _int_list(raw, 2)
+        hold_us, burst = int_list(raw, 2)
         self._pending_limited = False
         self._learned(burst, hold_us)

@@ -17,7 +17,11 @@ _CANDIDATES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server")
 
 
 def find_redis_server() -> str | None:
-    """The redis-server executable, or None."""
+    """The redis-server executable (OKX_ASYNC_REDIS_SERVER if set, e.g. a valkey-server),
+    or None."""
+    chosen = os.environ.get("OKX_ASYNC_REDIS_SERVER")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
     found = shutil.which("redis-server")
     if found:
         return found

@@ -1,15 +1,14 @@
 """RedisLimiterBackend against a real redis-server started per test.
 
 Without redis-server these tests skip, unless OKX_ASYNC_REQUIRE_REDIS=1 makes that a
-failure. Times are measured with the loop clock; Redis decides with its own clock (TIME),
-so bounds that compare the two allow CLOCK_SKEW.
+failure (see redis_fixture.py). Times are measured with the loop clock; Redis decides
+with its own clock (TIME), so bounds that compare the two allow CLOCK_SKEW.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import sys
 import time
@@ -28,40 +27,16 @@ from okx_async._errors import (
 from okx_async._limits import LimiterKey, RateLimit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from redis_server import RedisServer, find_redis_server
+import redis_fixture
+from redis_fixture import RedisServer, require_redis
+
+redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
 
 CLOCK_SKEW = 0.003  # Redis wall clock vs loop monotonic clock, plus timer granularity
 LATE = 0.06  # how late a woken waiter may be served (scheduling, one round trip)
 KEY = LimiterKey("https://www.okx.com", "uid:42", "/api/v5/account/set-riskOffset-amt")
 RATE = RateLimit(10, 0.3, "user")
 TAG = "{https://www.okx.com|uid:42}"
-
-
-def _require_redis() -> str:
-    reason = None
-    exe = find_redis_server()
-    if exe is None:
-        reason = "redis-server not found"
-    else:
-        try:
-            import redis.asyncio  # noqa: F401
-        except ImportError:
-            reason = "redis-py not installed (pip install 'okx_async[redis]')"
-    if reason is None and exe is not None:
-        return exe
-    if os.environ.get("OKX_ASYNC_REQUIRE_REDIS") == "1":
-        pytest.fail(f"{reason}, and OKX_ASYNC_REQUIRE_REDIS=1 requires the Redis tests")
-    pytest.skip(f"{reason}; set OKX_ASYNC_REQUIRE_REDIS=1 to fail instead of skipping")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(_require_redis())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
@@ -406,7 +381,7 @@ async def test_password_never_shown(redis_exe_tcp_server: RedisServer, caplog: A
 
 @pytest.fixture
 def redis_exe_tcp_server() -> Iterator[RedisServer]:
-    server = RedisServer(_require_redis(), tcp=True, password="s3cr3t-Pw")
+    server = RedisServer(require_redis(), tcp=True, password="s3cr3t-Pw")
     server.start()
     try:
         yield server
