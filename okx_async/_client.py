@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from ._auth import Credentials, mask
-from ._clock import ServerClock
+from ._clock import ServerClock, shared_clock
 from ._defaults import (
     ACCOUNT_CONFIG_PATH,
     BALANCE_PATH,
@@ -60,7 +60,6 @@ logger = logging.getLogger("okx_async")
 _T = TypeVar("_T")
 _MAX_BALANCE_CCYS = 20  # OKX's limit per balance request
 _CLOSING = "okx_async: client closed"  # marks close()'s own cancellations
-_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class OKXClient:
@@ -82,6 +81,7 @@ class OKXClient:
         "_demo",
         "_environment",
         "_key_subject",
+        "_limiter_keys",
         "_on_event",
         "_outstanding",
         "_owns_backend",
@@ -144,7 +144,8 @@ class OKXClient:
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
         )
-        self._clock = ServerClock()
+        self._clock: ServerClock | None = None  # the loop's shared clock for this host
+        self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
         self._stats = StatsRecorder()
         self._on_event = on_event
         self._outstanding: set[Update] = set()
@@ -380,6 +381,33 @@ class OKXClient:
             return "uid:" + self._uid
         return self._key_subject if path == ACCOUNT_CONFIG_PATH else None
 
+    async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
+        subject = self._subject(path)
+        if subject is None:
+            subject = "uid:" + await _within(deadline, self._user_id(), "looking up the User ID")
+        key = LimiterKey(self._environment, subject, path)
+        if not subject.startswith("key:"):  # final once the User ID is known: keep it
+            self._limiter_keys[path] = key
+        return key
+
+    def _bind_clock(self) -> ServerClock:
+        self._clock = shared_clock(self._base_url)
+        return self._clock
+
+    async def _sync_clock(self, clock: ServerClock, deadline: float | None) -> None:
+        while not clock.synced:
+            try:
+                await _within(
+                    deadline,
+                    clock.ensure_synced(self._fetch_server_time),
+                    "syncing with OKX's clock",
+                )
+            except ClientClosedError:
+                if self._closed:
+                    raise
+                # The shared sync ran on another client that was closed meanwhile: ours
+                # is still open, so sync through it.
+
     def _backend_now(self) -> LimiterBackend:
         if self._backend is None:
             from ._ratelimit import default_local_backend
@@ -462,20 +490,13 @@ class OKXClient:
         while True:
             attempt += 1
             self._check_open()
-            if signed and not self._clock.synced:
-                await _within(
-                    deadline,
-                    self._clock.ensure_synced(self._fetch_server_time),
-                    "syncing with OKX's clock",
-                )
-            subject = self._subject(path)
-            if subject is None:
-                subject = "uid:" + await _within(
-                    deadline, self._user_id(), "looking up the User ID"
-                )
-            limiter = self._backend_now().limiter(
-                LimiterKey(self._environment, subject, path), rate
-            )
+            clock = self._clock or self._bind_clock()
+            if signed and not clock.synced:
+                await self._sync_clock(clock, deadline)
+            key = self._limiter_keys.get(path)
+            if key is None:
+                key = await self._limiter_key(path, deadline)
+            limiter = (self._backend or self._backend_now()).limiter(key, rate)
             stats = self._stats
             asked = loop.time()
             stats.queued += 1
@@ -487,13 +508,14 @@ class OKXClient:
             stats.in_flight += 1
             stats.sent += 1
             try:
-                headers = dict(_JSON_HEADERS) if body else {}
-                if signed:
-                    headers.update(
-                        self._credentials.headers(
-                            self._clock.timestamp(), method, path + query, body
-                        )
-                    )
+                target = path + query
+                headers = (
+                    self._credentials.headers(clock.timestamp(), method, target, body)
+                    if signed
+                    else {}
+                )
+                if body:
+                    headers["Content-Type"] = "application/json"
                 if self._demo:
                     headers["x-simulated-trading"] = "1"
                 timeout = None if deadline is None else max(deadline - loop.time(), 0.001)
@@ -501,7 +523,7 @@ class OKXClient:
                     timeout = None
                 self._emit("sent", path, attempt)
                 data = await self._transport.send(
-                    method, path + query, body=body, headers=headers, timeout=timeout
+                    method, target, body=body, headers=headers, timeout=timeout
                 )
             except OKXError as exc:
                 error: OKXError = exc
@@ -524,7 +546,7 @@ class OKXClient:
     ) -> None:
         """Return to retry, or raise: the error itself, or SupersededError."""
         if isinstance(error, TimestampExpiredError) and attempt == 1:
-            await self._clock.resync(self._fetch_server_time)
+            await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
         if self._closed or not should_retry(error, attempt, self._retry):
             self._fail(error, path, attempt)
             raise error

@@ -60,7 +60,14 @@ def _is_loopback(host: str) -> bool:
 class Transport:
     """One aiohttp session (connection reuse) for one base URL."""
 
-    __slots__ = ("_base_url", "_closed", "_connect_timeout", "_request_timeout", "_session")
+    __slots__ = (
+        "_base_url",
+        "_closed",
+        "_connect_timeout",
+        "_default_timeout",
+        "_request_timeout",
+        "_session",
+    )
 
     def __init__(
         self,
@@ -74,6 +81,9 @@ class Transport:
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._default_timeout = aiohttp.ClientTimeout(
+            total=request_timeout, sock_connect=connect_timeout
+        )
 
     @property
     def request_timeout(self) -> float:
@@ -86,9 +96,7 @@ class Transport:
         connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ssl=True)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=self._request_timeout, sock_connect=self._connect_timeout
-            ),
+            timeout=self._default_timeout,
             raise_for_status=False,
             auto_decompress=True,
         )
@@ -106,15 +114,19 @@ class Transport:
         """Send one request; return OKX's `data` list when `code` is "0", else raise."""
         session = self._session or self._open_session()
         request_timeout = self._request_timeout if timeout is None else timeout
+        # Built once; a new one only when a deadline asks for less.
+        per_request = (
+            aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout)
+            if timeout is not None
+            else self._default_timeout
+        )
         try:
             async with session.request(
                 method,
                 self._base_url + path,
                 data=body or None,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=request_timeout, sock_connect=self._connect_timeout
-                ),
+                timeout=per_request,
                 allow_redirects=False,
             ) as response:
                 length = response.content_length

@@ -280,3 +280,21 @@ async def test_timeout_bounds_the_clock_sync_and_user_id_lookup() -> None:
             with pytest.raises(DeadlineExceededError):
                 await call()
             assert time.monotonic() - started < 1.5
+
+
+async def test_many_clients_share_one_clock_sync(sim: tuple[Simulator, str]) -> None:
+    simulator, url = sim
+    clients = [
+        client_for(url, KEYS[i % 4], user_id="1001") for i in range(len(DEFAULT_MARGIN_CCYS))
+    ]
+    try:
+        await asyncio.gather(
+            *(
+                c.set_risk_offset_amount(ccy, "1")
+                for c, ccy in zip(clients, sorted(DEFAULT_MARGIN_CCYS), strict=True)
+            )
+        )
+    finally:
+        for c in clients:
+            await c.close()
+    assert [r.path for r in simulator.records].count("/api/v5/public/time") == 1
