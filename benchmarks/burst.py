@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from _common import max_in_any_window
 
 from okx_async import OKXClient, format_timestamp, sign
 from okx_async.simulator import (
@@ -136,16 +137,6 @@ def fill_from_simulator(result: Result, sim: Simulator) -> Result:
     result.rate_limited = sim.rate_limited_count(UID)
     result.max_sent = max_in_any_window(arrivals, WINDOW)
     return result
-
-
-def max_in_any_window(times: list[float], window: float) -> int:
-    """The most of the sorted `times` inside any half-open window (t - window, t]."""
-    best = start = 0
-    for end, t in enumerate(times):
-        while times[start] <= t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def amount(i: int) -> str:

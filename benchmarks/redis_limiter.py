@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from _common import max_in_any_window
 
 from okx_async._defaults import REDIS_INFLIGHT_TTL
 from okx_async._errors import DeadlineExceededError
@@ -224,16 +225,6 @@ async def worker(spec: dict[str, Any]) -> dict[str, Any]:
         await plain.aclose()
 
 
-def max_in_window(times: list[int], window: int) -> int:
-    """The most grants inside any half-open window (t - window, t]."""
-    best = start = 0
-    for end, t in enumerate(times):
-        while times[start] <= t - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 async def run_processes(server: RedisServer, n: int, duration: float) -> dict[str, Any]:
     subject = f"uid:shared-{n}"
     log_key = f"bench:{{bench|{subject}}}:grant-log"
@@ -298,7 +289,7 @@ async def run_processes(server: RedisServer, n: int, duration: float) -> dict[st
         "total": total,
         "span": span,
         "rate": rate,
-        "worst": max_in_window(times, round(SHARED.window * 1e6)),
+        "worst": max_in_any_window(times, round(SHARED.window * 1e6)),
         "rt_per_grant": (evalsha - total) / total if total else 0.0,  # minus the record calls
     }
 
