@@ -215,8 +215,11 @@ class OKXClient:
             future=loop.create_future(),
         )
         self._outstanding.add(update)
-        lane.submit(update, coalesce=self._coalesce)
         try:
+            if lane.claim(update):
+                await lane.run_inline(update)
+            else:
+                lane.submit(update, coalesce=self._coalesce)
             if deadline is None:
                 result = await update.future
             else:

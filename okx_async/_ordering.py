@@ -92,8 +92,31 @@ class Lane:
             while self._queue:
                 update.absorb(self._queue.popleft())
         self._queue.append(update)
-        if self._worker is None:
+        if self._worker is None and self._current is None:
             self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    def claim(self, update: Update) -> bool:
+        """True when the lane is idle: the caller then sends `update` itself with
+        `run_inline`, saving a worker task on the common path."""
+        if self._current is not None or self._worker is not None or self._queue:
+            return False
+        self._current = update
+        return True
+
+    async def run_inline(self, update: Update) -> None:
+        """Send a claimed update in the caller's task. Its outcome lands in its future;
+        values submitted meanwhile are handed to a worker afterwards."""
+        try:
+            await self._send_one(update)
+        except asyncio.CancelledError:
+            update.future.cancel()  # the caller went away mid-send; nobody else waits
+            raise
+        finally:
+            self._current = None
+            if self._queue:
+                self._worker = asyncio.get_running_loop().create_task(self._run())
+            else:
+                self._on_idle(self.key)
 
     def has_newer(self) -> bool:
         """True while another value waits behind the one being sent."""
@@ -109,31 +132,36 @@ class Lane:
                 update = self._queue.popleft()
                 if not update.is_wanted():
                     continue  # all its callers left before it was sent: send nothing
-                self._current = update
                 try:
-                    applied = await update.send(update, self)
-                except SupersededError:
-                    # A newer value waits; it answers for this one too.
-                    if self._queue:
-                        self._queue[0].absorb(update)
-                    else:  # the newer one was withdrawn meanwhile: ours is the latest again
-                        self._queue.appendleft(update)
+                    await self._send_one(update)
                 except asyncio.CancelledError:
                     update.fail(asyncio.CancelledError())
                     for rest in self._queue:
                         rest.fail(asyncio.CancelledError())
                     self._queue.clear()
                     raise
-                except Exception as exc:
-                    update.fail(exc)
-                else:
-                    update.resolve(applied)
                 finally:
                     self._current = None
         finally:
             self._worker = None
             if not self._queue:
                 self._on_idle(self.key)
+
+    async def _send_one(self, update: Update) -> None:
+        """Send one update and settle its callers; CancelledError is the caller's."""
+        self._current = update
+        try:
+            applied = await update.send(update, self)
+        except SupersededError:
+            # A newer value waits; it answers for this one too.
+            if self._queue:
+                self._queue[0].absorb(update)
+            else:  # the newer one was withdrawn meanwhile: ours is the latest again
+                self._queue.appendleft(update)
+        except Exception as exc:
+            update.fail(exc)
+        else:
+            update.resolve(applied)
 
     def __repr__(self) -> str:
         busy = "sending" if self._current is not None else "idle"

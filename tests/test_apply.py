@@ -290,13 +290,16 @@ async def test_duplicate_currency_warns_and_the_later_row_wins(
         "(profile b); line 5 wins" in err  # fmt: skip
     assert simulator.values("1001") == {**simulator.values("1001"), "BTC": "2", "ETH": "6"}
     rows = json.loads(report_path.read_text())["rows"]
+    # Each currency's lane was idle, so the earlier row went out at once; the later row
+    # followed it, in order, and is what the exchange holds.
     assert [(r["line"], r["status"], r["applied"]) for r in rows] == [
-        (2, "superseded", "2"),
-        (3, "superseded", "6"),
+        (2, "applied", "1"),
+        (3, "applied", "5"),
         (4, "applied", "2"),
         (5, "applied", "6"),
     ]
-    assert len(posts(simulator)) == 2  # the superseded values were never sent
+    bodies = [(r.body or {}).get("clSpotInUseAmt") for r in posts(simulator)]
+    assert bodies.index("2") > bodies.index("1") and bodies.index("6") > bodies.index("5")
     assert "verify: read back 2 values; all match" in out
 
 

@@ -174,3 +174,57 @@ async def test_a_cancelled_newest_value_still_goes_if_older_callers_wait_on_it()
     result = await b.future
     assert sender.sent == ["1", "3"]
     assert result == RiskOffsetResult("BTC", Decimal(3), Decimal(2), True)
+
+
+async def test_an_idle_lane_is_driven_by_the_caller_and_handed_on() -> None:
+    registry = LaneRegistry()
+    sender = ScriptedSender()
+    lane = registry.lane("k")
+    first, second = make(sender, "1"), make(sender, "2")
+    assert lane.claim(first)
+    assert not lane.claim(second)  # busy: the second must queue
+    inline = asyncio.ensure_future(lane.run_inline(first))
+    await settle()
+    lane.submit(second, coalesce=True)
+    sender.open("1")
+    await inline
+    assert (await first.future).amount == Decimal(1)
+    sender.open("2")
+    # A worker took over the queue (a hang here means nobody did).
+    assert (await asyncio.wait_for(second.future, 5)).amount == Decimal(2)
+    assert sender.sent == ["1", "2"] and sender.max_in_flight == 1
+    await settle()
+    assert len(registry) == 0
+
+
+async def test_inline_retry_superseded_by_a_queued_value() -> None:
+    sender = ScriptedSender()
+    sender.supersede_on = {"1"}
+    lane = LaneRegistry().lane("k")
+    first, second = make(sender, "1"), make(sender, "2")
+    assert lane.claim(first)
+    inline = asyncio.ensure_future(lane.run_inline(first))
+    await settle()
+    lane.submit(second, coalesce=False)
+    sender.open("1")
+    await inline
+    sender.open("2")
+    assert await asyncio.wait_for(first.future, 5) == RiskOffsetResult(
+        "BTC", Decimal(2), Decimal(1), True
+    )
+    assert sender.sent == ["1", "2"]
+
+
+async def test_cancelling_the_inline_caller_frees_the_lane() -> None:
+    registry = LaneRegistry()
+    sender = ScriptedSender()
+    lane = registry.lane("k")
+    first = make(sender, "1")
+    assert lane.claim(first)
+    inline = asyncio.ensure_future(lane.run_inline(first))
+    await settle()
+    inline.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await inline
+    assert first.future.cancelled()
+    assert len(registry) == 0 and lane.claim(make(sender, "2"))
