@@ -57,6 +57,7 @@ from ._redis_scripts import (
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.commands.core import AsyncScript
 
 __all__ = ["RedisKeyLimiter", "RedisLease", "RedisLimiterBackend", "mask_url"]
@@ -71,6 +72,19 @@ def _loop_time() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:  # no loop running (a repr or stats read from sync code)
         return time.monotonic()
+
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def _cluster_url(url: str, cluster: bool) -> tuple[str, bool]:
+    """The URL for redis-py and whether it names a Redis Cluster: `redis+cluster://`
+    and `rediss+cluster://` become `redis://` and `rediss://`."""
+    scheme, sep, rest = url.partition("://")
+    plain = _CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    if plain is not None:
+        return f"{plain}://{rest}", True
+    return url, cluster
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -115,6 +129,15 @@ class RedisLimiterBackend:
     cooled), logs one WARNING per outage, pings Redis every `probe_interval` and goes back
     to it when it answers, first registering the fallback's leases there.
 
+    URLs (anything redis-py's `from_url` takes; a password in it is masked in every
+    message): `redis://[[user]:password@]host:port/db`, `rediss://...` (TLS),
+    `unix:///path/to/redis.sock?db=0&password=...` for one server, and
+    `redis+cluster://[[user]:password@]host:port` or `rediss+cluster://...` for Redis
+    Cluster (any reachable node; the rest are discovered; db must be 0). `cluster=True`
+    treats a plain `redis://`/`rediss://` URL as a cluster node too. Every key of one
+    budget carries the hash tag `{env|subject}`, so each script runs on one slot, and
+    redis-py loads the scripts on every primary when a node answers NOSCRIPT.
+
     `inflight_ttl`: how long a lease whose holder died stays (must exceed the window).
     `ticket_grace`: how long a waiter's place in the cross-process queue outlives the
     try-at time Redis gave it (a dead process's ticket blocks others that long).
@@ -156,12 +179,14 @@ class RedisLimiterBackend:
         inflight_ttl: float = REDIS_INFLIGHT_TTL,
         ticket_grace: float = REDIS_TICKET_GRACE,
         probe_interval: float = REDIS_FALLBACK_PROBE_INTERVAL,
+        cluster: bool = False,
     ) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.asyncio.cluster import RedisCluster
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
+            from redis.exceptions import RedisClusterException, RedisError
         except ImportError as exc:
             raise ImportError(
                 "RedisLimiterBackend needs the redis package: pip install 'okx_async[redis]'"
@@ -182,16 +207,22 @@ class RedisLimiterBackend:
                 raise InvalidInputError(f"{name} must be positive, got {value!r}")
         self._url = mask_url(url)
         self._secrets = url_secrets(url)
+        redis_url, cluster = _cluster_url(url, cluster)
+        options: dict[str, Any] = {
+            "socket_timeout": operation_timeout,
+            "socket_connect_timeout": operation_timeout,
+            # One immediate retry on a fresh connection (a pooled one may be stale; in a
+            # cluster, after refreshing the topology). Each script is idempotent per
+            # lease id, so a retry cannot take two slots.
+            "retry": Retry(NoBackoff(), 1),
+        }
         try:
-            client: Redis = aioredis.Redis.from_url(
-                url,
-                socket_timeout=operation_timeout,
-                socket_connect_timeout=operation_timeout,
-                # One immediate retry on a fresh connection (a pooled one may be stale).
-                # Each script is idempotent per lease id, so a retry cannot take two slots.
-                retry=Retry(NoBackoff(), 1),
-            )
-        except (ValueError, TypeError) as exc:
+            client: Redis | RedisCluster
+            if cluster:
+                client = RedisCluster.from_url(redis_url, **options)
+            else:
+                client = aioredis.Redis.from_url(redis_url, **options)
+        except (ValueError, TypeError, RedisClusterException) as exc:
             raise InvalidInputError(
                 f"invalid Redis URL {self._url}: {self._scrub(str(exc))}"
             ) from None
@@ -201,6 +232,7 @@ class RedisLimiterBackend:
         self._rate_limited_script: AsyncScript = client.register_script(RATE_LIMITED_LUA)
         self._errors: tuple[type[BaseException], ...] = (
             RedisError,
+            RedisClusterException,  # e.g. no node reachable, slot not covered
             OSError,
             asyncio.TimeoutError,  # TimeoutError on 3.11+
         )
