@@ -4,18 +4,25 @@ failure. OKX_ASYNC_REDIS_SERVER picks another binary (e.g. /usr/bin/valkey-serve
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from redis_server import RedisServer, find_redis_cli, find_redis_server
 
-__all__ = ["RedisServer", "redis_server", "require_redis", "require_redis_cli"]
+__all__ = [
+    "RedisServer",
+    "one_user_against_the_simulator",
+    "redis_server",
+    "require_redis",
+    "require_redis_cli",
+]
 
 
 def require_redis() -> str:
@@ -56,3 +63,49 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+async def one_user_against_the_simulator(
+    redis_url: str, *, clients: int, calls: int
+) -> tuple[Any, float]:
+    """`clients` OKXClients, each with its own Redis backend at `redis_url` (as if in
+    separate processes), on keys of one user, send `calls` sets on distinct currencies
+    at once to the simulator (0-50 ms latency). Returns (simulator, seconds taken)."""
+    from okx_async import OKXClient
+    from okx_async.simulator import (
+        DEFAULT_MARGIN_CCYS,
+        SimKey,
+        Simulator,
+        SimulatorConfig,
+        SimulatorServer,
+        SimUser,
+    )
+
+    keys = [SimKey(f"key-{i}", f"secret-{i}-xyz", f"pass-{i}-xyz") for i in range(clients)]
+    simulator = Simulator(SimulatorConfig(users=[SimUser(uid="1001", keys=keys)]))
+    simulator.latency = (0.0, 0.05)
+    ccys = sorted(DEFAULT_MARGIN_CCYS)[:calls]
+    assert len(ccys) == calls
+    async with SimulatorServer(simulator) as server:
+        made = [
+            OKXClient(
+                api_key=k.api_key,
+                secret_key=k.secret_key,
+                passphrase=k.passphrase,
+                base_url=server.base_url,
+                redis_url=redis_url,
+            )
+            for k in keys
+        ]
+        try:
+            await asyncio.gather(*(c.get_account_config() for c in made))
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await asyncio.gather(
+                *(made[i % clients].set_risk_offset_amount(c, str(i)) for i, c in enumerate(ccys))
+            )
+            elapsed = loop.time() - t0
+        finally:
+            for c in made:
+                await c.close()
+    return simulator, elapsed

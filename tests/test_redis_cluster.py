@@ -22,7 +22,7 @@ from okx_async._limits import LimiterKey, RateLimit
 from okx_async._redis_scripts import budget_keys
 
 sys.path.insert(0, str(Path(__file__).parent))
-from redis_fixture import require_redis, require_redis_cli
+from redis_fixture import one_user_against_the_simulator, require_redis, require_redis_cli
 from redis_server import RedisClusterServers, _free_port
 
 CLOCK_SKEW = 0.003  # Redis wall clock vs loop monotonic clock, plus timer granularity
@@ -256,42 +256,7 @@ def test_invalid_cluster_urls() -> None:
 async def test_two_clients_of_one_user_against_the_simulator(cluster: RedisClusterServers) -> None:
     """Two clients, each with its own cluster backend (as if in two processes), keys of
     one user: 20 sends take a second window and the simulator never answers 50011."""
-    from okx_async import OKXClient
-    from okx_async.simulator import (
-        DEFAULT_MARGIN_CCYS,
-        SimKey,
-        Simulator,
-        SimulatorConfig,
-        SimulatorServer,
-        SimUser,
-    )
-
-    keys = [SimKey(f"key-{i}", f"secret-{i}-xyz", f"pass-{i}-xyz") for i in range(2)]
-    simulator = Simulator(SimulatorConfig(users=[SimUser(uid="1001", keys=keys)]))
-    simulator.latency = (0.0, 0.05)
-    async with SimulatorServer(simulator) as server:
-        clients = [
-            OKXClient(
-                api_key=k.api_key,
-                secret_key=k.secret_key,
-                passphrase=k.passphrase,
-                base_url=server.base_url,
-                redis_url=cluster.url,
-            )
-            for k in keys
-        ]
-        try:
-            await asyncio.gather(*(c.get_account_config() for c in clients))
-            ccys = sorted(DEFAULT_MARGIN_CCYS)[:20]
-            assert len(ccys) == 20
-            t0 = now()
-            await asyncio.gather(
-                *(clients[i % 2].set_risk_offset_amount(c, str(i)) for i, c in enumerate(ccys))
-            )
-            elapsed = now() - t0
-        finally:
-            for c in clients:
-                await c.close()
+    simulator, elapsed = await one_user_against_the_simulator(cluster.url, clients=2, calls=20)
     sent = [r for r in simulator.records if r.path == PATH]
     assert len(sent) == 20
     assert simulator.rate_limited_count() == 0

@@ -28,7 +28,7 @@ from okx_async._limits import LimiterKey, RateLimit
 
 sys.path.insert(0, str(Path(__file__).parent))
 import redis_fixture
-from redis_fixture import RedisServer, require_redis
+from redis_fixture import RedisServer, one_user_against_the_simulator, require_redis
 
 redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
 
@@ -606,41 +606,7 @@ def test_missing_redis_package_says_how_to_install(monkeypatch: Any):
 async def test_three_clients_of_one_user_against_the_simulator(redis_server: RedisServer):
     """Three clients, each with its own RedisLimiterBackend (as if in three processes),
     keys of one user: the simulator, which counts per User ID, never answers 50011."""
-    from okx_async import OKXClient
-    from okx_async.simulator import (
-        DEFAULT_MARGIN_CCYS,
-        SimKey,
-        Simulator,
-        SimulatorConfig,
-        SimulatorServer,
-        SimUser,
-    )
-
-    keys = [SimKey(f"key-{i}", f"secret-{i}-xyz", f"pass-{i}-xyz") for i in range(3)]
-    simulator = Simulator(SimulatorConfig(users=[SimUser(uid="1001", keys=keys)]))
-    simulator.latency = (0.0, 0.05)
-    async with SimulatorServer(simulator) as server:
-        clients = [
-            OKXClient(
-                api_key=k.api_key,
-                secret_key=k.secret_key,
-                passphrase=k.passphrase,
-                base_url=server.base_url,
-                redis_url=redis_server.url,
-            )
-            for k in keys
-        ]
-        try:
-            await asyncio.gather(*(c.get_account_config() for c in clients))
-            ccys = sorted(DEFAULT_MARGIN_CCYS)[:24]
-            t0 = now()
-            await asyncio.gather(
-                *(clients[i % 3].set_risk_offset_amount(c, str(i)) for i, c in enumerate(ccys))
-            )
-            elapsed = now() - t0
-        finally:
-            for c in clients:
-                await c.close()
+    simulator, elapsed = await one_user_against_the_simulator(redis_server.url, clients=3, calls=24)
     sent = [r for r in simulator.records if r.path == "/api/v5/account/set-riskOffset-amt"]
     assert len(sent) == 24
     assert simulator.rate_limited_count() == 0
