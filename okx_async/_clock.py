@@ -35,9 +35,6 @@ class ServerClock:
     def synced(self) -> bool:
         return self._synced
 
-    def now(self) -> float:
-        return time.time() + self._offset
-
     def timestamp(self) -> str:
         return format_timestamp(time.time() + self._offset)
 

@@ -122,10 +122,6 @@ class Lane:
         """True while another value waits behind the one being sent."""
         return bool(self._queue)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._queue)
-
     async def _run(self) -> None:
         try:
             while self._queue:
