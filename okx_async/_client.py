@@ -47,7 +47,7 @@ from ._errors import (
 )
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
-from ._ordering import Lane, SupersededError, Update, lanes_for_running_loop
+from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._transport import Transport, check_base_url
@@ -81,6 +81,7 @@ class OKXClient:
         "_demo",
         "_environment",
         "_key_subject",
+        "_lanes",
         "_limiter_keys",
         "_on_event",
         "_outstanding",
@@ -146,6 +147,7 @@ class OKXClient:
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
+        self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
         self._stats = StatsRecorder()
         self._on_event = on_event
         self._outstanding: set[Update] = set()
@@ -204,8 +206,8 @@ class OKXClient:
         deadline = self._deadline(timeout)
         self._check_open()
         uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
-        lane = lanes_for_running_loop().lane((self._environment, uid, ccy))
         loop = asyncio.get_running_loop()
+        lane = self._lane_registry(loop).lane((self._environment, uid, ccy))
         update = Update(
             ccy=ccy,
             text=text,
@@ -344,6 +346,12 @@ class OKXClient:
         )
 
     # -- internals ----------------------------------------------------------------------
+
+    def _lane_registry(self, loop: asyncio.AbstractEventLoop) -> LaneRegistry:
+        # The loop's registry, remembered: looking it up costs a weakref per call.
+        if self._lanes is None or self._lanes[0] is not loop:
+            self._lanes = (loop, lanes_for_running_loop())
+        return self._lanes[1]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -499,7 +507,8 @@ class OKXClient:
             key = self._limiter_keys.get(path)
             if key is None:
                 key = await self._limiter_key(path, deadline)
-            limiter = (self._backend or self._backend_now()).limiter(key, rate)
+            backend = self._backend if self._backend is not None else self._backend_now()
+            limiter = backend.limiter(key, rate)
             stats = self._stats
             asked = loop.time()
             stats.queued += 1
@@ -524,7 +533,8 @@ class OKXClient:
                 timeout = None if deadline is None else max(deadline - loop.time(), 0.001)
                 if timeout is not None and timeout > self._transport.request_timeout:
                     timeout = None
-                self._emit("sent", path, attempt)
+                if self._on_event is not None:
+                    self._emit("sent", path, attempt)
                 data = await self._transport.send(
                     method, target, body=body, headers=headers, timeout=timeout
                 )
@@ -537,7 +547,8 @@ class OKXClient:
             else:
                 if path == SET_RISK_OFFSET_PATH:
                     stats.succeeded += 1
-                self._emit("succeeded", path, attempt)
+                if self._on_event is not None:
+                    self._emit("succeeded", path, attempt)
                 return data
             finally:
                 stats.in_flight -= 1

@@ -135,7 +135,8 @@ class Transport:
                 else:  # unknown or too long: read no more than we would keep
                     raw = await _read_capped(response.content, MAX_RESPONSE_BYTES + 1)
                 status = response.status
-                content_type = response.content_type
+                # The raw header: parsing it (response.content_type) only matters on errors.
+                content_type = response.headers.get("Content-Type", "")
         except asyncio.TimeoutError as exc:
             raise RequestTimeoutError(
                 f"no response from OKX within {request_timeout:g} s", path=path
@@ -189,7 +190,7 @@ def _decode(raw: bytes, *, status: int, content_type: str, path: str) -> list[An
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        kind = "HTML page" if "html" in content_type else "non-JSON response"
+        kind = "HTML page" if "html" in content_type.lower() else "non-JSON response"
         raise _unexpected(f"{kind} instead of OKX JSON", raw, status=status, path=path) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("code"), (str, int)):
         raise _unexpected("JSON without OKX's 'code' field", raw, status=status, path=path)

@@ -36,18 +36,7 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
     Accepts str, Decimal and int. Floats are refused: 0.1 is not exactly 0.1, and an
     offset amount must be exactly what the caller meant.
     """
-    if isinstance(amount, bool):
-        raise InvalidInputError("amount must be a number as str, Decimal or int, not a bool")
-    if isinstance(amount, float):
-        raise InvalidInputError(
-            f"amount {amount!r} is a float, which loses precision: pass a str such as "
-            f"'{amount}' or a Decimal"
-        )
-    if isinstance(amount, Decimal):
-        value = amount
-    elif isinstance(amount, int):
-        value = Decimal(amount)
-    elif isinstance(amount, str):
+    if isinstance(amount, str):  # the common case first
         if _AMOUNT_TEXT.fullmatch(amount) is None:
             shown = amount[:40]
             hint = " (negative amounts are not allowed)" if shown.startswith("-") else ""
@@ -56,6 +45,17 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
             value = Decimal(amount)
         except InvalidOperation as exc:  # pragma: no cover - the pattern already guards
             raise InvalidInputError(f"amount {amount[:40]!r} is not a number") from exc
+    elif isinstance(amount, bool):
+        raise InvalidInputError("amount must be a number as str, Decimal or int, not a bool")
+    elif isinstance(amount, float):
+        raise InvalidInputError(
+            f"amount {amount!r} is a float, which loses precision: pass a str such as "
+            f"'{amount}' or a Decimal"
+        )
+    elif isinstance(amount, Decimal):
+        value = amount
+    elif isinstance(amount, int):
+        value = Decimal(amount)
     else:
         raise InvalidInputError(
             f"amount must be a str, Decimal or int, not {type(amount).__name__}"
