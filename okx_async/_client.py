@@ -516,7 +516,7 @@ class OKXClient:
                 lease = await limiter.acquire(deadline=deadline)
             finally:
                 stats.queued -= 1
-            stats.waits.append(loop.time() - asked)
+            stats.record_wait(loop.time() - asked)
             stats.in_flight += 1
             stats.sent += 1
             try:

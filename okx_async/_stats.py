@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +48,7 @@ class StatsRecorder:
         "sent",
         "succeeded",
         "superseded",
+        "wait_count",
         "waits",
     )
 
@@ -60,10 +61,19 @@ class StatsRecorder:
         self.superseded = 0
         self.succeeded = 0
         self.failed = 0
-        self.waits: deque[float] = deque(maxlen=QUEUE_WAIT_SAMPLES)
+        # A ring of the latest queue waits, allocated once: 8 bytes a sample and no
+        # allocation per call, so a long-lived client's memory does not grow with its call
+        # count (a deque of floats grew by ~40 bytes a call until it was full).
+        self.waits = array("d", bytes(8 * QUEUE_WAIT_SAMPLES))
+        self.wait_count = 0  # samples ever recorded; the next goes to wait_count % size
+
+    def record_wait(self, seconds: float) -> None:
+        count = self.wait_count
+        self.waits[count % QUEUE_WAIT_SAMPLES] = seconds
+        self.wait_count = count + 1
 
     def snapshot(self) -> ClientStats:
-        ordered = sorted(self.waits)
+        ordered = sorted(self.waits[: self.wait_count])  # all of the ring once it is full
         return ClientStats(
             queued=self.queued,
             in_flight=self.in_flight,
