@@ -14,6 +14,9 @@ _CCY = re.compile(rf"[A-Za-z0-9]{{1,{CCY_MAX_LENGTH}}}")
 # Digits, an optional point, an optional exponent. Decimal() alone would also take
 # "1_000", "NaN", "Infinity" and surrounding blanks, none of which OKX understands.
 _AMOUNT_TEXT = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# The usual input, "12.25": ASCII digits, no sign, exponent or redundant leading zero, not
+# zero. Such text is already what format(Decimal(text), "f") gives, so it is sent as is.
+_PLAIN_NONZERO = re.compile(r"[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*")
 
 
 def validate_ccy(ccy: object) -> str:
@@ -37,6 +40,8 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
     offset amount must be exactly what the caller meant.
     """
     if isinstance(amount, str):  # the common case first
+        if len(amount) <= AMOUNT_MAX_DIGITS and _PLAIN_NONZERO.fullmatch(amount):
+            return amount, Decimal(amount)  # in range: at most AMOUNT_MAX_DIGITS digits
         if _AMOUNT_TEXT.fullmatch(amount) is None:
             shown = amount[:40]
             hint = " (negative amounts are not allowed)" if shown.startswith("-") else ""

@@ -21,6 +21,7 @@ from okx_async import (
     validate_amount,
     validate_ccy,
 )
+from okx_async._defaults import AMOUNT_MAX_DIGITS
 from okx_async._transport import _decode
 
 ANYTHING = st.one_of(
@@ -84,6 +85,22 @@ def test_validate_amount_accepts_or_explains(amount: object) -> None:
     else:
         assert Decimal(text) == value >= 0
         assert "E" not in text and "e" not in text  # always plain decimal text
+
+
+# Number-like text, Arabic-Indic digits included: Decimal() reads those, OKX would not.
+NUMBER_TEXT = st.text(alphabet="0123456789.+-eE\u0661\u0662", max_size=AMOUNT_MAX_DIGITS + 4)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(amount=NUMBER_TEXT)
+def test_amount_text_sent_is_the_canonical_ascii_form(amount: str) -> None:
+    """Whichever path validation takes, what is sent is format(value, "f") in ASCII."""
+    try:
+        text, value = validate_amount(amount)
+    except InvalidInputError:
+        return
+    assert text.isascii()
+    assert text == (format(value, "f") if value else "0")
 
 
 @settings(max_examples=100, deadline=None)
