@@ -1,48 +1,55 @@
-"""Soak: 10,000 set calls over 200 user IDs. Memory stays flat; client CPU per call.
+"""Soak: set calls over 200 user IDs, repeated. Memory stays flat; client CPU per call.
 
 The simulator runs in a separate process (multiprocessing, spawn), so this process's CPU
 time (`time.process_time`) is the client's alone. Its limits are raised to 1,000,000 per
 2 s on every path: the simulator never refuses, and only the client's own limiter (OKX's
 real table, 10 per 2 s per User ID) paces anything.
 
-One client (and, for the baseline, one aiohttp session) per user, 200 users, one worker
-per user doing its calls one after another (200 concurrent requests at most), in two
-halves of 25 calls per user. Phases, all in this run, against the same simulator:
+One client (and, for the baselines, one aiohttp session) per user, 200 users, one worker
+per user doing 25 calls one after another: 5,000 calls per run. Four kinds of run:
 
-1. bare: aiohttp + HMAC, no limiter: sign with `okx_async.sign`, orjson body, one session
-   per user (connection reuse), read and parse the answer. The baseline. It runs twice,
-   before and after the okx_async phases; ratios use the mean of the two, and their
-   spread shows how noisy the machine was (other work on a 2-core box moves CPU/call).
-2. okx_async, paced: each half, 25 calls per user back to back. The limiter binds: each
-   user sends 10, waits ~2 s for slots, 10 more, waits, 5 (4 s of pacing per half, all
-   users in parallel), so 15 of every 25 calls take the limiter's wait path
-   (event-driven timers, no polling). This is real use.
-3. okx_async, unpaced: the same 50 calls per user, but in rounds of at most 10 per user
-   with a 2.1 s pause between rounds, so every acquire takes the limiter's fast path.
-   This isolates the per-call cost of everything else (validation, lanes, signing,
-   transport, parsing); the pauses cost no CPU.
+- **bare**: aiohttp + HMAC with no limiter, the baseline of the target. Sign with
+  `okx_async.sign`, orjson body, one session per user, read and parse the answer.
+  Against real OKX it would get 50011s: it sends 25 per user at once.
+- **bare, hand-paced**: the same loop, paced by hand as strictly as okx_async paces
+  (a user's 11th call waits until its 1st answer is a window old). The same work
+  pattern as "okx_async, paced", so their ratio is the client's cost like for like.
+- **okx_async, paced**: 25 calls per user back to back; the limiter binds, so 15 of
+  every 25 take its wait path (event-driven timers, no polling). This is real use.
+- **okx_async, unpaced**: rounds of at most 10 calls per user, 2.1 s apart, so every
+  acquire takes the limiter's fast path; the pauses cost no CPU.
 
-Each client is warmed up first (`get_account_config()`: clock sync, one connection),
-outside the measurements; the baseline sends one signed request per session for the same
-reason. Note: each client syncs its clock with its own `public/time` call, and that
-endpoint is limited to 10 per 2 s per IP, shared by all clients of the process, so
-warming up 200 clients takes about 40 s; the output shows how long it took.
+Why repeated and interleaved: on a 2-core VM shared with the simulator (and with other
+tenants of the host), one run's CPU per call moves by 10-40% with what else the machine
+does, and the first runs of a process pay for warming it up (allocator arenas,
+first-time code paths). So a warm-up cycle of all four kinds runs first and is not
+counted; then `--cycles` (default 5) cycles each run all four, in an order rotated every
+cycle. Each okx_async run is compared with the baseline of its own cycle, and the verdict
+uses the median of those per-cycle ratios. The CPU time includes garbage collection,
+shown on its own ("GC us/call"): it depends on how many objects are alive, so a kind with
+callers waiting pays more for it, bare or not. `--instructions` counts machine
+instructions instead, which do not move with the machine's load (see below).
 
-Measured: client CPU us per call (both halves), wall time, errors; memory before, after
-the first half and after the second (current RSS from /proc, and the count of live
-objects seen by the garbage collector). Each memory snapshot waits a window first, so
-the limiter keys' short-lived state (cooling slots and their timers, dropped when a key
-goes idle) is gone and only what the calls left behind is counted.
+Memory: a snapshot (current RSS from /proc, and the count of live objects seen by the
+garbage collector) after each cycle, once a window has passed, so the limiter keys'
+short-lived state (cooling slots and their timers, dropped when a key goes idle) is gone
+and only what the calls left behind is counted. Growth is measured from the end of the
+first measured cycle to the end of the last; with the default 5 cycles, 40,000 okx_async
+calls (200 per user) lie between the two.
 
-Targets: okx_async CPU per call <= 1.25x the bare loop (paced, and unpaced);
-memory bounded: the second half (5,000 more calls) grows RSS by <= 2 MiB and the live
-object count by <= 0.5 per call. Anything kept per call shows up as >= 1 object per call;
-connection-level state (aiohttp re-opening a keep-alive connection) may add a few hundred
-objects once, which is not growth with the call count.
+Targets: okx_async CPU per call <= 1.25x the bare loop (paced, and unpaced; the median of
+the cycles' ratios); memory bounded: from the first cycle's end to the last's, RSS grows
+by <= 2 MiB and the live object count by <= 0.5 per okx_async call. Anything kept per call
+shows up as >= 1 object per call; connection-level state (aiohttp re-opening a keep-alive
+connection) may add a few hundred objects once, which is not growth with the call count.
+Objects the collector does not track (floats, str, bytes) show only in RSS: a per-client
+list of floats growing by one per call once added ~0.4 MiB per cycle here, which is how
+the stats' sample ring came to be preallocated.
 
-Run:   python benchmarks/soak.py [--quick] [--profile]
-`--quick`: 50 users x 30 calls. `--profile`: afterwards, run the paced phase once more
-under cProfile and print the top functions. A full run takes about 3 minutes.
+Run:   python benchmarks/soak.py [--quick] [--cycles N] [--profile] [--instructions]
+`--quick`: 50 users, 2 cycles. `--profile`: afterwards, one more paced run under cProfile,
+printing the top functions. A full run takes about 3.5 minutes; `--instructions` about 5
+(needs valgrind).
 """
 
 from __future__ import annotations
@@ -55,10 +62,17 @@ import io
 import multiprocessing
 import os
 import pstats
+import re
 import resource
+import shutil
+import statistics
+import subprocess
+import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -78,7 +92,8 @@ from okx_async.simulator import (
 )
 
 WINDOW = 2.0  # OKX's set-riskOffset-amt window; 10 requests per user inside it
-ROUND = 10
+ROUND = 10  # calls per user per window
+CALLS_PER_RUN = 25  # per user
 STARTUP_TIMEOUT = 30.0  # seconds to wait for any answer of the simulator process
 CCYS = ("BTC", "ETH", "SOL", "XRP", "DOGE")
 TARGET_CPU_RATIO = 1.25
@@ -178,46 +193,63 @@ class Memory:
         return cls(rss_bytes(), len(gc.get_objects()))
 
 
-@dataclass
-class Phase:
-    name: str
-    calls: int
-    cpu: float = 0.0  # seconds of this process's CPU, both halves
-    wall: float = 0.0
-    errors: int = 0
-    sim_cpu: float = 0.0
-    mem: tuple[Memory, Memory, Memory] | None = None  # before, after half, after all
-    note: str = ""
-    baseline: bool = False
-
-    @property
-    def cpu_us(self) -> float:
-        return self.cpu / self.calls * 1e6
-
-
-async def measure(
-    phase: Phase, sim: SimulatorHandle, run_half: Callable[[int], Awaitable[int]]
-) -> Phase:
-    """Time both halves (CPU and wall); take memory snapshots before and after each,
-    outside the timing, once a window has passed (see `settled_memory`)."""
-    snapshots = [await settled_memory()]
-    sim_cpu0 = sim.stats()["cpu"]
-    for half in (0, 1):
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        phase.errors += await run_half(half)
-        phase.cpu += time.process_time() - cpu0
-        phase.wall += time.perf_counter() - wall0
-        snapshots.append(await settled_memory())
-    phase.sim_cpu = sim.stats()["cpu"] - sim_cpu0  # the simulator idles while we settle
-    phase.mem = (snapshots[0], snapshots[1], snapshots[2])
-    return phase
-
-
 async def settled_memory() -> Memory:
     """Memory once a window has passed: per-key limiter state (cooling slots, their timers)
     is dropped then, so what is left is what the calls left behind, not what is in flight."""
     await asyncio.sleep(WINDOW + 0.2)
     return Memory.now()
+
+
+@dataclass
+class Run:
+    """One run of one kind: CPU and wall time of this process, errors."""
+
+    cpu_us: float  # per call
+    wall: float
+    errors: int
+    sim_cpu_us: float  # the simulator process's CPU per call, for comparison
+    gc_us: float  # of cpu_us: the part spent in garbage collections
+
+
+class GcTimer:
+    """A gc callback adding up the CPU time of collections (part of the client's)."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.spent += time.process_time() - self._started
+
+
+@dataclass
+class Kind:
+    name: str
+    run: Callable[[int], Awaitable[int]]  # run(first call index) -> errors
+    runs: list[Run] = field(default_factory=list)
+    baseline: bool = False
+
+    def median_us(self) -> float:
+        return statistics.median(r.cpu_us for r in self.runs)
+
+
+async def timed_run(kind: Kind, sim: SimulatorHandle, first: int, calls: int) -> Run:
+    await asyncio.sleep(WINDOW + 0.1)  # every slot of the previous run has cooled
+    sim_cpu0 = sim.stats()["cpu"]
+    gc_timer = GcTimer()
+    gc.callbacks.append(gc_timer)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    try:
+        errors = await kind.run(first)
+    finally:
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        gc.callbacks.remove(gc_timer)
+    sim_cpu = sim.stats()["cpu"] - sim_cpu0
+    per_call = 1e6 / calls
+    return Run(cpu * per_call, wall, errors, sim_cpu * per_call, gc_timer.spent * per_call)
 
 
 async def gather_errors(coros: list[Awaitable[None]]) -> int:
@@ -228,7 +260,7 @@ async def gather_errors(coros: list[Awaitable[None]]) -> int:
     return len(failed)
 
 
-# -- phase 1: the bare loop ----------------------------------------------------------
+# -- the baselines: bare aiohttp + HMAC ----------------------------------------------
 
 
 def signed_headers(key: SimKey, method: str, path: str, body: bytes) -> dict[str, str]:
@@ -244,40 +276,57 @@ def signed_headers(key: SimKey, method: str, path: str, body: bytes) -> dict[str
     return headers
 
 
-async def bare_phase(sim: SimulatorHandle, users: int, per_half: int, when: str) -> Phase:
-    keys = [user_key(u)[1] for u in range(users)]
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) for _ in keys]
-    url = sim.base_url + SET_PATH
+class Bare:
+    """One aiohttp session per user, kept across runs (connection reuse)."""
 
-    async def warm_up(session: aiohttp.ClientSession, key: SimKey) -> None:
-        headers = signed_headers(key, "GET", CONFIG_PATH, b"")
-        async with session.get(sim.base_url + CONFIG_PATH, headers=headers) as resp:
-            await resp.read()
+    def __init__(self, sim: SimulatorHandle, users: int) -> None:
+        self.keys = [user_key(u)[1] for u in range(users)]
+        self.sessions = [
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) for _ in self.keys
+        ]
+        self.base_url = sim.base_url
 
-    async def worker(session: aiohttp.ClientSession, key: SimKey, first: int) -> None:
-        for i in range(first, first + per_half):
+    async def warm_up(self) -> None:
+        async def one(session: aiohttp.ClientSession, key: SimKey) -> None:
+            headers = signed_headers(key, "GET", CONFIG_PATH, b"")
+            async with session.get(self.base_url + CONFIG_PATH, headers=headers) as resp:
+                await resp.read()
+
+        await asyncio.gather(*map(one, self.sessions, self.keys))
+
+    async def _worker(
+        self, session: aiohttp.ClientSession, key: SimKey, first: int, paced: bool
+    ) -> None:
+        url = self.base_url + SET_PATH
+        loop = asyncio.get_running_loop()
+        answered: deque[float] = deque(maxlen=ROUND)  # when the last ROUND answers came
+        for i in range(first, first + CALLS_PER_RUN):
+            if paced and len(answered) == ROUND:
+                wait = answered[0] + WINDOW - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             body = orjson.dumps({"ccy": CCYS[i % len(CCYS)], "clSpotInUseAmt": amount(i)})
             headers = signed_headers(key, "POST", SET_PATH, body)
             async with session.post(url, data=body, headers=headers) as resp:
                 payload = orjson.loads(await resp.read())
+            if paced:
+                answered.append(loop.time())
             if payload["code"] != "0":
                 raise RuntimeError(f"OKX code {payload['code']}")
 
-    async def run_half(half: int) -> int:
-        return await gather_errors(
-            [worker(s, k, half * per_half) for s, k in zip(sessions, keys, strict=True)]
-        )
+    def runner(self, *, paced: bool) -> Callable[[int], Awaitable[int]]:
+        async def run(first: int) -> int:
+            pairs = zip(self.sessions, self.keys, strict=True)
+            return await gather_errors([self._worker(s, k, first, paced) for s, k in pairs])
 
-    try:
-        await asyncio.gather(*(warm_up(s, k) for s, k in zip(sessions, keys, strict=True)))
-        phase = Phase(f"bare aiohttp + HMAC ({when})", users * per_half * 2, baseline=True)
-        return await measure(phase, sim, run_half)
-    finally:
-        for session in sessions:
+        return run
+
+    async def close(self) -> None:
+        for session in self.sessions:
             await session.close()
 
 
-# -- phases 2 and 3: okx_async -------------------------------------------------------
+# -- okx_async -----------------------------------------------------------------------
 
 
 async def make_clients(sim: SimulatorHandle, users: int) -> tuple[list[OKXClient], float]:
@@ -295,11 +344,7 @@ async def make_clients(sim: SimulatorHandle, users: int) -> tuple[list[OKXClient
         )
     t0 = time.perf_counter()
     await asyncio.gather(*(c.get_account_config() for c in clients))
-    took = time.perf_counter() - t0
-    # Again, now that every clock is synced (fast): the first clients' connections sat
-    # idle through the slow part and aiohttp closes idle connections after 15 s.
-    await asyncio.gather(*(c.get_account_config() for c in clients))
-    return clients, took
+    return clients, time.perf_counter() - t0
 
 
 async def okx_worker(client: OKXClient, first: int, count: int) -> None:
@@ -307,166 +352,257 @@ async def okx_worker(client: OKXClient, first: int, count: int) -> None:
         await client.set_risk_offset_amount(CCYS[i % len(CCYS)], amount(i))
 
 
-def paced_half(clients: list[OKXClient], per_half: int) -> Callable[[int], Awaitable[int]]:
-    async def run_half(half: int) -> int:
-        return await gather_errors([okx_worker(c, half * per_half, per_half) for c in clients])
+def okx_paced(clients: list[OKXClient]) -> Callable[[int], Awaitable[int]]:
+    async def run(first: int) -> int:
+        return await gather_errors([okx_worker(c, first, CALLS_PER_RUN) for c in clients])
 
-    return run_half
+    return run
 
 
-def unpaced_half(
-    clients: list[OKXClient], per_half: int, rounds: list[float]
-) -> Callable[[int], Awaitable[int]]:
-    """Rounds of <= 10 calls per user, each after a pause of a window: never waits.
-    Appends each round's wall time to `rounds` (a limiter wait would add ~2 s)."""
+def okx_unpaced(clients: list[OKXClient]) -> Callable[[int], Awaitable[int]]:
+    """Rounds of <= 10 calls per user, a window apart: the limiter never makes one wait."""
 
-    async def run_half(half: int) -> int:
+    async def run(first: int) -> int:
         errors = 0
-        first = half * per_half
-        for start in range(first, first + per_half, ROUND):
-            count = min(ROUND, first + per_half - start)
-            await asyncio.sleep(WINDOW + 0.1)  # every slot of the last round has cooled
-            t0 = time.perf_counter()
+        for start in range(first, first + CALLS_PER_RUN, ROUND):
+            if start > first:
+                await asyncio.sleep(WINDOW + 0.1)  # every slot of the last round has cooled
+            count = min(ROUND, first + CALLS_PER_RUN - start)
             errors += await gather_errors([okx_worker(c, start, count) for c in clients])
-            rounds.append(time.perf_counter() - t0)
         return errors
 
-    return run_half
+    return run
 
 
-async def profile_paced(clients: list[OKXClient], per_half: int) -> None:
+async def profile_paced(clients: list[OKXClient], first: int) -> None:
     await asyncio.sleep(WINDOW + 0.1)
     profiler = cProfile.Profile()
-    run_half = paced_half(clients, per_half)
+    run = okx_paced(clients)
     profiler.enable()
-    await run_half(2)
-    await run_half(3)
+    await run(first)
     profiler.disable()
     for title, restriction in (("all functions", ()), ("okx_async's own", ("okx_async/",))):
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(*restriction, 20)
         text = out.getvalue()
-        print(f"\n--- cProfile of the paced phase: {title}, top 20 by tottime ---")
+        print(f"\n--- cProfile of a paced run: {title}, top 20 by tottime ---")
         print(text[text.index("   ncalls") :].rstrip())
     print("(cProfile inflates per-call costs several times; compare the rows, not the totals)")
 
 
+KIND_NAMES = (
+    "bare aiohttp + HMAC",
+    "bare, hand-paced",
+    "okx_async, paced (limiter binds)",
+    "okx_async, unpaced (never waits)",
+)
+
+
+def make_kinds(bare: Bare, clients: list[OKXClient]) -> list[Kind]:
+    runners = [bare.runner(paced=False), bare.runner(paced=True)]
+    runners += [okx_paced(clients), okx_unpaced(clients)]
+    return [
+        Kind(name, run, baseline=i < 2)
+        for i, (name, run) in enumerate(zip(KIND_NAMES, runners, strict=True))
+    ]
+
+
+# -- instructions per call, under callgrind -------------------------------------------
+#
+# CPU time on a shared 2-core VM moves by 10-40% from run to run; the number of machine
+# instructions executed does not. `--instructions` runs each kind in a child process
+# under valgrind's callgrind, once with 1 run and once with 3; the difference is the
+# cost of 2 warm runs, without start-up, imports, warm-up and shutdown. Callgrind counts
+# user-space instructions only (not the kernel's share of the sockets, which is the same
+# HTTP traffic for every kind) and knows nothing of cache misses.
+
+INSTRUCTION_USERS = 50  # 1,250 calls per run: ~1 minute per child under callgrind
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+async def child_runs(kind_index: int, runs: int, users: int) -> None:
+    """The child of `--instructions`: set up as usual, then `runs` runs of one kind."""
+    sim = SimulatorHandle(users)
+    bare = Bare(sim, users)
+    try:
+        await bare.warm_up()
+        clients, _ = await make_clients(sim, users)
+        kind = make_kinds(bare, clients)[kind_index]
+        for run in range(runs):
+            await asyncio.sleep(WINDOW + 0.1)
+            if errors := await kind.run(run * CALLS_PER_RUN):
+                raise SystemExit(f"{kind.name}: {errors} errors")
+        for client in clients:
+            await client.close()
+    finally:
+        await bare.close()
+        sim.stop()
+
+
+def count_instructions(valgrind: str, kind_index: int, runs: int, users: int) -> int:
+    command = [
+        valgrind,
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        str(kind_index),
+        str(runs),
+        str(users),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind child failed ({done.returncode}): {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def instructions_mode(users: int) -> None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("SKIP --instructions: valgrind is not installed (apt-get install valgrind)")
+        return
+    names = KIND_NAMES
+    calls = 2 * users * CALLS_PER_RUN
+    print(
+        f"instructions per call under callgrind: each kind in a child process, 1 run and "
+        f"3 runs of {users} users x {CALLS_PER_RUN} calls; (3 runs - 1 run) / {calls} calls"
+    )
+    jobs = [(k, runs) for k in range(len(names)) for runs in (1, 3)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one per core
+        counts = list(
+            pool.map(lambda job: count_instructions(valgrind, job[0], job[1], users), jobs)
+        )
+    per_call = [(counts[2 * k + 1] - counts[2 * k]) / calls for k in range(len(names))]
+    base = per_call[0]
+    print(f"\n{'kind':<34} {'instructions/call':>17} {'vs bare':>8}")
+    for name, n in zip(names, per_call, strict=True):
+        print(f"{name:<34} {n:>17,.0f} {n / base:>7.3f}x")
+    print()
+    for name, n in zip(names[2:], per_call[2:], strict=True):
+        ratio = n / base
+        print(
+            f"{verdict(ratio <= TARGET_CPU_RATIO)} {name}: {ratio:.3f}x the bare loop's "
+            f"instructions per call (target <= {TARGET_CPU_RATIO}x)"
+        )
+    print(
+        f"INFO okx_async, paced vs bare, hand-paced: {per_call[2] / per_call[1]:.3f}x "
+        "(the same work pattern)"
+    )
+
+
 # -- report --------------------------------------------------------------------------
-
-
-def mib(n: int) -> str:
-    return f"{n / 1024 / 1024:+.2f}" if n else "+0.00"
-
-
-def print_report(phases: list[Phase], baseline_us: float) -> None:
-    print(
-        f"\n{'phase':<34} {'calls':>6} {'errors':>6} {'wall s':>7} {'CPU us/call':>11} "
-        f"{'vs bare':>7} {'sim CPU us/call':>15}  note"
-    )
-    for p in phases:
-        print(
-            f"{p.name:<34} {p.calls:>6} {p.errors:>6} {p.wall:>7.2f} {p.cpu_us:>11.1f} "
-            f"{p.cpu_us / baseline_us:>6.2f}x {p.sim_cpu / p.calls * 1e6:>15.1f}  {p.note}"
-        )
-    print(
-        f"(vs bare: against {baseline_us:.1f} us, the mean of the two bare runs; wall: the "
-        "two halves, not the pauses for the memory snapshots)"
-    )
-    print(
-        f"\n{'memory':<34} {'RSS MiB':>8} {'half 1':>7} {'half 2':>7} "
-        f"{'objects':>8} {'half 1':>7} {'half 2':>7}"
-    )
-    for p in phases:
-        if p.mem is None:
-            continue
-        before, half, after = p.mem
-        print(
-            f"{p.name:<34} {before.rss / 1024 / 1024:>8.1f} {mib(half.rss - before.rss):>7} "
-            f"{mib(after.rss - half.rss):>7} {before.objects:>8} "
-            f"{half.objects - before.objects:>+7} {after.objects - half.objects:>+7}"
-        )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"(half 1/2: growth during that half; peak RSS of this process {peak:.1f} MiB)")
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def print_summary(phases: list[Phase], baseline_us: float, spread: float) -> None:
-    print()
-    for p in phases:
-        if p.baseline:
-            continue
-        ratio = p.cpu_us / baseline_us
-        print(
-            f"{verdict(ratio <= TARGET_CPU_RATIO and p.errors == 0)} {p.name}: "
-            f"{p.cpu_us:.1f} us CPU/call = {ratio:.2f}x bare ({baseline_us:.1f} us, the two "
-            f"bare runs {spread:.0%} apart) (target <= {TARGET_CPU_RATIO}x, {p.errors} errors)"
-        )
-    for p in phases:
-        if p.baseline or p.mem is None:
-            continue
-        _, half, after = p.mem
-        grew_rss = after.rss - half.rss
-        per_call = (after.objects - half.objects) / (p.calls / 2)
-        ok = grew_rss <= TARGET_RSS_GROWTH and per_call <= TARGET_OBJECTS_PER_CALL
-        print(
-            f"{verdict(ok)} {p.name} memory, second half: RSS {mib(grew_rss)} MiB "
-            f"(target <= {TARGET_RSS_GROWTH / 1024 / 1024:g}), live objects "
-            f"{per_call:+.3f}/call (target <= {TARGET_OBJECTS_PER_CALL})"
-        )
-
-
-async def main_async(users: int, per_user: int, profile: bool) -> None:
-    per_half = per_user // 2
-    total = users * per_half * 2
+def print_runs(kinds: list[Kind], calls: int) -> None:
+    cycles = len(kinds[0].runs)
+    heads = " ".join(f"{'cycle ' + str(c + 1):>9}" for c in range(cycles))
+    print(f"\nCPU us per call, {calls} calls per run\n{'kind':<34} {heads} {'median':>9}")
+    for k in kinds:
+        cells = " ".join(f"{r.cpu_us:>9.1f}" for r in k.runs)
+        print(f"{k.name:<34} {cells} {k.median_us():>9.1f}")
     print(
-        f"soak: {total} set calls = {users} users x {per_half * 2} calls (two halves), "
-        f"one worker per user; simulator in a separate process, limits raised"
+        f"\n{'kind (medians)':<34} {'wall s':>9} {'errors':>7} {'GC us/call':>11} "
+        f"{'sim CPU us/call':>16}"
+    )
+    for k in kinds:
+        wall = statistics.median(r.wall for r in k.runs)
+        gc_us = statistics.median(r.gc_us for r in k.runs)
+        sim = statistics.median(r.sim_cpu_us for r in k.runs)
+        errors = sum(r.errors for r in k.runs)
+        print(f"{k.name:<34} {wall:>9.2f} {errors:>7} {gc_us:>11.1f} {sim:>16.1f}")
+
+
+def ratio_line(kind: Kind, base: Kind, *, target: bool) -> str:
+    ratios = [k.cpu_us / b.cpu_us for k, b in zip(kind.runs, base.runs, strict=True)]
+    median = statistics.median(ratios)
+    errors = sum(r.errors for r in kind.runs)
+    cells = ", ".join(f"{r:.2f}" for r in ratios)
+    label = verdict(median <= TARGET_CPU_RATIO and errors == 0) if target else "INFO"
+    goal = f" (target <= {TARGET_CPU_RATIO}x, {errors} errors)" if target else ""
+    return f"{label} {kind.name} vs {base.name}: median {median:.2f}x (cycles: {cells}){goal}"
+
+
+async def main_async(users: int, cycles: int, profile: bool) -> None:
+    calls = users * CALLS_PER_RUN
+    print(
+        f"soak: {users} users x {CALLS_PER_RUN} calls per run = {calls} set calls per run; "
+        f"a warm-up cycle, then {cycles} cycles of 4 runs; simulator in a separate process"
     )
     sim = SimulatorHandle(users)
+    bare = Bare(sim, users)
     try:
-        bare_before = await bare_phase(sim, users, per_half, "before")
+        await bare.warm_up()
         clients, warm_up = await make_clients(sim, users)
         print(f"okx_async warm-up (clock sync + config) of {users} clients: {warm_up:.1f} s")
-        await asyncio.sleep(WINDOW + 0.1)  # the limiter keys of the warm-up go idle
-        paced = await measure(
-            Phase("okx_async, paced (limiter binds)", total), sim, paced_half(clients, per_half)
-        )
-        paced.note = f"ideal pacing 2 x {(per_half - 1) // ROUND * WINDOW:g} s"
-        rounds: list[float] = []
-        unpaced = await measure(
-            Phase("okx_async, unpaced (never waits)", total),
-            sim,
-            unpaced_half(clients, per_half, rounds),
-        )
-        unpaced.note = (
-            f"{len(rounds)} rounds after {WINDOW + 0.1:g} s pauses, longest {max(rounds):.2f} s"
-        )
-        bare_after = await bare_phase(sim, users, per_half, "after")
+        kinds = make_kinds(bare, clients)
+        first = 0
+        for kind in kinds:  # warm-up cycle: not counted
+            await timed_run(kind, sim, first, calls)
+        first += CALLS_PER_RUN
+        memory = [await settled_memory()]
+        for cycle in range(cycles):
+            order = kinds[cycle % len(kinds) :] + kinds[: cycle % len(kinds)]
+            for kind in order:
+                kind.runs.append(await timed_run(kind, sim, first, calls))
+            first += CALLS_PER_RUN
+            memory.append(await settled_memory())
         rate_limited = sim.stats()["rate_limited"]
-        phases = [bare_before, paced, unpaced, bare_after]
-        baseline_us = (bare_before.cpu_us + bare_after.cpu_us) / 2
-        spread = abs(bare_before.cpu_us - bare_after.cpu_us) / baseline_us
-        print_report(phases, baseline_us)
+        print_runs(kinds, calls)
         print(f"50011 answers from the simulator (limits raised): {rate_limited}")
-        print_summary(phases, baseline_us, spread)
+        base, hand_paced, paced, unpaced = kinds
+        print()
+        print(ratio_line(paced, base, target=True))
+        print(ratio_line(unpaced, base, target=True))
+        print(ratio_line(paced, hand_paced, target=False))
+        print(ratio_line(hand_paced, base, target=False))
+        if cycles >= 2:
+            grown = memory[-1].rss - memory[1].rss
+            okx_calls = 2 * calls * (cycles - 1)
+            per_call = (memory[-1].objects - memory[1].objects) / okx_calls
+            print(
+                f"{verdict(grown <= TARGET_RSS_GROWTH and per_call <= TARGET_OBJECTS_PER_CALL)}"
+                f" memory over the last {cycles - 1} cycle(s) ({okx_calls} okx_async calls): "
+                f"RSS {grown / 1024 / 1024:+.2f} MiB (target <= "
+                f"{TARGET_RSS_GROWTH / 1024 / 1024:g}), live objects {per_call:+.3f}/call "
+                f"(target <= {TARGET_OBJECTS_PER_CALL}); RSS after each cycle: "
+                + ", ".join(f"{m.rss / 1024 / 1024:.1f}" for m in memory)
+                + " MiB"
+            )
         if profile:
-            await profile_paced(clients, per_half)
+            await profile_paced(clients, first)
         for client in clients:
             await client.close()
     finally:
+        await bare.close()
         sim.stop()
 
 
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":  # see instructions_mode()
+        asyncio.run(child_runs(*map(int, sys.argv[2:])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50 users x 30 calls")
-    parser.add_argument("--profile", action="store_true", help="cProfile the paced phase")
+    parser.add_argument("--quick", action="store_true", help="50 users, 2 cycles")
+    parser.add_argument("--cycles", type=int, default=None, help="measured cycles (5)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one paced run")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per call under valgrind (about 5 minutes) instead",
+    )
     args = parser.parse_args()
-    users, per_user = (50, 30) if args.quick else (200, 50)
-    asyncio.run(main_async(users, per_user, args.profile))
+    if args.instructions:
+        instructions_mode(INSTRUCTION_USERS)
+        return
+    users = 50 if args.quick else 200
+    cycles = args.cycles or (2 if args.quick else 5)
+    asyncio.run(main_async(users, cycles, args.profile))
 
 
 if __name__ == "__main__":
