@@ -461,13 +461,71 @@ class OKXClient:
         signed: bool = True,
     ) -> list[Any]:
         """Send with rate limiting and retries; return OKX's `data`."""
+        # One coroutine for the whole loop, not a wrapper around it: every waiting call
+        # keeps its coroutines alive, and each one costs CPU and garbage-collector scans.
         task = asyncio.current_task()
         assert task is not None
         self._active.add(task)
+        loop = asyncio.get_running_loop()
+        rate = ENDPOINT_LIMITS[path]
+        stats = self._stats
+        attempt = 0
         try:
-            return await self._request_attempts(
-                method, path, query=query, body=body, deadline=deadline, lane=lane, signed=signed
-            )
+            while True:
+                attempt += 1
+                self._check_open()
+                clock = self._clock or self._bind_clock()
+                if signed and not clock.synced:
+                    await self._sync_clock(clock, deadline)
+                key = self._limiter_keys.get(path)
+                if key is None:
+                    key = await self._limiter_key(path, deadline)
+                backend = self._backend if self._backend is not None else self._backend_now()
+                limiter = backend.limiter(key, rate)
+                asked = loop.time()
+                stats.queued += 1
+                try:
+                    lease = await limiter.acquire(deadline=deadline)
+                finally:
+                    stats.queued -= 1
+                stats.record_wait(loop.time() - asked)
+                stats.in_flight += 1
+                stats.sent += 1
+                try:
+                    target = path + query
+                    headers = (
+                        self._credentials.headers(clock.timestamp(), method, target, body)
+                        if signed
+                        else {}
+                    )
+                    if body:
+                        headers["Content-Type"] = "application/json"
+                    if self._demo:
+                        headers["x-simulated-trading"] = "1"
+                    timeout = None if deadline is None else max(deadline - loop.time(), 0.001)
+                    if timeout is not None and timeout > self._transport.request_timeout:
+                        timeout = None
+                    if self._on_event is not None:
+                        self._emit("sent", path, attempt)
+                    data = await self._transport.send(
+                        method, target, body=body, headers=headers, timeout=timeout
+                    )
+                except OKXError as exc:
+                    error: OKXError = exc
+                    if isinstance(exc, RateLimitedError):
+                        stats.rate_limited += 1
+                        self._emit("rate_limited", path, attempt, exc)
+                        await limiter.on_rate_limited()
+                else:
+                    if path == SET_RISK_OFFSET_PATH:
+                        stats.succeeded += 1
+                    if self._on_event is not None:
+                        self._emit("succeeded", path, attempt)
+                    return data
+                finally:
+                    stats.in_flight -= 1
+                    await limiter.release(lease)
+                await self._before_retry(error, attempt, path, deadline, lane)
         except asyncio.CancelledError as exc:
             # Identify close()'s cancellation by message *or* by task: a library below
             # may re-raise CancelledError without the message.
@@ -483,77 +541,6 @@ class OKXClient:
             self._active.discard(task)
             if not self._active and self._all_idle is not None:
                 self._all_idle.set()
-
-    async def _request_attempts(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: str,
-        body: bytes,
-        deadline: float | None,
-        lane: Lane | None,
-        signed: bool,
-    ) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        rate = ENDPOINT_LIMITS[path]
-        attempt = 0
-        while True:
-            attempt += 1
-            self._check_open()
-            clock = self._clock or self._bind_clock()
-            if signed and not clock.synced:
-                await self._sync_clock(clock, deadline)
-            key = self._limiter_keys.get(path)
-            if key is None:
-                key = await self._limiter_key(path, deadline)
-            backend = self._backend if self._backend is not None else self._backend_now()
-            limiter = backend.limiter(key, rate)
-            stats = self._stats
-            asked = loop.time()
-            stats.queued += 1
-            try:
-                lease = await limiter.acquire(deadline=deadline)
-            finally:
-                stats.queued -= 1
-            stats.record_wait(loop.time() - asked)
-            stats.in_flight += 1
-            stats.sent += 1
-            try:
-                target = path + query
-                headers = (
-                    self._credentials.headers(clock.timestamp(), method, target, body)
-                    if signed
-                    else {}
-                )
-                if body:
-                    headers["Content-Type"] = "application/json"
-                if self._demo:
-                    headers["x-simulated-trading"] = "1"
-                timeout = None if deadline is None else max(deadline - loop.time(), 0.001)
-                if timeout is not None and timeout > self._transport.request_timeout:
-                    timeout = None
-                if self._on_event is not None:
-                    self._emit("sent", path, attempt)
-                data = await self._transport.send(
-                    method, target, body=body, headers=headers, timeout=timeout
-                )
-            except OKXError as exc:
-                error: OKXError = exc
-                if isinstance(exc, RateLimitedError):
-                    stats.rate_limited += 1
-                    self._emit("rate_limited", path, attempt, exc)
-                    await limiter.on_rate_limited()
-            else:
-                if path == SET_RISK_OFFSET_PATH:
-                    stats.succeeded += 1
-                if self._on_event is not None:
-                    self._emit("succeeded", path, attempt)
-                return data
-            finally:
-                stats.in_flight -= 1
-                await limiter.release(lease)
-            await self._before_retry(error, attempt, path, deadline, lane)
 
     async def _before_retry(
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None

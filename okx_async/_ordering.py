@@ -48,16 +48,19 @@ class Update:
         self.deadline = deadline
         self.send = send
         self.future = future
-        self.replaced: list[Update] = []  # older updates whose callers wait on this one
+        # Older updates whose callers wait on this one; a list only once there are any.
+        self.replaced: list[Update] | tuple[()] = ()
 
     def is_wanted(self) -> bool:
         """False when every caller waiting on this value has gone (cancelled, closed)."""
         return not self.future.done() or any(not u.future.done() for u in self.replaced)
 
     def absorb(self, older: Update) -> None:
-        self.replaced.append(older)
-        self.replaced.extend(older.replaced)
-        older.replaced = []
+        replaced = self.replaced if isinstance(self.replaced, list) else []
+        replaced.append(older)
+        replaced.extend(older.replaced)
+        self.replaced = replaced
+        older.replaced = ()
 
     def resolve(self, applied: Decimal) -> None:
         if not self.future.done():
@@ -107,10 +110,14 @@ class Lane:
         """Send a claimed update in the caller's task. Its outcome lands in its future;
         values submitted meanwhile are handed to a worker afterwards."""
         try:
-            await self._send_one(update)
+            applied = await update.send(update, self)
         except asyncio.CancelledError:
             update.future.cancel()  # the caller went away mid-send; nobody else waits
             raise
+        except Exception as exc:
+            self._settle_failure(update, exc)
+        else:
+            update.resolve(applied)
         finally:
             self._current = None
             if self._queue:
@@ -128,14 +135,19 @@ class Lane:
                 update = self._queue.popleft()
                 if not update.is_wanted():
                     continue  # all its callers left before it was sent: send nothing
+                self._current = update
                 try:
-                    await self._send_one(update)
+                    applied = await update.send(update, self)
                 except asyncio.CancelledError:
                     update.fail(asyncio.CancelledError())
                     for rest in self._queue:
                         rest.fail(asyncio.CancelledError())
                     self._queue.clear()
                     raise
+                except Exception as exc:
+                    self._settle_failure(update, exc)
+                else:
+                    update.resolve(applied)
                 finally:
                     self._current = None
         finally:
@@ -143,21 +155,15 @@ class Lane:
             if not self._queue:
                 self._on_idle(self.key)
 
-    async def _send_one(self, update: Update) -> None:
-        """Send one update and settle its callers; CancelledError is the caller's."""
-        self._current = update
-        try:
-            applied = await update.send(update, self)
-        except SupersededError:
-            # A newer value waits; it answers for this one too.
-            if self._queue:
-                self._queue[0].absorb(update)
-            else:  # the newer one was withdrawn meanwhile: ours is the latest again
-                self._queue.appendleft(update)
-        except Exception as exc:
-            update.fail(exc)
-        else:
-            update.resolve(applied)
+    def _settle_failure(self, update: Update, error: Exception) -> None:
+        # Sent inline by run_inline and by the worker alike, without a coroutine of its
+        # own: each waiting call keeps its coroutines alive.
+        if not isinstance(error, SupersededError):
+            update.fail(error)
+        elif self._queue:  # a newer value waits; it answers for this one too
+            self._queue[0].absorb(update)
+        else:  # the newer one was withdrawn meanwhile: ours is the latest again
+            self._queue.appendleft(update)
 
     def __repr__(self) -> str:
         busy = "sending" if self._current is not None else "idle"

@@ -188,7 +188,8 @@ class LocalKeyLimiter:
 
     async def acquire(self, *, deadline: float | None = None) -> Lease:
         """Take a slot, waiting FIFO; granted strictly before `deadline` (loop time)."""
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         if not self._queued and (deadline is None or now < deadline):
             cooling = self._cooling
             while cooling and cooling[0] <= now:
@@ -204,9 +205,8 @@ class LocalKeyLimiter:
                 pacer.commit(now)
                 self._in_flight += 1
                 return _LocalLease(self)
-        return await self._wait(now, deadline)
-
-    async def _wait(self, now: float, deadline: float | None) -> _LocalLease:
+        # The wait path, in this coroutine rather than a helper's: a waiting call keeps
+        # its coroutines alive, and each costs memory and garbage-collector scans.
         if self._queued >= self._max_pending:
             raise QueueFullError(
                 f"{self._queued} calls already wait for {self._key} (max_pending="
@@ -221,7 +221,6 @@ class LocalKeyLimiter:
                     f"no slot for {self._key} before the deadline: the earliest is "
                     f"{earliest - now:.3f} s away, the deadline {deadline - now:.3f} s"
                 )
-        loop = asyncio.get_running_loop()
         fut: asyncio.Future[_LocalLease | None] = loop.create_future()
         self._waiters.append((fut, deadline))
         self._queued += 1
