@@ -148,7 +148,6 @@ class RedisLimiterBackend:
         "_client",
         "_closed",
         "_counter",
-        "_errors",
         "_fallback_share",
         "_inflight_ttl",
         "_key_prefix",
@@ -186,7 +185,7 @@ class RedisLimiterBackend:
             from redis.asyncio.cluster import RedisCluster
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import RedisClusterException, RedisError
+            from redis.exceptions import RedisClusterException
         except ImportError as exc:
             raise ImportError(
                 "RedisLimiterBackend needs the redis package: pip install 'okx_async[redis]'"
@@ -230,12 +229,6 @@ class RedisLimiterBackend:
         self._acquire_script: AsyncScript = client.register_script(ACQUIRE_LUA)
         self._settle_script: AsyncScript = client.register_script(SETTLE_LUA)
         self._rate_limited_script: AsyncScript = client.register_script(RATE_LIMITED_LUA)
-        self._errors: tuple[type[BaseException], ...] = (
-            RedisError,
-            RedisClusterException,  # e.g. no node reachable, slot not covered
-            OSError,
-            asyncio.TimeoutError,  # TimeoutError on 3.11+
-        )
         self._fallback_share = fallback_share
         self._max_pending = max_pending
         self._key_prefix = key_prefix
@@ -376,7 +369,7 @@ class RedisLimiterBackend:
             await asyncio.sleep(self._probe_interval)
             try:
                 await asyncio.wait_for(self._client.ping(), self._timeout)
-            except self._errors:
+            except Exception:  # see _eval
                 continue
             self._answered()
 
@@ -389,7 +382,11 @@ class RedisLimiterBackend:
                     raw: object = await script(keys=keys, args=args)
             else:
                 raw = await asyncio.wait_for(script(keys=keys, args=args), self._timeout)
-        except self._errors as exc:
+        except Exception as exc:
+            # Not only RedisError, OSError and timeouts: redis-py's cluster client also
+            # fails with AttributeError when a topology refresh (after one command's
+            # timeout) closes a connection under another running command (redis-py 8.1).
+            # To the limiter, any failure of the call means Redis gave no answer.
             self._failed(exc)
             raise _RedisDown from exc
         self._answered()

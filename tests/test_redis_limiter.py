@@ -426,6 +426,28 @@ async def test_slow_redis_is_bounded_by_operation_timeout(make_backend: MakeBack
     await stall
 
 
+async def test_a_client_library_crash_is_reported_as_redis_unavailable(
+    make_backend: MakeBackend,
+) -> None:
+    """redis-py's cluster client can fail with AttributeError when a topology refresh
+    closes a connection under a running command: the caller gets the limiter's typed
+    error, not the library's internals, and the next call works again."""
+    backend = make_backend()
+    lim = backend.limiter(KEY, RATE)
+    working = backend._acquire_script
+
+    async def crash(**kwargs: Any) -> object:
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    backend._acquire_script = crash
+    with pytest.raises(LimiterUnavailableError, match="AttributeError") as info:
+        await lim.acquire()
+    assert isinstance(info.value.__cause__, AttributeError)
+    backend._acquire_script = working
+    await lim.release(await lim.acquire())
+    assert not backend.in_outage
+
+
 async def test_fallback_share_when_redis_stops(
     make_backend: MakeBackend, redis_server: RedisServer, rc: Any, caplog: Any
 ):
