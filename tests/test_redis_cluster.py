@@ -79,6 +79,9 @@ async def make_backend(cluster: RedisClusterServers) -> AsyncIterator[MakeBacken
     made: list[RedisLimiterBackend] = []
 
     def make(url: str | None = None, **kwargs: Any) -> RedisLimiterBackend:
+        # These tests are about slots and scripts, not timeouts: three nodes on a loaded
+        # 2-core machine once took longer than the default 1 s for one command.
+        kwargs.setdefault("operation_timeout", 5.0)
         backend = RedisLimiterBackend(url or cluster.url, key_prefix=PREFIX, **kwargs)
         made.append(backend)
         return backend
