@@ -48,7 +48,7 @@ the stats' sample ring came to be preallocated.
 
 Run:   python benchmarks/soak.py [--quick] [--cycles N] [--profile] [--instructions]
 `--quick`: 50 users, 2 cycles. `--profile`: afterwards, one more paced run under cProfile,
-printing the top functions. A full run takes about 3.5 minutes; `--instructions` about 5
+printing the top functions. A full run takes about 3 minutes; `--instructions` 5-10
 (needs valgrind).
 """
 
@@ -594,7 +594,7 @@ def main() -> None:
     parser.add_argument(
         "--instructions",
         action="store_true",
-        help="count instructions per call under valgrind (about 5 minutes) instead",
+        help="count instructions per call under valgrind (5-10 minutes) instead",
     )
     args = parser.parse_args()
     if args.instructions:
