@@ -12,7 +12,7 @@ import aiohttp
 import aioresponses.core
 import pytest
 
-from okx_async import Credentials
+from okx_async import Credentials, OKXClient, OKXError
 
 
 def _patch_aioresponses_for_aiohttp_314() -> None:
@@ -42,15 +42,30 @@ def _patch_aioresponses_for_aiohttp_314() -> None:
 _patch_aioresponses_for_aiohttp_314()
 
 
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it was raised from (or during), a few levels deep."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(seen) < 6 and current not in seen:
+        seen.append(current)
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 @pytest.fixture(autouse=True)
 def no_secret_in_any_log(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     """Across every test's scenario: no secret key, passphrase or signature made during
-    the test appears in any log record (okx_async, aiohttp, asyncio), at DEBUG."""
+    the test appears in any log record (okx_async, aiohttp, asyncio, at DEBUG), in any
+    okx_async exception created (str, repr, and what it was raised from), or in the repr
+    of any client or its stats."""
     secrets: set[str] = set()
+    errors: list[OKXError] = []
+    clients: list[OKXClient] = []
     original_init = Credentials.__init__
     original_signature = Credentials.signature
+    original_client_init = OKXClient.__init__
 
     def init(self: Credentials, *, api_key: str, secret_key: str, passphrase: str) -> None:
         original_init(self, api_key=api_key, secret_key=secret_key, passphrase=passphrase)
@@ -61,10 +76,23 @@ def no_secret_in_any_log(
         secrets.add(sig)
         return sig
 
+    def error_init(self: OKXError, *args: Any) -> None:
+        Exception.__init__(self, *args)
+        errors.append(self)
+
+    def client_init(self: OKXClient, **kwargs: Any) -> None:
+        original_client_init(self, **kwargs)
+        clients.append(self)
+
     monkeypatch.setattr(Credentials, "__init__", init)
     monkeypatch.setattr(Credentials, "signature", signature)
+    monkeypatch.setattr(OKXError, "__init__", error_init)
+    monkeypatch.setattr(OKXClient, "__init__", client_init)
     caplog.set_level(logging.DEBUG)
     yield
     texts = [r.getMessage() + str(r.exc_info or "") for r in caplog.records]
+    for error in errors:
+        texts += [f"{e}{e!r}" for e in _chain(error)]
+    texts += [f"{c!r}{c.stats()!r}" for c in clients]
     leaked = [s for s in secrets if len(s) >= 4 and any(s in t for t in texts)]
-    assert not leaked, "a secret appeared in a log record"
+    assert not leaked, "a secret appeared in a log record, an exception or a repr"
