@@ -70,8 +70,9 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -347,6 +348,32 @@ async def make_clients(sim: SimulatorHandle, users: int) -> tuple[list[OKXClient
     return clients, time.perf_counter() - t0
 
 
+@dataclass
+class Setup:
+    sim: SimulatorHandle
+    bare: Bare
+    clients: list[OKXClient]
+    warm_up: float  # seconds the okx_async clients took to warm up
+
+
+@asynccontextmanager
+async def soak_setup(users: int) -> AsyncIterator[Setup]:
+    """The simulator process, the bare sessions and the okx_async clients, warmed up;
+    all closed on the way out, whatever happened."""
+    sim = SimulatorHandle(users)
+    bare = Bare(sim, users)
+    clients: list[OKXClient] = []
+    try:
+        await bare.warm_up()
+        clients, warm_up = await make_clients(sim, users)
+        yield Setup(sim, bare, clients, warm_up)
+    finally:
+        for client in clients:
+            await client.close()
+        await bare.close()
+        sim.stop()
+
+
 async def okx_worker(client: OKXClient, first: int, count: int) -> None:
     for i in range(first, first + count):
         await client.set_risk_offset_amount(CCYS[i % len(CCYS)], amount(i))
@@ -422,21 +449,12 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 async def child_runs(kind_index: int, runs: int, users: int) -> None:
     """The child of `--instructions`: set up as usual, then `runs` runs of one kind."""
-    sim = SimulatorHandle(users)
-    bare = Bare(sim, users)
-    try:
-        await bare.warm_up()
-        clients, _ = await make_clients(sim, users)
-        kind = make_kinds(bare, clients)[kind_index]
+    async with soak_setup(users) as setup:
+        kind = make_kinds(setup.bare, setup.clients)[kind_index]
         for run in range(runs):
             await asyncio.sleep(WINDOW + 0.1)
             if errors := await kind.run(run * CALLS_PER_RUN):
                 raise SystemExit(f"{kind.name}: {errors} errors")
-        for client in clients:
-            await client.close()
-    finally:
-        await bare.close()
-        sim.stop()
 
 
 def count_instructions(valgrind: str, kind_index: int, runs: int, users: int) -> int:
@@ -534,13 +552,10 @@ async def main_async(users: int, cycles: int, profile: bool) -> None:
         f"soak: {users} users x {CALLS_PER_RUN} calls per run = {calls} set calls per run; "
         f"a warm-up cycle, then {cycles} cycles of 4 runs; simulator in a separate process"
     )
-    sim = SimulatorHandle(users)
-    bare = Bare(sim, users)
-    try:
-        await bare.warm_up()
-        clients, warm_up = await make_clients(sim, users)
-        print(f"okx_async warm-up (clock sync + config) of {users} clients: {warm_up:.1f} s")
-        kinds = make_kinds(bare, clients)
+    async with soak_setup(users) as setup:
+        sim = setup.sim
+        print(f"okx_async warm-up (clock sync + config) of {users} clients: {setup.warm_up:.1f} s")
+        kinds = make_kinds(setup.bare, setup.clients)
         first = 0
         for kind in kinds:  # warm-up cycle: not counted
             await timed_run(kind, sim, first, calls)
@@ -575,12 +590,7 @@ async def main_async(users: int, cycles: int, profile: bool) -> None:
                 + " MiB"
             )
         if profile:
-            await profile_paced(clients, first)
-        for client in clients:
-            await client.close()
-    finally:
-        await bare.close()
-        sim.stop()
+            await profile_paced(setup.clients, first)
 
 
 def main() -> None:
