@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -43,7 +44,7 @@ def parse_timestamp(text: str) -> float:
 class Credentials:
     """An API key with its secret and passphrase. The repr never shows the secrets."""
 
-    __slots__ = ("_hmac", "_passphrase", "_secret_key", "api_key")
+    __slots__ = ("_inner", "_outer", "_passphrase", "_secret_key", "api_key")
 
     def __init__(self, *, api_key: str, secret_key: str, passphrase: str) -> None:
         for name, value in (
@@ -59,17 +60,20 @@ class Credentials:
         self.api_key = api_key
         self._secret_key = secret_key
         self._passphrase = passphrase
-        # Keyed once; each request copies it, saving the key setup per call.
-        self._hmac = hmac.new(secret_key.encode(), digestmod=hashlib.sha256)
+        self._inner, self._outer = _keyed_hmac_halves(secret_key.encode())
 
     @property
     def passphrase(self) -> str:
         return self._passphrase
 
     def signature(self, timestamp: str, method: str, request_path: str, body: bytes) -> str:
-        mac = self._hmac.copy()
-        mac.update((timestamp + method + request_path).encode() + body)
-        return base64.b64encode(mac.digest()).decode()
+        """`sign()` for this key, from the halves keyed once: the same HMAC (RFC 2104),
+        at about half of hmac.new's CPU per request (see `_keyed_hmac_halves`)."""
+        inner = self._inner.copy()
+        inner.update((timestamp + method + request_path).encode() + body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return binascii.b2a_base64(outer.digest(), newline=False).decode()
 
     def headers(
         self, timestamp: str, method: str, request_path: str, body: bytes
@@ -86,6 +90,24 @@ class Credentials:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Credentials cannot be pickled (they hold secrets)")
+
+
+_BLOCK = 64  # SHA-256's block size in bytes
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _keyed_hmac_halves(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """SHA-256 states that have absorbed key XOR ipad and key XOR opad (RFC 2104).
+
+    HMAC(key, m) = H(key^opad || H(key^ipad || m)): copying these two states per request
+    skips the key setup, and two C calls replace hmac.HMAC's Python layer. A test checks
+    the result against the standard library's hmac for keys of every length class.
+    """
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
 
 
 def mask(api_key: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import pickle
 
 import pytest
@@ -53,6 +56,21 @@ def test_lower_case_method_is_signed_upper_case() -> None:
     assert sign(SECRET, TS, "get", "/api/v5/account/config") == sign(
         SECRET, TS, "GET", "/api/v5/account/config"
     )
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["k", "x" * 32, "y" * 63, "z" * 64, "w" * 65, "ü" * 32, "v" * 200],
+    ids=["1B", "32B", "63B", "64B", "65B", "64B-utf8", "200B"],
+)
+def test_keyed_signature_equals_the_standard_library_hmac(secret: str) -> None:
+    # 64 bytes is SHA-256's block: shorter keys are padded, longer ones hashed first
+    # ("ü" * 32 is 64 bytes of UTF-8).
+    creds = Credentials(api_key="k", secret_key=secret, passphrase="p")
+    body = b'{"ccy":"BTC","clSpotInUseAmt":"0.5"}' * 3
+    path = "/api/v5/account/set-riskOffset-amt"
+    digest = hmac.new(secret.encode(), (TS + "POST" + path).encode() + body, hashlib.sha256)
+    assert creds.signature(TS, "POST", path, body) == base64.b64encode(digest.digest()).decode()
 
 
 def test_signing_the_keyed_copy_twice_gives_the_same_answer() -> None:
