@@ -7,7 +7,7 @@ User ID, so every API key, client and process of one user lands on one key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from ._defaults import (
     ACCOUNT_CONFIG_PATH,
@@ -37,9 +37,12 @@ ENDPOINT_LIMITS: dict[str, RateLimit] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LimiterKey:
-    """One budget: `environment` is the host plus live/demo, `subject` the user (or IP)."""
+class LimiterKey(NamedTuple):
+    """One budget: `environment` is the host plus live/demo, `subject` the user (or IP).
+
+    A NamedTuple, not a frozen dataclass: every request looks its limiter up by key, and
+    a tuple hashes in C where a dataclass's generated __hash__ runs Python code.
+    """
 
     environment: str
     subject: str
