@@ -431,8 +431,10 @@ class OKXClient:
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
         )
-        row = _first_row(data, SET_RISK_OFFSET_PATH)
-        applied = parse_decimal(row.get("clSpotInUseAmt"))
+        echoed = _first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
+        if echoed == update.text:
+            return update.amount  # the usual answer: what we sent, already a Decimal
+        applied = parse_decimal(echoed)
         # OKX echoes what it stored; an answer without it still means success (code 0).
         return update.amount if applied is None else applied
 
@@ -469,11 +471,13 @@ class OKXClient:
         loop = asyncio.get_running_loop()
         rate = ENDPOINT_LIMITS[path]
         stats = self._stats
+        target = path + query
         attempt = 0
         try:
             while True:
                 attempt += 1
-                self._check_open()
+                if self._closed:
+                    self._check_open()  # raises
                 clock = self._clock or self._bind_clock()
                 if signed and not clock.synced:
                     await self._sync_clock(clock, deadline)
@@ -492,7 +496,6 @@ class OKXClient:
                 stats.in_flight += 1
                 stats.sent += 1
                 try:
-                    target = path + query
                     headers = (
                         self._credentials.headers(clock.timestamp(), method, target, body)
                         if signed

@@ -20,26 +20,23 @@ class ServerClock:
     Concurrent first calls share one sync request: they all await the same future.
     """
 
-    __slots__ = ("_offset", "_sync", "_synced")
+    __slots__ = ("_offset", "_sync", "synced")
 
     def __init__(self) -> None:
         self._offset = 0.0
-        self._synced = False
+        # Read before every signed request: a plain attribute, not a property call.
+        self.synced = False  # read-only outside this class
         self._sync: asyncio.Future[None] | None = None
 
     @property
     def offset(self) -> float:
         return self._offset
 
-    @property
-    def synced(self) -> bool:
-        return self._synced
-
     def timestamp(self) -> str:
         return format_timestamp(time.time() + self._offset)
 
     async def ensure_synced(self, fetch: FetchServerTime) -> None:
-        if not self._synced:
+        if not self.synced:
             await self.resync(fetch)
 
     async def resync(self, fetch: FetchServerTime) -> None:
@@ -62,10 +59,10 @@ class ServerClock:
         after = time.time()
         # The server read its clock somewhere in between; the midpoint halves the error.
         self._offset = server - (before + after) / 2
-        self._synced = True
+        self.synced = True
 
     def __repr__(self) -> str:
-        state = f"offset={self._offset:+.3f}s" if self._synced else "not synced"
+        state = f"offset={self._offset:+.3f}s" if self.synced else "not synced"
         return f"ServerClock({state})"
 
 
