@@ -147,6 +147,7 @@ class OKXClient:
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
+        # The loop's lane registry, remembered: looking it up costs a weakref per call.
         self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
         self._stats = StatsRecorder()
         self._on_event = on_event
@@ -203,11 +204,15 @@ class OKXClient:
         """
         ccy = validate_ccy(ccy)
         text, value = validate_amount(amount)
-        deadline = self._deadline(timeout)
-        self._check_open()
+        deadline = None if timeout is None else self._deadline(timeout)
+        if self._closed:
+            self._check_open()  # raises
         uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
         loop = asyncio.get_running_loop()
-        lane = self._lane_registry(loop).lane((self._environment, uid, ccy))
+        lanes = self._lanes
+        if lanes is None or lanes[0] is not loop:
+            lanes = self._lanes = (loop, lanes_for_running_loop())
+        lane = lanes[1].lane((self._environment, uid, ccy))
         update = Update(
             ccy=ccy,
             text=text,
@@ -346,12 +351,6 @@ class OKXClient:
         )
 
     # -- internals ----------------------------------------------------------------------
-
-    def _lane_registry(self, loop: asyncio.AbstractEventLoop) -> LaneRegistry:
-        # The loop's registry, remembered: looking it up costs a weakref per call.
-        if self._lanes is None or self._lanes[0] is not loop:
-            self._lanes = (loop, lanes_for_running_loop())
-        return self._lanes[1]
 
     def _check_open(self) -> None:
         if self._closed:
