@@ -81,14 +81,15 @@ class Update:
 class Lane:
     """The queue of one (environment, user, currency); one worker task while busy."""
 
-    __slots__ = ("_current", "_on_idle", "_queue", "_worker", "key")
+    __slots__ = ("_current", "_queue", "_registry", "_worker", "key")
 
-    def __init__(self, key: Hashable, on_idle: Callable[[Hashable], None]) -> None:
+    def __init__(self, key: Hashable, registry: dict[Hashable, Lane]) -> None:
         self.key = key
         self._queue: deque[Update] = deque()
         self._current: Update | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._on_idle = on_idle
+        # The registry's dict, which an idle lane leaves (a dict call, not a Python one).
+        self._registry = registry
 
     def submit(self, update: Update, *, coalesce: bool) -> None:
         if coalesce:
@@ -123,7 +124,7 @@ class Lane:
             if self._queue:
                 self._worker = asyncio.get_running_loop().create_task(self._run())
             else:
-                self._on_idle(self.key)
+                self._registry.pop(self.key, None)
 
     def has_newer(self) -> bool:
         """True while another value waits behind the one being sent."""
@@ -153,7 +154,7 @@ class Lane:
         finally:
             self._worker = None
             if not self._queue:
-                self._on_idle(self.key)
+                self._registry.pop(self.key, None)
 
     def _settle_failure(self, update: Update, error: Exception) -> None:
         # Sent inline by run_inline and by the worker alike, without a coroutine of its
@@ -181,11 +182,8 @@ class LaneRegistry:
     def lane(self, key: Hashable) -> Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = Lane(key, self._drop)
+            lane = self._lanes[key] = Lane(key, self._lanes)
         return lane
-
-    def _drop(self, key: Hashable) -> None:
-        self._lanes.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._lanes)
