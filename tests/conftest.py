@@ -64,17 +64,17 @@ def no_secret_in_any_log(
     errors: list[OKXError] = []
     clients: list[OKXClient] = []
     original_init = Credentials.__init__
-    original_signature = Credentials.signature
+    original_headers = Credentials.headers  # every signature is made in headers()
     original_client_init = OKXClient.__init__
 
     def init(self: Credentials, *, api_key: str, secret_key: str, passphrase: str) -> None:
         original_init(self, api_key=api_key, secret_key=secret_key, passphrase=passphrase)
         secrets.update((secret_key, passphrase))
 
-    def signature(self: Credentials, *args: Any) -> str:
-        sig = original_signature(self, *args)
-        secrets.add(sig)
-        return sig
+    def headers(self: Credentials, *args: Any) -> dict[str, str]:
+        made = original_headers(self, *args)
+        secrets.add(made["OK-ACCESS-SIGN"])
+        return made
 
     def error_init(self: OKXError, *args: Any) -> None:
         Exception.__init__(self, *args)
@@ -85,7 +85,7 @@ def no_secret_in_any_log(
         clients.append(self)
 
     monkeypatch.setattr(Credentials, "__init__", init)
-    monkeypatch.setattr(Credentials, "signature", signature)
+    monkeypatch.setattr(Credentials, "headers", headers)
     monkeypatch.setattr(OKXError, "__init__", error_init)
     monkeypatch.setattr(OKXClient, "__init__", client_init)
     caplog.set_level(logging.DEBUG)

@@ -228,14 +228,14 @@ async def test_no_secret_in_logs_reprs_or_errors(
     signatures: list[str] = []
     from okx_async import Credentials
 
-    original = Credentials.signature
+    original = Credentials.headers  # every signature is made in headers()
 
-    def spy(self: Credentials, *args: object) -> str:
-        sig = original(self, *args)  # type: ignore[arg-type]
-        signatures.append(sig)
-        return sig
+    def spy(self: Credentials, *args: object) -> dict[str, str]:
+        made = original(self, *args)  # type: ignore[arg-type]
+        signatures.append(made["OK-ACCESS-SIGN"])
+        return made
 
-    Credentials.signature = spy  # type: ignore[method-assign]
+    Credentials.headers = spy  # type: ignore[method-assign]
     try:
         client = client_for(url, key)
         texts.append(repr(client))
@@ -256,7 +256,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
         texts.append(repr(client.stats()))
         await client.close()
     finally:
-        Credentials.signature = original  # type: ignore[method-assign]
+        Credentials.headers = original  # type: ignore[method-assign]
     texts += [r.getMessage() for r in caplog.records]
     assert signatures
     blob = "\n".join(texts)
