@@ -14,3 +14,8 @@ def max_in_any_window(times: Sequence[float], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def verdict(ok: bool) -> str:
+    """The word each script prints before a target's line."""
+    return "PASS" if ok else "FAIL"

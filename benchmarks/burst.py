@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from _common import max_in_any_window
+from _common import max_in_any_window, verdict
 
 from okx_async import OKXClient, format_timestamp, sign
 from okx_async.simulator import (
@@ -260,10 +260,6 @@ def print_table(results: list[Result]) -> None:
             f"{r.name:<40} {r.calls:>5} {r.ok:>5} {r.rate_limited:>6} {retries:>7} "
             f"{r.span:>7.3f} {r.ideal:>7.1f} {ratio:>6} {first10:>10} {r.max_sent:>6}  {errors}"
         )
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def print_summary(main: Result, pair: Result, latency_ms: float) -> None:

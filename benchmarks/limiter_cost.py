@@ -43,6 +43,8 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 
+from _common import verdict
+
 from okx_async import LimiterKey, RateLimit
 from okx_async._ratelimit import LocalKeyLimiter, LocalLimiterBackend
 
@@ -225,10 +227,6 @@ async def wait_until_empty(backend: LocalLimiterBackend, timeout: float) -> floa
 
 
 # -- main ----------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 async def main_async(quick: bool) -> None:

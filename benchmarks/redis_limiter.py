@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from _common import max_in_any_window
+from _common import max_in_any_window, verdict
 
 from okx_async._defaults import REDIS_INFLIGHT_TTL
 from okx_async._errors import DeadlineExceededError
@@ -70,10 +70,6 @@ local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s then redis.call('RPUSH', KEYS[2], s) end
 return s
 """
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 async def client_commands(rc: Any) -> dict[str, int]:

@@ -79,6 +79,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from _common import verdict
 
 from okx_async import OKXClient, format_timestamp, sign
 from okx_async.simulator import (
@@ -511,10 +512,6 @@ def instructions_mode(users: int) -> None:
 
 
 # -- report --------------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def print_runs(kinds: list[Kind], calls: int) -> None:
