@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from weakref import WeakKeyDictionary
 
-from ._auth import _utc_second
+from ._auth import format_timestamp
 
 __all__ = ["ServerClock", "shared_clock"]
 
@@ -33,9 +33,7 @@ class ServerClock:
         return self._offset
 
     def timestamp(self) -> str:
-        # format_timestamp's two lines, inlined: this runs once per signed request.
-        seconds, ms = divmod(int((time.time() + self._offset) * 1000), 1000)
-        return f"{_utc_second(seconds)}.{ms:03d}Z"
+        return format_timestamp(time.time() + self._offset)
 
     async def ensure_synced(self, fetch: FetchServerTime) -> None:
         if not self.synced:
