@@ -222,15 +222,30 @@ class OKXClient:
             future=loop.create_future(),
         )
         self._outstanding.add(update)
+        future = update.future
         try:
             if lane.claim(update):
-                await lane.run_inline(update)
+                # The lane was idle: send from this task, with no coroutine in between.
+                try:
+                    body = orjson.dumps({"ccy": ccy, "clSpotInUseAmt": text})
+                    data = await self._request(
+                        "POST", SET_RISK_OFFSET_PATH, body=body, deadline=deadline, lane=lane
+                    )
+                    outcome: Decimal | Exception = _applied(update, data)
+                except Exception as exc:
+                    outcome = exc
+                except BaseException:
+                    lane.abandon_inline(update)
+                    raise
+                lane.finish_inline(update, outcome)
             else:
                 lane.submit(update, coalesce=self._coalesce)
-            if deadline is None:
-                result = await update.future
+            if future.done():  # sent inline: no need to wait (wait_for costs a task)
+                result = future.result()
+            elif deadline is None:
+                result = await future
             else:
-                result = await asyncio.wait_for(update.future, deadline - loop.time())
+                result = await asyncio.wait_for(future, deadline - loop.time())
         except asyncio.TimeoutError:
             if update.future.done() and not update.future.cancelled():
                 raise  # the update itself failed with a timeout of its own
@@ -426,16 +441,13 @@ class OKXClient:
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        """How a lane's worker sends a queued update (an idle lane's caller sends its own
+        update inline, in set_risk_offset_amount)."""
         body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
         )
-        echoed = _first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
-        if echoed == update.text:
-            return update.amount  # the usual answer: what we sent, already a Decimal
-        applied = parse_decimal(echoed)
-        # OKX echoes what it stored; an answer without it still means success (code 0).
-        return update.amount if applied is None else applied
+        return _applied(update, data)
 
     async def _fetch_server_time(self) -> float:
         data = await self._request("GET", SERVER_TIME_PATH, deadline=None, signed=False)
@@ -603,6 +615,16 @@ async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
         if isinstance(exc, OKXError):
             raise  # the step's own typed timeout
         raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
+
+
+def _applied(update: Update, data: list[Any]) -> Decimal:
+    """The amount OKX reports it stored for `update`."""
+    echoed = _first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
+    if echoed == update.text:
+        return update.amount  # the usual answer: what we sent, already a Decimal
+    applied = parse_decimal(echoed)
+    # OKX echoes what it stored; an answer without it still means success (code 0).
+    return update.amount if applied is None else applied
 
 
 def _reason(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from okx_async import (
     AccountModeError,
     AuthenticationError,
     ClientClosedError,
+    ClientEvent,
     DeadlineExceededError,
     InvalidInputError,
     OKXClient,
@@ -191,6 +192,29 @@ async def test_deadline_that_cannot_be_met_sends_nothing(sim: tuple[Simulator, s
         with pytest.raises(DeadlineExceededError):
             await client.set_risk_offset_amount("BTC", "5", timeout=0.3)
     assert len(posts(simulator)) == before
+
+
+async def test_a_caller_cancelled_mid_send_frees_its_currency(
+    sim: tuple[Simulator, str],
+) -> None:
+    simulator, url = sim
+    simulator.latency = (0.1, 0.1)
+    sent = asyncio.Event()
+
+    def on_event(event: ClientEvent) -> None:
+        if event.kind == "sent" and event.path == SET:
+            sent.set()
+
+    async with client_for(url, on_event=on_event) as client:
+        first = asyncio.ensure_future(client.set_risk_offset_amount("BTC", "1"))
+        await sent.wait()  # the caller sends its own value: it is on the wire now
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        # The next value of the currency is sent at once, not queued behind the one gone.
+        second = await asyncio.wait_for(client.set_risk_offset_amount("BTC", "2"), 5)
+        assert second.amount == Decimal(2) and not second.superseded
+    assert simulator.values("1001")["BTC"] == "2"
 
 
 async def test_several_keys_of_one_user_share_one_budget(sim: tuple[Simulator, str]) -> None:
