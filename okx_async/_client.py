@@ -479,7 +479,7 @@ class OKXClient:
         task = asyncio.current_task()
         assert task is not None
         self._active.add(task)
-        loop = asyncio.get_running_loop()
+        loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
         rate = ENDPOINT_LIMITS[path]
         stats = self._stats
         target = path + query
