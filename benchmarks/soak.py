@@ -23,9 +23,12 @@ Why repeated and interleaved: on a 2-core VM shared with the simulator (and with
 tenants of the host), one run's CPU per call moves by 10-40% with what else the machine
 does, and the first runs of a process pay for warming it up (allocator arenas,
 first-time code paths). So a warm-up cycle of all four kinds runs first and is not
-counted; then `--cycles` (default 5) cycles each run all four, in an order rotated every
+counted; then `--cycles` (default 9) cycles each run all four, in an order rotated every
 cycle. Each okx_async run is compared with the baseline of its own cycle, and the verdict
-uses the median of those per-cycle ratios. The CPU time includes garbage collection,
+uses the median of those per-cycle ratios: single cycles range from 0.8x to 1.6x, so 9 of
+them, not 5. Each run starts with a full collection, so none inherits the garbage (and the
+collection due) of the run before it, which is another kind's; the collections during the
+run count. The CPU time includes garbage collection,
 shown on its own ("GC us/call"): it depends on how many objects are alive, so a kind with
 callers waiting pays more for it, bare or not. `--instructions` counts machine
 instructions instead, which do not move with the machine's load (see below).
@@ -34,8 +37,8 @@ Memory: a snapshot (current RSS from /proc, and the count of live objects seen b
 garbage collector) after each cycle, once a window has passed, so the limiter keys'
 short-lived state (cooling slots and their timers, dropped when a key goes idle) is gone
 and only what the calls left behind is counted. Growth is measured from the end of the
-first measured cycle to the end of the last; with the default 5 cycles, 40,000 okx_async
-calls (200 per user) lie between the two.
+first measured cycle to the end of the last; with the default 9 cycles, 80,000 okx_async
+calls (400 per user) lie between the two.
 
 Targets: okx_async CPU per call <= 1.25x the bare loop (paced, and unpaced; the median of
 the cycles' ratios); memory bounded: from the first cycle's end to the last's, RSS grows
@@ -48,7 +51,7 @@ the stats' sample ring came to be preallocated.
 
 Run:   python benchmarks/soak.py [--quick] [--cycles N] [--profile] [--instructions]
 `--quick`: 50 users, 2 cycles. `--profile`: afterwards, one more paced run under cProfile,
-printing the top functions. A full run takes about 3 minutes; `--instructions` 5-10
+printing the top functions. A full run takes about 5 minutes; `--instructions` 5-10
 (needs valgrind).
 """
 
@@ -240,6 +243,9 @@ class Kind:
 
 async def timed_run(kind: Kind, sim: SimulatorHandle, first: int, calls: int) -> Run:
     await asyncio.sleep(WINDOW + 0.1)  # every slot of the previous run has cooled
+    # Every run starts from the same collector state: none inherits the garbage (and
+    # the full collection it is due) of the run before, which is another kind.
+    gc.collect()
     sim_cpu0 = sim.stats()["cpu"]
     gc_timer = GcTimer()
     gc.callbacks.append(gc_timer)
@@ -596,7 +602,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50 users, 2 cycles")
-    parser.add_argument("--cycles", type=int, default=None, help="measured cycles (5)")
+    parser.add_argument("--cycles", type=int, default=None, help="measured cycles (9)")
     parser.add_argument("--profile", action="store_true", help="cProfile one paced run")
     parser.add_argument(
         "--instructions",
@@ -608,7 +614,7 @@ def main() -> None:
         instructions_mode(INSTRUCTION_USERS)
         return
     users = 50 if args.quick else 200
-    cycles = args.cycles or (2 if args.quick else 5)
+    cycles = args.cycles or (2 if args.quick else 9)
     asyncio.run(main_async(users, cycles, args.profile))
 
 
