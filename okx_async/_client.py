@@ -240,7 +240,7 @@ class OKXClient:
                 lane.finish_inline(update, outcome)
             else:
                 lane.submit(update, coalesce=self._coalesce)
-            if future.done():  # sent inline: no need to wait (wait_for costs a task)
+            if future.done():  # sent inline; wait_for would add a timer and a loop turn
                 result = future.result()
             elif deadline is None:
                 result = await future
