@@ -225,19 +225,7 @@ class OKXClient:
         future = update.future
         try:
             if lane.claim(update):
-                # The lane was idle: send from this task, with no coroutine in between.
-                try:
-                    body = orjson.dumps({"ccy": ccy, "clSpotInUseAmt": text})
-                    data = await self._request(
-                        "POST", SET_RISK_OFFSET_PATH, body=body, deadline=deadline, lane=lane
-                    )
-                    outcome: Decimal | Exception = _applied(update, data)
-                except Exception as exc:
-                    outcome = exc
-                except BaseException:
-                    lane.abandon_inline(update)
-                    raise
-                lane.finish_inline(update, outcome)
+                await lane.run_inline(update)
             else:
                 lane.submit(update, coalesce=self._coalesce)
             if future.done():  # sent inline; wait_for would add a timer and a loop turn
@@ -441,13 +429,16 @@ class OKXClient:
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
-        """How a lane's worker sends a queued update (an idle lane's caller sends its own
-        update inline, in set_risk_offset_amount)."""
         body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
         )
-        return _applied(update, data)
+        echoed = _first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
+        if echoed == update.text:
+            return update.amount  # the usual answer: what we sent, already a Decimal
+        applied = parse_decimal(echoed)
+        # OKX echoes what it stored; an answer without it still means success (code 0).
+        return update.amount if applied is None else applied
 
     async def _fetch_server_time(self) -> float:
         data = await self._request("GET", SERVER_TIME_PATH, deadline=None, signed=False)
@@ -615,16 +606,6 @@ async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
         if isinstance(exc, OKXError):
             raise  # the step's own typed timeout
         raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
-
-
-def _applied(update: Update, data: list[Any]) -> Decimal:
-    """The amount OKX reports it stored for `update`."""
-    echoed = _first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
-    if echoed == update.text:
-        return update.amount  # the usual answer: what we sent, already a Decimal
-    applied = parse_decimal(echoed)
-    # OKX echoes what it stored; an answer without it still means success (code 0).
-    return update.amount if applied is None else applied
 
 
 def _reason(error: BaseException) -> str:

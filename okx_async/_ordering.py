@@ -100,35 +100,31 @@ class Lane:
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     def claim(self, update: Update) -> bool:
-        """True when the lane is idle: the caller then sends `update` itself and reports
-        with `finish_inline` or `abandon_inline`, saving a worker task on the common path."""
+        """True when the lane is idle: the caller then sends `update` itself with
+        `run_inline`, saving a worker task on the common path."""
         if self._current is not None or self._worker is not None or self._queue:
             return False
         self._current = update
         return True
 
-    def finish_inline(self, update: Update, outcome: Decimal | Exception) -> None:
-        """Settle a claimed update with what its send returned or raised; values
-        submitted meanwhile are handed to a worker. A plain call, not a coroutine
-        wrapped around the send: every waiting call keeps its coroutines alive."""
-        if isinstance(outcome, Exception):
-            self._settle_failure(update, outcome)
+    async def run_inline(self, update: Update) -> None:
+        """Send a claimed update in the caller's task. Its outcome lands in its future;
+        values submitted meanwhile are handed to a worker afterwards."""
+        try:
+            applied = await update.send(update, self)
+        except asyncio.CancelledError:
+            update.future.cancel()  # the caller went away mid-send; nobody else waits
+            raise
+        except Exception as exc:
+            self._settle_failure(update, exc)
         else:
-            update.resolve(outcome)
-        self._end_inline()
-
-    def abandon_inline(self, update: Update) -> None:
-        """The caller of a claimed update went away mid-send (cancelled); nobody else
-        waits on it."""
-        update.future.cancel()
-        self._end_inline()
-
-    def _end_inline(self) -> None:
-        self._current = None
-        if self._queue:
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-        else:
-            self._registry.pop(self.key, None)
+            update.resolve(applied)
+        finally:
+            self._current = None
+            if self._queue:
+                self._worker = asyncio.get_running_loop().create_task(self._run())
+            else:
+                self._registry.pop(self.key, None)
 
     def has_newer(self) -> bool:
         """True while another value waits behind the one being sent."""
@@ -161,6 +157,8 @@ class Lane:
                 self._registry.pop(self.key, None)
 
     def _settle_failure(self, update: Update, error: Exception) -> None:
+        # Sent inline by run_inline and by the worker alike, without a coroutine of its
+        # own: each waiting call keeps its coroutines alive.
         if not isinstance(error, SupersededError):
             update.fail(error)
         elif self._queue:  # a newer value waits; it answers for this one too

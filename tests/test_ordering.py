@@ -51,18 +51,6 @@ def make(sender: ScriptedSender, text: str) -> Update:
     )
 
 
-async def send_inline(lane: Lane, update: Update) -> None:
-    """What OKXClient does with a claimed update: send it in its own task, then report."""
-    try:
-        outcome: Decimal | Exception = await update.send(update, lane)
-    except Exception as exc:
-        outcome = exc
-    except BaseException:
-        lane.abandon_inline(update)
-        raise
-    lane.finish_inline(update, outcome)
-
-
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -195,7 +183,7 @@ async def test_an_idle_lane_is_driven_by_the_caller_and_handed_on() -> None:
     first, second = make(sender, "1"), make(sender, "2")
     assert lane.claim(first)
     assert not lane.claim(second)  # busy: the second must queue
-    inline = asyncio.ensure_future(send_inline(lane, first))
+    inline = asyncio.ensure_future(lane.run_inline(first))
     await settle()
     lane.submit(second, coalesce=True)
     sender.open("1")
@@ -215,7 +203,7 @@ async def test_inline_retry_superseded_by_a_queued_value() -> None:
     lane = LaneRegistry().lane("k")
     first, second = make(sender, "1"), make(sender, "2")
     assert lane.claim(first)
-    inline = asyncio.ensure_future(send_inline(lane, first))
+    inline = asyncio.ensure_future(lane.run_inline(first))
     await settle()
     lane.submit(second, coalesce=False)
     sender.open("1")
@@ -233,7 +221,7 @@ async def test_cancelling_the_inline_caller_frees_the_lane() -> None:
     lane = registry.lane("k")
     first = make(sender, "1")
     assert lane.claim(first)
-    inline = asyncio.ensure_future(send_inline(lane, first))
+    inline = asyncio.ensure_future(lane.run_inline(first))
     await settle()
     inline.cancel()
     with pytest.raises(asyncio.CancelledError):
