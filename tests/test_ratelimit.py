@@ -18,7 +18,12 @@ import aiolimiter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from virtual_time import VirtualDeadlockError, VirtualLivelockError, run_virtual
+from virtual_time import (
+    VirtualCallbackError,
+    VirtualDeadlockError,
+    VirtualLivelockError,
+    run_virtual,
+)
 
 from okx_async import _ratelimit
 from okx_async._defaults import RATE_LIMIT_RECOVERY_WINDOWS, SET_RISK_OFFSET_PATH
@@ -82,6 +87,22 @@ def test_virtual_loop_moves_time_without_sleeping_and_detects_deadlock() -> None
 
     with pytest.raises(VirtualDeadlockError):
         run_virtual(waits_forever)
+
+
+def test_virtual_loop_fails_the_run_on_an_error_inside_a_callback() -> None:
+    """asyncio only logs an error raised in a timer callback; the harness must fail."""
+
+    def broken() -> None:
+        raise TypeError("a bug inside a timer callback")
+
+    async def schedules_a_broken_timer() -> str:
+        asyncio.get_running_loop().call_later(1.0, broken)
+        await asyncio.sleep(2.0)
+        return "finished"
+
+    with pytest.raises(VirtualCallbackError, match="a bug inside a timer callback") as info:
+        run_virtual(schedules_a_broken_timer)
+    assert isinstance(info.value.__cause__, TypeError)
 
 
 def test_virtual_loop_ticks_for_code_that_needs_a_moving_clock() -> None:

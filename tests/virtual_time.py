@@ -13,6 +13,11 @@ of 1e-15 and waits for time to pass it) would spin forever at one instant: give 
 `tick`, virtual seconds added on every loop iteration. A loop that spins `spin_limit`
 iterations without the clock moving raises `VirtualLivelockError` rather than hanging.
 
+Anything that reaches the loop's exception handler (an error raised inside a timer or
+`call_soon` callback, an unretrieved task exception) would otherwise only be logged, and
+the test would pass. `run_virtual` collects those reports and raises
+`VirtualCallbackError` once the coroutine is done, so such a bug fails its test.
+
 Real I/O still works when the peer answers within the same loop (loopback sockets whose
 data is already readable). Threads (`run_in_executor`, `getaddrinfo`) need `io_wait`: real
 seconds to wait for an fd before the virtual clock moves on.
@@ -28,7 +33,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
-__all__ = ["VirtualDeadlockError", "VirtualLivelockError", "VirtualTimeLoop", "run_virtual"]
+__all__ = [
+    "VirtualCallbackError",
+    "VirtualDeadlockError",
+    "VirtualLivelockError",
+    "VirtualTimeLoop",
+    "run_virtual",
+]
 
 T = TypeVar("T")
 
@@ -41,6 +52,18 @@ class VirtualDeadlockError(RuntimeError):
 
 class VirtualLivelockError(RuntimeError):
     """The loop kept running callbacks at one virtual instant without end."""
+
+
+class VirtualCallbackError(AssertionError):
+    """Something reached the loop's exception handler during the run (see the module
+    docstring); `contexts` holds the handler's context dicts, the first cause chained."""
+
+    def __init__(self, contexts: list[dict[str, Any]]) -> None:
+        lines = [f"{c.get('message', '')}: {c.get('exception')!r}" for c in contexts]
+        super().__init__(
+            f"{len(contexts)} error(s) reached the loop's exception handler:\n" + "\n".join(lines)
+        )
+        self.contexts = contexts
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -158,8 +181,10 @@ def run_virtual(
     """Run `coro_fn()` to completion on a fresh VirtualTimeLoop, then close it cleanly
     (cancelling leftover tasks, like asyncio.run)."""
     loop = VirtualTimeLoop(start=start, io_wait=io_wait, tick=tick, spin_limit=spin_limit)
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
     try:
-        return loop.run_until_complete(coro_fn())
+        result = loop.run_until_complete(coro_fn())
     finally:
         try:
             _cancel_all_tasks(loop)
@@ -167,3 +192,10 @@ def run_virtual(
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
+    if reported:
+        error = VirtualCallbackError(reported)
+        first = reported[0].get("exception")
+        if isinstance(first, BaseException):
+            raise error from first
+        raise error
+    return result
