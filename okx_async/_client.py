@@ -31,6 +31,7 @@ from ._defaults import (
     ENV_PASSPHRASE,
     ENV_REDIS_URL,
     ENV_SECRET_KEY,
+    LANDING_HORIZON,
     REGION_URLS,
     REQUEST_TIMEOUT,
     SERVER_TIME_PATH,
@@ -48,7 +49,7 @@ from ._errors import (
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
-from ._retry import RetryPolicy, retry_delay, should_retry
+from ._retry import RetryPolicy, outcome_unknown, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._transport import Transport, check_base_url
 from ._validation import validate_amount, validate_ccy
@@ -81,6 +82,7 @@ class OKXClient:
         "_demo",
         "_environment",
         "_key_subject",
+        "_landing_horizon",
         "_lanes",
         "_limiter_keys",
         "_on_event",
@@ -112,6 +114,7 @@ class OKXClient:
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
         on_event: Callable[[ClientEvent], None] | None = None,
+        landing_horizon: float = LANDING_HORIZON,
     ) -> None:
         self._credentials = Credentials(
             api_key=api_key, secret_key=secret_key, passphrase=passphrase
@@ -126,6 +129,7 @@ class OKXClient:
         for name, value in (
             ("request_timeout", request_timeout),
             ("connect_timeout", connect_timeout),
+            ("landing_horizon", landing_horizon),
         ):
             if not _is_positive_number(value):
                 raise InvalidInputError(f"{name} must be a positive number of seconds")
@@ -139,6 +143,8 @@ class OKXClient:
         # Before the User ID is known, the config lookup is limited per API key.
         self._key_subject = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
         self._coalesce = coalesce
+        # Seconds after an uncertain outcome before the newest value is sent again.
+        self._landing_horizon = float(landing_horizon)
         self._retry = retry or RetryPolicy()
         self._transport = Transport(
             base_url=self._base_url,
@@ -322,6 +328,10 @@ class OKXClient:
         closed = ClientClosedError("the client was closed before this update finished")
         for update in list(self._outstanding):
             update.fail(closed)
+        if self._lanes is not None:  # no more re-asserts of values this client set
+            unsettled = self._lanes[1].stop_settling(self._send_update)
+            if unsettled:
+                logger.debug("closed with %d currencies not yet settled", unsettled)
         # Requests still waiting for a slot or on the wire are this client's alone to stop;
         # the tasks running them may be shared lane workers, which carry on afterwards.
         if self._active:
@@ -429,6 +439,9 @@ class OKXClient:
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        if update.reassert:
+            self._stats.reasserted += 1
+            self._emit("reasserted", SET_RISK_OFFSET_PATH, 0)
         body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
@@ -475,6 +488,7 @@ class OKXClient:
         stats = self._stats
         target = path + query
         attempt = 0
+        resynced = False  # after a 50102, once per call
         try:
             while True:
                 attempt += 1
@@ -496,7 +510,11 @@ class OKXClient:
                     stats.queued -= 1
                 stats.record_wait(loop.time() - asked)
                 stats.in_flight += 1
-                stats.sent += 1
+                if lane is not None:  # set requests, the only ones that go through a lane
+                    stats.sent += 1
+                    lane.attempt_sent()
+                else:
+                    stats.lookups += 1
                 try:
                     headers = (
                         self._credentials.headers(clock.timestamp(), method, target, body)
@@ -518,9 +536,14 @@ class OKXClient:
                 except OKXError as exc:
                     error: OKXError = exc
                     if isinstance(exc, RateLimitedError):
-                        stats.rate_limited += 1
+                        if lane is not None:
+                            stats.rate_limited += 1
                         self._emit("rate_limited", path, attempt, exc)
                         await limiter.on_rate_limited()
+                except asyncio.CancelledError:
+                    if lane is not None:  # it may have reached OKX: settle it later
+                        lane.note_uncertain(loop.time() + self._landing_horizon)
+                    raise
                 else:
                     if path == SET_RISK_OFFSET_PATH:
                         stats.succeeded += 1
@@ -530,7 +553,7 @@ class OKXClient:
                 finally:
                     stats.in_flight -= 1
                     await limiter.release(lease)
-                await self._before_retry(error, attempt, path, deadline, lane)
+                resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
         except asyncio.CancelledError as exc:
             # Identify close()'s cancellation by message *or* by task: a library below
             # may re-raise CancelledError without the message.
@@ -548,18 +571,33 @@ class OKXClient:
                 self._all_idle.set()
 
     async def _before_retry(
-        self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
-    ) -> None:
-        """Return to retry, or raise: the error itself, or SupersededError."""
-        if isinstance(error, TimestampExpiredError) and attempt == 1:
+        self,
+        error: OKXError,
+        attempt: int,
+        path: str,
+        deadline: float | None,
+        lane: Lane | None,
+        resynced: bool,
+    ) -> bool:
+        """Return to retry (with whether the clock was resynced in this call), or raise:
+        the error itself, or SupersededError."""
+        loop = asyncio.get_running_loop()
+        if lane is not None and outcome_unknown(error):
+            # OKX may still apply it: the lane re-asserts the newest value after this.
+            lane.note_uncertain(loop.time() + self._landing_horizon)
+        if isinstance(error, TimestampExpiredError) and not resynced:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
-        if self._closed or not should_retry(error, attempt, self._retry):
+            resynced, clock_resynced = True, False  # this 50102 came before the resync
+        else:
+            clock_resynced = resynced
+        if self._closed or not should_retry(
+            error, attempt, self._retry, clock_resynced=clock_resynced
+        ):
             self._fail(error, path, attempt)
             raise error
         if lane is not None and lane.has_newer():
             raise SupersededError  # a newer value waits: retrying this one could undo it
         delay = retry_delay(error, attempt, self._retry)
-        loop = asyncio.get_running_loop()
         if deadline is not None and loop.time() + delay >= deadline:
             self._fail(error, path, attempt)
             raise DeadlineExceededError(
@@ -574,6 +612,7 @@ class OKXClient:
             await asyncio.sleep(delay)
             if lane is not None and lane.has_newer():
                 raise SupersededError
+        return resynced
 
     def _fail(self, error: OKXError, path: str, attempt: int) -> None:
         if path == SET_RISK_OFFSET_PATH:
