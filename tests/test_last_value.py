@@ -156,10 +156,13 @@ def test_a_sent_value_whose_retry_a_newer_one_replaced_is_not_superseded() -> No
 def test_close_stops_pending_reasserts() -> None:
     async def test(simulator: Simulator, url: str) -> None:
         simulator.hold_next("BTC", 2.5)
-        async with client_for(url, request_timeout=1, retry=FAST_RETRY) as client:
+        events: list[ClientEvent] = []
+        client = client_for(url, request_timeout=1, retry=FAST_RETRY, on_event=events.append)
+        async with client:
             await client.set_risk_offset_amount("BTC", "1")
             await client.set_risk_offset_amount("BTC", "2")
         await asyncio.sleep(HORIZON + 3)
+        assert client.stats().reasserted == 0 and "reasserted" not in [e.kind for e in events]
         # Closed before the horizon: the late BTC=1 stays (what the README says close()
         # leaves uncertain), and nothing was sent after close.
         assert simulator.values(UID)["BTC"] == "1"
