@@ -205,8 +205,10 @@ class OKXClient:
         """Set the user-defined spot risk offset amount of `ccy` (portfolio margin only).
 
         Values of one currency go out one at a time in submission order; a newer value
-        replaces older ones still waiting (their results say `superseded=True`).
-        `timeout` bounds queueing, retries and the request together.
+        replaces older ones still waiting (their results say `superseded=True`: never
+        sent). `timeout` bounds queueing, retries and the request together. After a
+        request with an unknown outcome, the newest applied value is re-asserted once
+        the client's `landing_horizon` (seconds) has passed; see `RiskOffsetResult`.
         """
         ccy = validate_ccy(ccy)
         text, value = validate_amount(amount)
