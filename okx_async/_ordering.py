@@ -232,11 +232,11 @@ class Lane:
                 self._leave_registry()
 
     def _leave_registry(self) -> None:
-        if self._arm_settle():
-            return  # stays registered: its re-assert is due, and its entries must persist
         # Only if it is still the registered one: a caller may hold this lane after the
         # registry dropped it and made a new one, which must stay while it is busy.
-        if self._registry.get(self.key) is self:
+        if self._registry.get(self.key) is self and not self._arm_settle():
+            # (A lane that must settle stays registered: a re-assert is due, or its
+            # uncertain entries must outlive it for the next value to wait them out.)
             del self._registry[self.key]
 
     def _settle_failure(self, update: Update, error: Exception) -> None:
