@@ -78,9 +78,13 @@ class Update:
         future: asyncio.Future[RiskOffsetResult] = self.future.get_loop().create_future()
         future.add_done_callback(_consume)
         update = Update(
-            ccy=self.ccy, text=self.text, amount=self.amount, deadline=None, send=self.send,
+            ccy=self.ccy,
+            text=self.text,
+            amount=self.amount,
+            deadline=None,
+            send=self.send,
             future=future,
-        )  # fmt: skip
+        )
         update.reassert = True
         return update
 
@@ -286,8 +290,8 @@ class Lane:
                 return False
             # Harmless now, but a newer value would have to wait them out: keep them.
             due = max(landing for _, landing in self._uncertain)
-        if self._settle is None:
-            self._settle = loop.call_at(due, self._on_settle_timer)
+        self._disarm_settle()
+        self._settle = loop.call_at(due, self._on_settle_timer)
         return True
 
     def _disarm_settle(self) -> None:
