@@ -17,7 +17,7 @@ The tree::
         ├── ExchangeBusyError                50001, 50004, 50013, 50026, 50040, other 5xx
         ├── AuthenticationError              50100, 50101, 50103-50107, 50110-50114, 50119, 50120
         │   └── TimestampExpiredError        50102
-        ├── ParameterError                   51000
+        ├── ParameterError                   51000, 50000, 50002, 50006, 50014
         └── AccountModeError                 51010, 59648, 59651, 59652
 
 `retryable` on each class says whether the same request may succeed if sent again;
@@ -152,7 +152,8 @@ class TimestampExpiredError(AuthenticationError):
 
 
 class ParameterError(APIError):
-    """51000: OKX refused a parameter."""
+    """51000 (and 50000, 50002, 50006, 50014 for the body itself): OKX refused a
+    parameter."""
 
 
 class AccountModeError(APIError):
@@ -168,6 +169,10 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     "50040": ExchangeBusyError,
     "50102": TimestampExpiredError,
     "51000": ParameterError,
+    "50000": ParameterError,  # empty POST body
+    "50002": ParameterError,  # JSON syntax error
+    "50006": ParameterError,  # Content-Type is not application/json
+    "50014": ParameterError,  # a required parameter is empty
     "51010": AccountModeError,
     "59648": AccountModeError,
     "59651": AccountModeError,
