@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from okx_async.cli import main
-from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
+from okx_async.simulator import (
+    DEFAULT_MARGIN_CCYS,
+    SimKey,
+    Simulator,
+    SimulatorConfig,
+    SimulatorServer,
+    SimUser,
+)
 
 SET = "/api/v5/account/set-riskOffset-amt"
 K1 = SimKey("key-one-1001", "SECRET-one-1001-xyz", "PASS-one-1001-xyz")
@@ -402,7 +409,8 @@ async def test_timeout_fails_rows_that_cannot_be_sent_in_time(
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
-    """SIGINT to a real `okx-async apply` that waits on the rate limit."""
+    """SIGINT to a real `okx-async apply` that waits on the rate limit: the summary of
+    applied and not sent rows is printed and the JSON report written, then exit 130."""
     server = subprocess.Popen(
         [sys.executable, "-m", "okx_async", "simulate", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -420,21 +428,29 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
         key = demo_config().users[0].keys[0]
         env.update(OKX_API_KEY=key.api_key, OKX_SECRET_KEY=key.secret_key,
                    OKX_PASSPHRASE=key.passphrase, OKX_BASE_URL=url)  # fmt: skip
-        plan = plan_csv(tmp_path, *(f"default,BTC,{i}" for i in range(1, 2)),
-                        *(f"default,C{i},1" for i in range(40)))  # fmt: skip
+        ccys = sorted(DEFAULT_MARGIN_CCYS)  # 24: 10 go at once, the rest wait a window
+        plan = plan_csv(tmp_path, *(f"default,{c},1" for c in ccys))
+        report_path = tmp_path / "report.json"
         apply = subprocess.Popen(
-            [sys.executable, "-m", "okx_async", "apply", str(plan)],
+            [sys.executable, "-m", "okx_async", "apply", str(plan), "--json", str(report_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
         assert apply.stderr is not None
-        assert apply.stderr.readline().startswith("[1/41]")
+        assert apply.stderr.readline().startswith("[1/24]")
         apply.send_signal(signal.SIGINT)
         out, err = apply.communicate(timeout=30)
         assert apply.returncode == 130
         assert "interrupted" in err and "Traceback" not in err + out
+        report = json.loads(report_path.read_text())
+        statuses = [r["status"] for r in report["rows"]]
+        applied, not_sent = statuses.count("applied"), statuses.count("not_sent")
+        assert applied >= 1 and not_sent >= 1 and applied + not_sent == 24, statuses
+        assert (report["ok"], report["interrupted"]) == (False, True)
+        assert f"24 rows: {applied} applied, 0 superseded, 0 failed, {not_sent} not sent" in out
+        assert "NOT SENT" in out and f"report written to {report_path}" in err
     finally:
         server.send_signal(signal.SIGINT)
         try:

@@ -50,7 +50,8 @@ __all__ = [
 
 SET_PATH = "/api/v5/account/set-riskOffset-amt"
 COLUMNS = ("profile", "ccy", "amount")
-Status = Literal["applied", "superseded", "failed"]
+# not_sent: no answer before Ctrl-C (a row in flight at that moment may still apply).
+Status = Literal["applied", "superseded", "failed", "not_sent"]
 
 
 class PlanError(Exception):
@@ -244,7 +245,7 @@ def duplicate_warnings(
 @dataclass
 class Outcome:
     row: Row
-    status: Status = "failed"
+    status: Status = "not_sent"
     applied: Decimal | None = None  # what OKX holds for the ccy as a result of this row
     error: OKXError | None = None
 
@@ -277,6 +278,7 @@ class Report:
     elapsed: float
     verified: int | None = None  # currencies read back; None without --verify
     mismatches: list[Mismatch] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C stopped it; unfinished rows are "not_sent"
 
     @property
     def failed(self) -> list[Outcome]:
@@ -284,7 +286,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.mismatches
+        return not self.failed and not self.mismatches and not self.interrupted
 
 
 async def execute(
@@ -298,10 +300,13 @@ async def execute(
     """Send every row of a validated plan.
 
     `timeout` bounds each step on its own: the account lookups, sending the rows (all of
-    them start together, so it bounds them all), and the read-back.
+    them start together, so it bounds them all), and the read-back. A cancellation (the
+    CLI's Ctrl-C) stops the rows still going and returns the report so far, with
+    `interrupted` set and the unfinished rows "not_sent".
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
+    interrupted = False
     async with AsyncExitStack() as stack:
         clients: dict[str, OKXClient] = {}
         counts: dict[str, list[int]] = {}  # profile -> [set requests sent, 50011 answers]
@@ -309,7 +314,12 @@ async def execute(
             counts[name] = [0, 0]
             clients[name] = profile.client(on_event=_counter(counts[name]))
             stack.push_async_callback(clients[name].close)
-        account_of, lookup_errors = await _learn_accounts(plan, clients, timeout)
+        try:
+            account_of, lookup_errors = await _learn_accounts(plan, clients, timeout)
+        except asyncio.CancelledError:
+            _uncancel()
+            interrupted = True
+            account_of, lookup_errors = {n: f"profile {n}" for n in clients}, {}
         # Profiles that turned out to be keys of one user share its currencies too.
         known = {lines for lines, _ in duplicate_warnings(plan, offline_account)}
         for lines, warning in duplicate_warnings(plan, lambda _, r: _label(account_of[r.profile])):
@@ -322,6 +332,7 @@ async def execute(
         async def run(outcome: Outcome) -> None:
             row = outcome.row
             if row.profile in lookup_errors:
+                outcome.status = "failed"
                 outcome.error = lookup_errors[row.profile]
             else:
                 try:
@@ -329,6 +340,7 @@ async def execute(
                         row.ccy, row.text, timeout=timeout
                     )
                 except OKXError as exc:
+                    outcome.status = "failed"
                     outcome.error = exc
                 else:
                     outcome.status = "superseded" if result.superseded else "applied"
@@ -338,8 +350,15 @@ async def execute(
             bar.advance(what + detail, notable=outcome.error is not None)
 
         ticker = asyncio.ensure_future(bar.keep_fresh())
+        rows = [] if interrupted else [asyncio.ensure_future(run(o)) for o in outcomes]
         try:
-            await asyncio.gather(*(run(o) for o in outcomes))
+            await asyncio.gather(*rows)
+        except asyncio.CancelledError:
+            _uncancel()
+            interrupted = True
+            for task in rows:
+                task.cancel()
+            await asyncio.gather(*rows, return_exceptions=True)
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
@@ -352,9 +371,19 @@ async def execute(
             account.sent += counts[name][0]
             account.rate_limited += counts[name][1]
         report = Report(plan, outcomes, accounts, account_of, loop.time() - started)
-        if verify:
+        report.interrupted = interrupted
+        if verify and not interrupted:
             await _verify(report, timeout)
     return report
+
+
+def _uncancel() -> None:
+    """Take back the cancellation just handled, so later awaits of this task (closing
+    the clients) run and asyncio.timeout() stays accurate (Python 3.11+)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 async def _learn_accounts(
@@ -462,10 +491,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _tallies(report: Report) -> dict[str, dict[str, int]]:
-    """Per account: rows, sent, applied, superseded, failed, rate_limited."""
+    """Per account: rows, sent, applied, superseded, failed, not_sent, rate_limited."""
     tallies = {
         key: dict(
-            rows=0, sent=a.sent, applied=0, superseded=0, failed=0, rate_limited=a.rate_limited
+            rows=0,
+            sent=a.sent,
+            applied=0,
+            superseded=0,
+            failed=0,
+            not_sent=0,
+            rate_limited=a.rate_limited,
         )
         for key, a in report.accounts.items()
     }
@@ -479,6 +514,9 @@ def _tallies(report: Report) -> dict[str, dict[str, int]]:
 def summary_text(report: Report) -> str:
     columns = ["rows", "sent", "applied", "superseded", "failed", "rate_limited"]
     header = ["ACCOUNT", "PROFILES", "ROWS", "SENT", "APPLIED", "SUPERSEDED", "FAILED", "50011"]
+    if report.interrupted:
+        columns.insert(5, "not_sent")
+        header.insert(7, "NOT SENT")
     tallies = _tallies(report)
     rows = [
         [key, ", ".join(report.accounts[key].profiles), *(str(tally[c]) for c in columns)]
@@ -506,12 +544,19 @@ def summary_text(report: Report) -> str:
         else:
             lines += ["", "verify: nothing to read back (no row was applied)"]
     rate = total["sent"] / report.elapsed if report.elapsed > 0 else 0.0
+    not_sent = sum(1 for o in report.outcomes if o.status == "not_sent")
+    unsent = f", {not_sent} not sent" if report.interrupted else ""
     lines += [
         "",
         f"{_plural(total['rows'], 'row')}: {total['applied']} applied, "
-        f"{total['superseded']} superseded, {total['failed']} failed; "
+        f"{total['superseded']} superseded, {total['failed']} failed{unsent}; "
         f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s)",
     ]
+    if report.interrupted:
+        lines.append(
+            "interrupted (Ctrl-C): rows not sent were not applied, except that a row on the "
+            "wire at that moment may have been; run `get` to check those currencies"
+        )
     return "\n".join(lines)
 
 
@@ -546,6 +591,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "format": plan.kind,
         "line_numbers": plan.numbering,
         "ok": report.ok,
+        "interrupted": report.interrupted,
         "elapsed_s": round(report.elapsed, 3),
         "accounts": [
             {"account": key, "profiles": report.accounts[key].profiles, **tally}

@@ -268,6 +268,9 @@ async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         plan, console, timeout=args.timeout, verify=args.verify, progress=not args.quiet
     )
     _emit(console, args.json, summary_text(report), report_json(report))
+    if report.interrupted:
+        console.err("interrupted")
+        return 130
     return 0 if report.ok else 1
 
 
