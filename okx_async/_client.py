@@ -82,6 +82,7 @@ class OKXClient:
         "_environment",
         "_key_subject",
         "_lanes",
+        "_last_error",
         "_limiter_keys",
         "_on_event",
         "_outstanding",
@@ -157,6 +158,8 @@ class OKXClient:
         self._all_idle: asyncio.Event | None = None
         self._stopping: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # (loop time, error) of the latest failed attempt: what a deadline error names.
+        self._last_error: tuple[float, OKXError] | None = None
         if redis_url is None and limiter is None:
             redis_url = os.environ.get(ENV_REDIS_URL) or None
         if limiter is not None:
@@ -207,7 +210,9 @@ class OKXClient:
         deadline = None if timeout is None else self._deadline(timeout)
         if self._closed:
             self._check_open()  # raises
-        uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
+        uid = self._uid or await _within(
+            deadline, self._user_id(), "looking up the User ID", self._error_since
+        )
         loop = asyncio.get_running_loop()
         lanes = self._lanes
         if lanes is None or lanes[0] is not loop:
@@ -237,9 +242,11 @@ class OKXClient:
         except asyncio.TimeoutError:
             if update.future.done() and not update.future.cancelled():
                 raise  # the update itself failed with a timeout of its own
+            assert timeout is not None and deadline is not None
+            cause = self._error_since(deadline - timeout)
             raise DeadlineExceededError(
-                f"setting {ccy} to {text} did not finish within {timeout:g} s"
-            ) from None
+                f"setting {ccy} to {text} did not finish within {timeout:g} s{_last(cause)}"
+            ) from cause
         finally:
             self._outstanding.discard(update)
         if result.superseded:
@@ -397,7 +404,9 @@ class OKXClient:
     async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
         subject = self._subject(path)
         if subject is None:
-            subject = "uid:" + await _within(deadline, self._user_id(), "looking up the User ID")
+            subject = "uid:" + await _within(
+                deadline, self._user_id(), "looking up the User ID", self._error_since
+            )
         key = LimiterKey(self._environment, subject, path)
         if not subject.startswith("key:"):  # final once the User ID is known: keep it
             self._limiter_keys[path] = key
@@ -414,6 +423,7 @@ class OKXClient:
                     deadline,
                     clock.ensure_synced(self._fetch_server_time),
                     "syncing with OKX's clock",
+                    self._error_since,
                 )
             except ClientClosedError:
                 if self._closed:
@@ -551,6 +561,7 @@ class OKXClient:
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
     ) -> None:
         """Return to retry, or raise: the error itself, or SupersededError."""
+        self._last_error = (asyncio.get_running_loop().time(), error)
         if isinstance(error, TimestampExpiredError) and attempt == 1:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
         if self._closed or not should_retry(error, attempt, self._retry):
@@ -575,6 +586,11 @@ class OKXClient:
             if lane is not None and lane.has_newer():
                 raise SupersededError
 
+    def _error_since(self, start: float) -> OKXError | None:
+        """The latest failed attempt's error if it came after loop time `start`."""
+        last = self._last_error
+        return last[1] if last is not None and last[0] >= start else None
+
     def _fail(self, error: OKXError, path: str, attempt: int) -> None:
         if path == SET_RISK_OFFSET_PATH:
             self._stats.failed += 1
@@ -594,18 +610,32 @@ class OKXClient:
             )
 
 
-async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
+async def _within(
+    deadline: float | None,
+    step: Awaitable[_T],
+    what: str,
+    error_since: Callable[[float], OKXError | None] | None = None,
+) -> _T:
     """Await a shared step (clock sync, User ID lookup) no longer than the caller's
-    deadline; the step itself is shielded inside and goes on for other callers."""
+    deadline; the step itself is shielded inside and goes on for other callers.
+    `error_since(t)` gives the error that used up the time (the latest failed attempt
+    after loop time t): the DeadlineExceededError names it and has it as `__cause__`."""
     if deadline is None:
         return await step
-    remaining = deadline - asyncio.get_running_loop().time()
+    started = asyncio.get_running_loop().time()
     try:
-        return await asyncio.wait_for(step, max(remaining, 0.0))
+        return await asyncio.wait_for(step, max(deadline - started, 0.0))
     except asyncio.TimeoutError as exc:
         if isinstance(exc, OKXError):
             raise  # the step's own typed timeout
-        raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
+        cause = None if error_since is None else error_since(started)
+        raise DeadlineExceededError(
+            f"{what} did not finish before the deadline{_last(cause)}"
+        ) from cause
+
+
+def _last(cause: BaseException | None) -> str:
+    return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
 
 
 def _reason(error: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,8 +16,10 @@ from okx_async import (
     ENDPOINT_LIMITS,
     AuthenticationError,
     ClientEvent,
+    DeadlineExceededError,
     ExchangeBusyError,
     LimiterKey,
+    NetworkError,
     OKXClient,
     RateLimitedError,
     RetryPolicy,
@@ -199,3 +202,29 @@ async def test_a_read_only_key_gets_50120_with_http_200(start: Start) -> None:
             await c.set_risk_offset_amount("BTC", "1")
     assert (caught.value.code, caught.value.status) == ("50120", 200)
     assert not caught.value.retryable
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens: every connection is refused
+
+
+@pytest.mark.parametrize("user_id", [None, UID], ids=["lookup", "known-uid"])
+async def test_a_deadline_error_carries_the_error_that_used_up_the_time(
+    user_id: str | None,
+) -> None:
+    c = OKXClient(
+        api_key=KEY.api_key,
+        secret_key=KEY.secret_key,
+        passphrase=KEY.passphrase,
+        base_url=closed_port_url(),
+        user_id=user_id,
+        retry=RetryPolicy(max_attempts=100, backoff_base=0.05, backoff_cap=0.05),
+    )
+    async with c:
+        with pytest.raises(DeadlineExceededError) as caught:
+            await c.set_risk_offset_amount("BTC", "1", timeout=0.5)
+    assert isinstance(caught.value.__cause__, NetworkError)
+    assert "the last attempt failed: NetworkError: connection to OKX failed" in str(caught.value)
