@@ -142,7 +142,32 @@ class ExchangeBusyError(APIError):
 
 
 class AuthenticationError(APIError):
-    """The key, passphrase, signature, permission or environment was refused."""
+    """The key, passphrase, signature, permission or environment was refused.
+
+    `hint` says what to check for the codes where that is known (else "")."""
+
+    @property
+    def hint(self) -> str:
+        return _AUTH_HINTS.get(self.code, "")
+
+    def __str__(self) -> str:
+        hint = self.hint
+        return f"{super().__str__()}; {hint}" if hint else super().__str__()
+
+
+# What to check per code, in the words of the setting a user can change.
+_AUTH_HINTS = {
+    "50101": "the key is for live trading or for demo trading, not the one asked for: "
+    "set demo to match the key (OKXClient(demo=...), OKX_DEMO, or the profile's demo)",
+    "50102": "this computer's clock is too far from OKX's",
+    "50105": "check the passphrase (the one chosen when the API key was created)",
+    "50110": "this computer's IP address is not on the API key's IP whitelist",
+    "50111": "check the API key: OKX does not know it",
+    "50113": "check the secret key (or this computer's clock)",
+    "50119": "the key belongs to another region's host: use base_url 'global', 'eea' or 'us' "
+    "as the key's account was opened",
+    "50120": "the key lacks the permission this call needs (set-riskOffset-amt needs Trade)",
+}
 
 
 class TimestampExpiredError(AuthenticationError):

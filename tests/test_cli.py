@@ -21,7 +21,11 @@ from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorSer
 SET = "/api/v5/account/set-riskOffset-amt"
 KEY = SimKey("cli-key-1001", "SECRET-cli-1001-xyz", "PASS-cli-1001-xyz")
 SPOT = SimKey("cli-key-3003", "SECRET-cli-3003-xyz", "PASS-cli-3003-xyz")
-USERS = [SimUser(uid="1001", keys=[KEY]), SimUser(uid="3003", keys=[SPOT], acct_lv="1")]
+DEMO_KEY = SimKey("cli-key-demo", "SECRET-cli-demo-xyz", "PASS-cli-demo-xyz", demo=True)
+USERS = [
+    SimUser(uid="1001", keys=[KEY, DEMO_KEY], equity={"BTC": "3", "ETH": "40"}),
+    SimUser(uid="3003", keys=[SPOT], acct_lv="1"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -118,12 +122,45 @@ async def test_okx_errors_are_one_line_and_exit_1(
     assert await cli("set", "BTC", "1") == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("error: AccountModeError 51010: ") and err.count("\n") == 1
+    assert err.startswith("error: okx-async set BTC 1: AccountModeError 51010: ")
+    assert err.count("\n") == 1
     monkeypatch.setenv("OKX_PASSPHRASE", "wrong-passphrase")
     assert await cli("get", "BTC") == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: AuthenticationError") and "wrong-passphrase" not in err
+    assert err.startswith("error: okx-async get BTC: AuthenticationError 50105")
+    assert "check the passphrase" in err and "wrong-passphrase" not in err
     assert SPOT.secret_key not in err
+
+
+AUTH_ADVICE = [
+    ("live/demo mix-up", DEMO_KEY, {}, "50101", "OKX_DEMO"),
+    ("wrong secret key", KEY, {"OKX_SECRET_KEY": "SECRET-wrong-xyz"}, "50113", "check the secret"),
+    ("unknown API key", KEY, {"OKX_API_KEY": "no-such-key"}, "50111", "check the API key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "key", "env", "code", "advice"), AUTH_ADVICE, ids=[a[0] for a in AUTH_ADVICE]
+)
+async def test_authentication_errors_say_what_to_check_and_name_the_call(
+    sim: tuple[Simulator, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    key: SimKey,
+    env: dict[str, str],
+    code: str,
+    advice: str,
+) -> None:
+    _, url = sim
+    use_key(monkeypatch, url, key)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert await cli("set", "BTC", "0.5") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: okx-async set BTC 0.5: AuthenticationError {code}: "), err
+    assert "in the User ID lookup (GET /api/v5/account/config) that comes first" in err
+    assert advice in err and err.count("\n") == 1
 
 
 async def test_config_notes_an_account_that_is_not_portfolio_margin(

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         console.err(f"error: {exc}")
         return 2
     except OKXError as exc:
-        console.err(f"error: {describe(exc)}")
+        call, path = _call(args)
+        console.err(f"error: {call}: {describe(exc, path)}")
         return 1
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
@@ -51,6 +52,24 @@ def main(argv: list[str] | None = None) -> int:
         console.err("interrupted")
         return 130
     return code
+
+
+# The endpoint each command calls, so an error from an earlier step can say so.
+_PATHS = {
+    "set": "/api/v5/account/set-riskOffset-amt",
+    "get": "/api/v5/account/balance",
+    "config": "/api/v5/account/config",
+}
+
+
+def _call(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The command as the user typed it (arguments shown), and its endpoint."""
+    words = [args.command]
+    if args.command == "set":
+        words += [args.ccy, args.amount]
+    elif args.command == "get":
+        words += args.ccys
+    return "okx-async " + " ".join(words), _PATHS.get(args.command)
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:

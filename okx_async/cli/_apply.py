@@ -466,10 +466,22 @@ async def _verify(report: Report, timeout: float | None) -> None:
 # -- output -------------------------------------------------------------------------------
 
 
-def describe(exc: BaseException) -> str:
-    """Error class, OKX code and message on one line."""
+# Requests the library makes before the one asked for, named for a person.
+_FIRST_STEPS = {
+    "/api/v5/account/config": "the User ID lookup (GET /api/v5/account/config) that comes first",
+    "/api/v5/public/time": "the clock sync (GET /api/v5/public/time) that comes first",
+}
+
+
+def describe(exc: BaseException, path: str | None = None) -> str:
+    """Error class, OKX code, message and what to check, on one line. `path` is the
+    endpoint of the call the user made: an error from a step before it says so."""
     if isinstance(exc, APIError):
-        return f"{type(exc).__name__} {exc.code}: {exc.message or 'no message'}"
+        text = f"{type(exc).__name__} {exc.code}: {exc.message or 'no message'}"
+        if path is not None and exc.path != path and exc.path in _FIRST_STEPS:
+            text += f" (in {_FIRST_STEPS[exc.path]})"
+        hint = getattr(exc, "hint", "")
+        return f"{text}; {hint}" if hint else text
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -565,7 +577,7 @@ def _failure_lines(report: Report) -> list[str]:
     reasons: dict[tuple[str, str], list[int]] = {}
     for o in report.outcomes:
         if o.error is not None:
-            who = (report.account_of[o.row.profile], describe(o.error))
+            who = (report.account_of[o.row.profile], describe(o.error, SET_PATH))
             reasons.setdefault(who, []).append(o.row.line)
     lines = []
     unit = "line" if report.plan.kind == "csv" else "item"
