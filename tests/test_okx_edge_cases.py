@@ -18,12 +18,12 @@ from okx_async import (
     ClientEvent,
     DeadlineExceededError,
     ExchangeBusyError,
-    LimiterKey,
     NetworkError,
     OKXClient,
     RateLimitedError,
     RetryPolicy,
 )
+from okx_async._identity import user_key
 from okx_async._ratelimit import LocalLimiterBackend
 from okx_async.simulator import (
     RATE_LIMIT_200_TEXT,
@@ -150,9 +150,7 @@ async def test_both_forms_of_50011_hold_the_key_and_lower_the_burst(
         with pytest.raises(RateLimitedError) as caught:
             await c.set_risk_offset_amount("ETH", "1")
         refused_at = asyncio.get_running_loop().time()
-        limiter = backend.limiter(
-            LimiterKey(sim.url, "uid:" + UID, SET_PATH), ENDPOINT_LIMITS[SET_PATH]
-        )
+        limiter = backend.limiter(user_key(False, UID, SET_PATH), ENDPOINT_LIMITS[SET_PATH])
         snapshot = limiter.snapshot()
         stats = c.stats()
     error = caught.value
