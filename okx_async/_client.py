@@ -122,6 +122,11 @@ class OKXClient:
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        if "://" not in base_url:
+            raise InvalidInputError(
+                f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
+                f"{', '.join(REGION_URLS)} or a URL such as {DEFAULT_BASE_URL}"
+            )
         self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
         for name, value in (
             ("request_timeout", request_timeout),

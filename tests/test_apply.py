@@ -264,7 +264,7 @@ async def test_bad_json_items_are_numbered_from_1(
     assert "JSON items, numbered from 1" in err
     assert "plan.json item 2: missing key(s) ccy, amount" in err
     assert "plan.json item 3: must be an object" in err
-    assert "plan.json item 4: bad amount" in err
+    assert "plan.json item 4: amount must be a string or a number in JSON, not true" in err
     assert simulator.records == []
 
 
@@ -459,3 +459,57 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
             server.kill()
     assert server.returncode == 0, server_err
     assert "Traceback" not in server_err and "simulator stopped" in server_err
+
+
+async def test_json_plans_are_told_about_json_types(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        '[{"profile": 5, "ccy": "BTC", "amount": "1"}, {"profile": "a", "ccy": null, '
+        '"amount": "1"}, {"profile": "a", "ccy": "ETH", "amount": true}, '
+        '{"profile": "a", "ccy": ["SOL"], "amount": NaN}, {"profile": "a", "ccy": "XRP", '
+        '"amount": {"v": 1}}, {"profile": "a", "ccy": "DOGE", "amount": -Infinity}]'
+    )
+    assert await cli("apply", plan, "--config", config) == 2
+    _, err = capsys.readouterr()
+    assert "item 1: profile must be a string in JSON, not a number" in err
+    assert "item 2: ccy must be a string in JSON, not null" in err
+    assert "item 3: amount must be a string or a number in JSON, not true" in err
+    assert "item 4: ccy must be a string in JSON, not an array" in err
+    assert "item 4: bad amount: amount must be a finite number, not NaN" in err
+    assert "item 5: amount must be a string or a number in JSON, not an object" in err
+    assert "item 6: bad amount: amount must be a finite number, not -Infinity" in err
+    for python_word in ("NoneType", "bool", "not str", "'nan'", "float", "list", "dict"):
+        assert python_word not in err, python_word
+    assert simulator.records == []
+
+
+async def test_a_bad_limiter_url_is_reported_once(
+    sim: tuple[Simulator, str],
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    simulator, _ = sim
+    monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "bad://nowhere")
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "b,SOL,1", "c,XRP,1", "a,DOGE,x")
+    assert await cli("apply", plan, "--config", config) == 2
+    _, err = capsys.readouterr()
+    assert err.count("invalid Redis URL bad://nowhere") == 1, err
+    assert "plan.csv line 2: invalid Redis URL" in err  # at the first row it concerns
+    assert "plan.csv line 6: bad amount" in err  # other problems are still all told
+    assert simulator.records == []
+
+
+async def test_minus_zero_in_a_plan_is_sent_as_zero(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    plan = tmp_path / "plan.json"
+    plan.write_text('[{"profile": "a", "ccy": "BTC", "amount": "-0"},'
+                    ' {"profile": "a", "ccy": "ETH", "amount": -0.0}]')  # fmt: skip
+    assert await cli("apply", plan, "--config", config, "-q") == 0, capsys.readouterr()
+    assert simulator.values("1001") == {"BTC": "0", "ETH": "0"}

@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+import okx_async
 from okx_async.cli import main
 from okx_async.cli._profiles import ConfigError, load_profiles
 from okx_async.cli._progress import Console, Progress
@@ -322,3 +324,49 @@ def test_profile_precedence(tmp_path: Path) -> None:
     assert warnings == []
     with pytest.raises(ConfigError, match="OKX_DEMO must be"):
         load_profiles(path, env={"OKX_DEMO": "maybe"}, warn=warnings.append)
+
+
+# -- advice that points the right way --------------------------------------------------------
+
+
+def test_offline_advice_names_what_the_cli_user_can_change(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OKX_API_KEY", KEY.api_key)
+    monkeypatch.setenv("OKX_SECRET_KEY", KEY.secret_key)
+    assert main(["get", "BTC"]) == 2  # no passphrase: name the variable the user set up
+    err = capsys.readouterr().err
+    assert "OKX_PASSPHRASE" in err and "OKX_PROFILE_DEFAULT_PASSPHRASE" not in err
+    monkeypatch.setenv("OKX_PASSPHRASE", KEY.passphrase)
+    monkeypatch.setenv("OKX_BASE_URL", "http://okx.example.com")
+    assert main(["get", "BTC"]) == 2  # plain http elsewhere: no Python-only way out
+    err = capsys.readouterr().err
+    assert "use https" in err and "allow_insecure_http" not in err and err.count("\n") == 1
+    monkeypatch.setenv("OKX_BASE_URL", "europe")
+    assert main(["get", "BTC"]) == 2
+    err = capsys.readouterr().err
+    assert "region name: use global, eea, us or a URL" in err, err
+
+
+async def test_minus_zero_is_zero(
+    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, url = sim
+    use_key(monkeypatch, url)
+    for args in (["-0"], ["-0.000"], ["--", "-0e3"]):
+        assert await cli("set", "BTC", *args) == 0, capsys.readouterr().err
+        assert simulator.values("1001")["BTC"] == "0"
+    capsys.readouterr()
+    assert [r.body for r in simulator.records if r.path == SET] == [
+        {"ccy": "BTC", "clSpotInUseAmt": "0"}
+    ] * 3
+    assert okx_async.validate_amount("-0") == okx_async.validate_amount(Decimal("-0"))
+    assert await cli("set", "BTC", "-0.1") == 2  # a real negative is still refused
+    assert "negative" in capsys.readouterr().err
+
+
+def test_a_nan_amount_is_not_suggested_back() -> None:
+    for nan in (float("nan"), float("inf")):
+        with pytest.raises(okx_async.InvalidInputError) as caught:
+            okx_async.validate_amount(nan)
+        assert "finite" in str(caught.value) and "such as" not in str(caught.value)

@@ -153,7 +153,8 @@ def _parse_csv(plan: Plan, text: str) -> None:
 
 def _parse_json(plan: Plan, text: str) -> None:
     try:
-        data = json.loads(text, parse_float=Decimal)  # 0.1 stays exactly 0.1
+        # 0.1 stays exactly 0.1; NaN and Infinity become Decimals the checks refuse.
+        data = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
     except json.JSONDecodeError as exc:
         raise PlanError(
             f"{plan.source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -177,11 +178,13 @@ def _parse_json(plan: Plan, text: str) -> None:
 def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
     """Check every record and its profile; fill `rows`, `profiles`, `errors`, `warnings`."""
     bad_profiles: dict[str, str] = {}
+    reported: set[str] = set()  # a profile's problem is told once, not once per row
     for line, values in plan.records:
         problems: list[str] = []
         name = values["profile"]
-        if not isinstance(name, str) or not name:
-            problems.append("profile must be a non-empty string")
+        wrong = _json_type_problems(values) if plan.kind == "json" else {}
+        if "profile" in wrong or not isinstance(name, str) or not name:
+            problems.append(wrong.get("profile", "profile must be a non-empty string"))
         elif name not in plan.profiles and name not in bad_profiles:
             try:
                 profile = store.resolve(name)
@@ -189,16 +192,23 @@ def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
                 plan.profiles[name] = profile
             except (ConfigError, InvalidInputError) as exc:
                 bad_profiles[name] = str(exc)
-        if isinstance(name, str) and name in bad_profiles:
-            problems.append(bad_profiles[name])
+        bad_profile = isinstance(name, str) and name in bad_profiles
+        if bad_profile and bad_profiles[str(name)] not in reported:
+            problems.append(bad_profiles[str(name)])
+            reported.add(bad_profiles[str(name)])
         try:
-            ccy = validate_ccy(values["ccy"])
+            ccy = validate_ccy(values["ccy"]) if "ccy" not in wrong else ""
         except InvalidInputError as exc:
             problems.append(f"bad ccy: {exc}")
         try:
-            text, amount = validate_amount(values["amount"])
+            text, amount = (
+                validate_amount(values["amount"]) if "amount" not in wrong else ("", Decimal(0))
+            )
         except InvalidInputError as exc:
             problems.append(f"bad amount: {exc}")
+        problems += [wrong[c] for c in ("ccy", "amount") if c in wrong]
+        if bad_profile and not problems:
+            continue  # its profile's problem is reported at the profile's first row
         if problems:
             for problem in problems:
                 plan.error(line, problem)
@@ -209,6 +219,32 @@ def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
         plan.errors.append((0, f"{plan.source}: the plan has no rows"))
     plan.warnings = [w for _, w in duplicate_warnings(plan, offline_account)]
     return plan
+
+
+def _json_type_problems(values: dict[str, object]) -> dict[str, str]:
+    """Per column, a value of the wrong JSON type, described in JSON's own words."""
+    wanted = {"profile": "a string", "ccy": "a string", "amount": "a string or a number"}
+    problems = {}
+    for column, kinds in wanted.items():
+        value = values[column]
+        ok = isinstance(value, str) or (
+            column == "amount" and isinstance(value, (int, Decimal)) and not isinstance(value, bool)
+        )
+        if not ok:
+            problems[column] = f"{column} must be {kinds} in JSON, not {_json_type(value)}"
+    return problems
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a number" if isinstance(value, (int, float, Decimal)) else "a string"
 
 
 def offline_account(plan: Plan, row: Row) -> str:

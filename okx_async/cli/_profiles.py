@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import OKXClient
+from okx_async import InvalidInputError, OKXClient
 
 __all__ = [
     "ConfigError",
@@ -65,14 +65,24 @@ class Profile:
         """A new OKXClient for this profile (the caller closes it)."""
         if self.base_url is not None:
             kwargs.setdefault("base_url", self.base_url)
-        return OKXClient(
-            api_key=self.api_key,
-            secret_key=self.secret_key,
-            passphrase=self.passphrase,
-            demo=self.demo,
-            user_id=self.user_id,
-            **kwargs,
-        )
+        try:
+            return OKXClient(
+                api_key=self.api_key,
+                secret_key=self.secret_key,
+                passphrase=self.passphrase,
+                demo=self.demo,
+                user_id=self.user_id,
+                **kwargs,
+            )
+        except InvalidInputError as exc:
+            if "allow_insecure_http" not in str(exc):
+                raise
+            # The library's way out is a Python argument the command line does not have.
+            raise ConfigError(
+                f"profile {self.name!r}: base_url {kwargs['base_url']!r} uses plain http to a "
+                "host other than this computer; use https (plain http is accepted only for "
+                "loopback addresses, such as the local simulator)"
+            ) from None
 
     def secrets(self) -> tuple[str, str, str]:
         return (self.api_key, self.secret_key, self.passphrase)
@@ -112,7 +122,11 @@ class ProfileStore:
         missing = [f for f in SECRET_FIELDS if not merged.get(f)]
         if missing:
             where = f" or to [profiles.{name}] in {self.path}" if self.path else ""
-            hints = ", ".join(f"OKX_PROFILE_{env_name(name)}_{f.upper()}" for f in missing)
+            if name == "default":  # the plain variables OKXClient.from_env() reads too
+                plain = {f: var for var, f in _PLAIN_ENV.items()}
+                hints = ", ".join(plain[f] for f in missing)
+            else:
+                hints = ", ".join(f"OKX_PROFILE_{env_name(name)}_{f.upper()}" for f in missing)
             raise ConfigError(
                 f"profile {name!r} has no {', '.join(missing)}: add {hints} to the "
                 f"environment{where}"
