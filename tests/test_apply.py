@@ -513,3 +513,23 @@ async def test_minus_zero_in_a_plan_is_sent_as_zero(
                     ' {"profile": "a", "ccy": "ETH", "amount": -0.0}]')  # fmt: skip
     assert await cli("apply", plan, "--config", config, "-q") == 0, capsys.readouterr()
     assert simulator.values("1001") == {"BTC": "0", "ETH": "0"}
+
+
+async def test_verify_reports_a_currency_okx_does_not_return(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator = Simulator(SimulatorConfig(users=[SimUser("1001", [K1], equity={"BTC": "1"})]))
+    async with SimulatorServer(simulator) as server:
+        config = write_config(tmp_path / "config.toml", server.base_url)
+        plan = plan_csv(tmp_path, "a,BTC,0.5", "a,ETH,2")  # ETH: accepted, but none is held
+        report_path = tmp_path / "report.json"
+        assert await cli("apply", plan, "--config", config, "--verify", "-q",
+                         "--json", report_path) == 1  # fmt: skip
+    out, _ = capsys.readouterr()
+    assert "verify: read back 2 values; 1 differ:" in out
+    assert "account 1001 ETH (" in out and "expected 2, not returned by OKX" in out
+    [mismatch] = json.loads(report_path.read_text())["verify"]["mismatches"]
+    assert (mismatch["ccy"], mismatch["actual"], mismatch["reason"]) == (
+        "ETH", None, "not returned by OKX",
+    )  # fmt: skip
+    assert simulator.values("1001") == {"BTC": "0.5", "ETH": "2"}

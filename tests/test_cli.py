@@ -370,3 +370,42 @@ def test_a_nan_amount_is_not_suggested_back() -> None:
         with pytest.raises(okx_async.InvalidInputError) as caught:
             okx_async.validate_amount(nan)
         assert "finite" in str(caught.value) and "such as" not in str(caught.value)
+
+
+async def test_amounts_are_shown_as_plain_decimals(
+    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, url = sim
+    use_key(monkeypatch, url)
+    tiny = "0.000000000000000000001"
+    assert await cli("set", "BTC", tiny) == 0
+    assert capsys.readouterr().out == f"BTC: risk offset amount set to {tiny}\n"
+    assert simulator.values("1001")["BTC"] == tiny
+    assert await cli("set", "ETH", "1E+3", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["requested"], shown["applied"]) == ("1000", "1000")
+    assert await cli("get", "BTC") == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["BTC", tiny]
+    assert await cli("get", "BTC", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["amounts"][0]["user_defined"] == tiny
+
+
+async def test_get_says_a_currency_is_not_returned_and_exits_1(
+    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = sim
+    use_key(monkeypatch, url)
+    assert await cli("get", "BTC", "NOPE") == 1
+    out, err = capsys.readouterr()
+    assert (
+        err == "NOPE: not returned by OKX: an unknown currency, or one this account holds none of\n"
+    )
+    assert out.splitlines()[2].split() == ["NOPE", "not", "returned", "by", "OKX"]
+    assert "-" not in out.splitlines()[2]
+    assert await cli("get", "SOL", "--json") == 1  # a real currency this account holds none of
+    out, err = capsys.readouterr()
+    assert json.loads(out)["amounts"] == [
+        {"ccy": "SOL", "found": False, "user_defined": None, "in_use": None, "maximum": None}
+    ]
+    assert err.startswith("SOL: not returned by OKX")
+    assert await cli("get", "BTC", "ETH") == 0

@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from okx_async import (
     APIError,
@@ -42,6 +42,7 @@ __all__ = [
     "dry_run_text",
     "execute",
     "parse_plan",
+    "plain",
     "read_plan",
     "report_json",
     "summary_text",
@@ -490,7 +491,7 @@ async def _verify(report: Report, timeout: float | None) -> None:
             got = held.get(o.row.ccy)
             actual = got.user_defined if got is not None else None
             if actual != o.row.amount:
-                reason = "not returned by OKX" if got is None else f"OKX holds {actual}"
+                reason = "not returned by OKX" if got is None else f"OKX holds {plain(actual)}"
                 found.append(Mismatch(key, o.row.ccy, o.row.line, o.row.amount, actual, reason))
         return found
 
@@ -507,6 +508,17 @@ _FIRST_STEPS = {
     "/api/v5/account/config": "the User ID lookup (GET /api/v5/account/config) that comes first",
     "/api/v5/public/time": "the clock sync (GET /api/v5/public/time) that comes first",
 }
+
+
+@overload
+def plain(value: Decimal) -> str: ...
+@overload
+def plain(value: None) -> None: ...
+@overload
+def plain(value: Decimal | None) -> str | None: ...
+def plain(value: Decimal | None) -> str | None:
+    """A Decimal as a person writes it: 0.000000000000000000001, never 1E-21."""
+    return None if value is None else format(value, "f")
 
 
 def describe(exc: BaseException, path: str | None = None) -> str:
@@ -584,7 +596,7 @@ def summary_text(report: Report) -> str:
             lines += ["", f"{checked}; {len(report.mismatches)} differ:"]
             lines += [
                 f"  account {m.account} {m.ccy} ({report.plan.where(m.line)}): expected "
-                f"{m.expected}, {m.reason}"
+                f"{plain(m.expected)}, {m.reason}"
                 for m in report.mismatches
             ]
         elif report.verified:
@@ -653,7 +665,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "ccy": o.row.ccy,
                 "requested": o.row.text,
                 "status": o.status,
-                "applied": None if o.applied is None else str(o.applied),
+                "applied": plain(o.applied),
                 "error": _error_json(o.error),
             }
             for o in report.outcomes
@@ -667,8 +679,8 @@ def report_json(report: Report) -> dict[str, Any]:
                     "account": m.account,
                     "ccy": m.ccy,
                     "line": m.line,
-                    "expected": str(m.expected),
-                    "actual": None if m.actual is None else str(m.actual),
+                    "expected": plain(m.expected),
+                    "actual": plain(m.actual),
                     "reason": m.reason,
                 }
                 for m in report.mismatches
