@@ -409,3 +409,16 @@ async def test_get_says_a_currency_is_not_returned_and_exits_1(
     ]
     assert err.startswith("SOL: not returned by OKX")
     assert await cli("get", "BTC", "ETH") == 0
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_simulate_with_a_bad_port_is_one_line(port: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "okx_async", "simulate", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"error: --port {port} is not a TCP port: use 0 to 65535 (0: any free)\n"
+    assert done.stdout == ""

@@ -301,6 +301,8 @@ def _emit(console: Console, json_path: str | None, text: str, data: dict[str, An
 async def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     from okx_async.simulator import Simulator, SimulatorServer, demo_config
 
+    if not 0 <= args.port <= 65535:  # else the socket layer raises OverflowError
+        raise ConfigError(f"--port {args.port} is not a TCP port: use 0 to 65535 (0: any free)")
     config = demo_config()
     async with SimulatorServer(Simulator(config), host=args.host, port=args.port) as server:
         url = server.base_url
