@@ -276,9 +276,40 @@ def test_progress_elsewhere_writes_plain_lines() -> None:
     assert out.getvalue().splitlines() == [
         "[1/4] 0.5 s, -- calls/s, ETA --: row 0",
         "[2/4] 1.0 s, 2.0 calls/s, ETA 1 s: row 1",
-        "[3/4] 1.5 s, 2.0 calls/s, ETA 0 s: row 2",
+        "[3/4] 1.5 s, 2.0 calls/s, ETA <1 s: row 2",  # a row is still due: never "0 s"
         "[4/4] done in 2.0 s: row 3",
     ]
+
+
+def test_progress_shows_no_burst_as_a_pace_and_plans_by_the_limit() -> None:
+    """One user (5 rows/s sustained): 30 rows in a first burst, 12 still due."""
+    out = io.StringIO()
+    clock = FakeClock()
+    bar = Progress(42, out.write, tty=False, clock=clock, max_rate=5.0, warm_up=2.0)
+    for _ in range(30):
+        clock.now += 0.01
+        bar.advance()
+    clock.now = 2.0
+    bar.advance()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[1/42] 0.0 s, -- calls/s, ETA --"  # the burst: no rate yet
+    # 31 rows in 2 s is 15.5/s, but the limit allows 5/s for long: 11 rows need 2 s more.
+    assert lines[-1] == "[31/42] 2.0 s, 5.0 calls/s (the limit), ETA 2 s"
+
+
+def test_demo_prints_one_consistent_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    # 6 profiles: the sixth User ID lookup waits for the next window, 2 s before any row.
+    assert main(["demo", "--accounts", "3", "--ccys", "4"]) == 0
+    out, err = capsys.readouterr()
+    done = [line for line in err.splitlines() if line.startswith("[12/12] done in ")]
+    [progress_s] = [float(line.split()[3]) for line in done]
+    [totals] = [line for line in out.splitlines() if line.startswith("12 rows: ")]
+    assert "12 requests in " in totals
+    summary_s = float(totals.split("12 requests in ")[1].split()[0])
+    assert abs(summary_s - progress_s) <= 0.051, (progress_s, totals)  # one clock, one span
+    assert out.count(" calls for ") == 0 and out.count(": 4 calls, ") == 3  # counted once
+    assert "after 2." in totals  # the lookups are told apart from the sending
+    assert "ETA 0 s" not in err
 
 
 def test_many_rows_log_every_percent_and_every_failure() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from okx_async import (
+    ENDPOINT_LIMITS,
     APIError,
     ClientEvent,
     InvalidInputError,
@@ -312,7 +313,8 @@ class Report:
     outcomes: list[Outcome]
     accounts: dict[str, Account]
     account_of: dict[str, str]  # profile -> account key
-    elapsed: float
+    elapsed: float  # seconds sending the rows (after the account lookups)
+    lookup_s: float = 0.0  # seconds of account lookups before the rows went out
     verified: int | None = None  # currencies read back; None without --verify
     mismatches: list[Mismatch] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C stopped it; unfinished rows are "not_sent"
@@ -363,7 +365,19 @@ async def execute(
             if lines not in known:
                 plan.warnings.append(warning)
                 console.err(warning)
-        bar = Progress(len(plan.rows), console.err_raw, tty=console.err_is_tty, enabled=progress)
+        # One window before a rate is shown; the ETA assumes no more than the limits allow.
+        limit = ENDPOINT_LIMITS[SET_PATH]
+        users = len({account_of[row.profile] for row in plan.rows})
+        sending = loop.time()
+        bar = Progress(
+            len(plan.rows),
+            console.err_raw,
+            tty=console.err_is_tty,
+            enabled=progress,
+            clock=loop.time,
+            max_rate=users * limit.limit / limit.window,
+            warm_up=limit.window,
+        )
         outcomes = [Outcome(row) for row in plan.rows]
 
         async def run(outcome: Outcome) -> None:
@@ -407,7 +421,9 @@ async def execute(
             account.profiles.append(name)
             account.sent += counts[name][0]
             account.rate_limited += counts[name][1]
-        report = Report(plan, outcomes, accounts, account_of, loop.time() - started)
+        # One clock for the progress line, the summary and the demo's figures.
+        report = Report(plan, outcomes, accounts, account_of, loop.time() - sending)
+        report.lookup_s = sending - started
         report.interrupted = interrupted
         if verify and not interrupted:
             await _verify(report, timeout)
@@ -610,7 +626,8 @@ def summary_text(report: Report) -> str:
         "",
         f"{_plural(total['rows'], 'row')}: {total['applied']} applied, "
         f"{total['superseded']} superseded, {total['failed']} failed{unsent}; "
-        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s)",
+        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s) "
+        f"after {report.lookup_s:.2f} s of account lookups",
     ]
     if report.interrupted:
         lines.append(
@@ -653,6 +670,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "ok": report.ok,
         "interrupted": report.interrupted,
         "elapsed_s": round(report.elapsed, 3),
+        "lookup_s": round(report.lookup_s, 3),
         "accounts": [
             {"account": key, "profiles": report.accounts[key].profiles, **tally}
             for key, tally in _tallies(report).items()
