@@ -533,3 +533,58 @@ async def test_verify_reports_a_currency_okx_does_not_return(
         "ETH", None, "not returned by OKX",
     )  # fmt: skip
     assert simulator.values("1001") == {"BTC": "0.5", "ETH": "2"}
+
+
+async def test_identical_duplicate_rows_are_sent_once(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    # a and b are keys of user 1001; c is user 2002. Rows 2 and 3 repeat row 1's value.
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,BTC,1.0", "b,BTC,1", "c,BTC,1", "a,BTC,2")
+    report_path = tmp_path / "report.json"
+    assert await cli("apply", plan, "--config", config, "--json", report_path) == 0
+    _, err = capsys.readouterr()
+    sent = [(r.uid, r.body) for r in posts(simulator)]  # type: ignore[attr-defined]
+    rows = json.loads(report_path.read_text())["rows"]
+    assert [r["status"] for r in rows] == ["applied"] * 5
+    assert sent.count(("1001", {"ccy": "BTC", "clSpotInUseAmt": "1"})) == 1
+    assert sent.count(("2002", {"ccy": "BTC", "clSpotInUseAmt": "1"})) == 1
+    assert len(sent) == 3
+    assert "plan.csv line 3 a BTC=1.0 applied (same as " in err
+    assert "plan.csv line 4 b BTC=1 applied (same as " in err and "line 2: sent once)" in err
+    assert simulator.values("1001")["BTC"] == "2"
+
+
+async def test_a_profile_with_another_users_id_warns_and_uses_the_real_one(
+    sim: tuple[Simulator, str],
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    simulator, _ = sim
+    monkeypatch.setenv("OKX_PROFILE_A_USER_ID", "9999")
+    ccys = sorted(DEFAULT_MARGIN_CCYS)  # 12 rows per profile: two budgets would send 20 at once
+    plan = plan_csv(tmp_path, *(f"a,{c},1" for c in ccys[:12]), *(f"b,{c},1" for c in ccys[12:]))
+    report_path = tmp_path / "report.json"
+    assert await cli("apply", plan, "--config", config, "-q", "--json", report_path) == 0
+    _, err = capsys.readouterr()
+    assert (
+        "warning: profile 'a' says user_id 9999, but its API key belongs to User ID 1001: "
+        "using 1001 (correct the profile)"
+    ) in err
+    report = json.loads(report_path.read_text())
+    # Both profiles are one account again: the budget of 1001 is the one that counts.
+    assert [a["account"] for a in report["accounts"]] == ["1001"]
+    assert simulator.rate_limited_count() == 0 and simulator.max_in_window("1001", SET) == 10
+    assert all(simulator.values("1001")[c] == "1" for c in ccys)
+
+
+async def test_dry_run_names_each_profile_once(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "c,SOL,2")
+    assert await cli("apply", plan, "--config", config, "--dry-run") == 0
+    out, _ = capsys.readouterr()
+    assert out.count("profile a") == 1 and out.count("profile c") == 1, out
+    assert f"    {sim[1]}, from {config}" in out

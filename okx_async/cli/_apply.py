@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -359,6 +359,16 @@ async def execute(
             _uncancel()
             interrupted = True
             account_of, lookup_errors = {n: f"profile {n}" for n in clients}, {}
+        for name, uid in _wrong_user_ids(plan, account_of).items():
+            console.err(
+                f"warning: profile {name!r} says user_id {plan.profiles[name].user_id}, but "
+                f"its API key belongs to User ID {uid}: using {uid} (correct the profile)"
+            )
+            # The stated one would key the wrong budget: this user's limit would not hold.
+            clients[name] = replace(plan.profiles[name], user_id=uid).client(
+                on_event=_counter(counts[name])
+            )
+            stack.push_async_callback(clients[name].close)
         # Profiles that turned out to be keys of one user share its currencies too.
         known = {lines for lines, _ in duplicate_warnings(plan, offline_account)}
         for lines, warning in duplicate_warnings(plan, lambda _, r: _label(account_of[r.profile])):
@@ -380,9 +390,28 @@ async def execute(
         )
         outcomes = [Outcome(row) for row in plan.rows]
 
-        async def run(outcome: Outcome) -> None:
+        # A row repeating the previous value of its (account, currency) changes nothing:
+        # it is sent once, and the repeat shares that row's outcome.
+        previous: dict[tuple[str, str], int] = {}
+        repeats: dict[int, int] = {}  # row index -> the index of the row it repeats
+        for index, outcome in enumerate(outcomes):
+            group = (account_of[outcome.row.profile], outcome.row.ccy)
+            before = previous.get(group)
+            if before is not None and outcomes[before].row.amount == outcome.row.amount:
+                repeats[index] = before
+            else:
+                previous[group] = index
+        tasks: dict[int, asyncio.Future[None]] = {}
+
+        async def run(outcome: Outcome, original: int | None = None) -> None:
             row = outcome.row
-            if row.profile in lookup_errors:
+            same_as = None
+            if original is not None:
+                same_as = outcomes[original]
+                await asyncio.wait([tasks[original]])
+                outcome.status, outcome.applied = same_as.status, same_as.applied
+                outcome.error = same_as.error
+            elif row.profile in lookup_errors:
                 outcome.status = "failed"
                 outcome.error = lookup_errors[row.profile]
             else:
@@ -397,11 +426,16 @@ async def execute(
                     outcome.status = "superseded" if result.superseded else "applied"
                     outcome.applied = result.amount
             detail = f" ({_short(outcome.error)})" if outcome.error else ""
+            if same_as is not None:
+                detail += f" (same as {plan.where(same_as.row.line)}: sent once)"
             what = f"{plan.where(row.line)} {row.profile} {row.ccy}={row.text} {outcome.status}"
             bar.advance(what + detail, notable=outcome.error is not None)
 
         ticker = asyncio.ensure_future(bar.keep_fresh())
-        rows = [] if interrupted else [asyncio.ensure_future(run(o)) for o in outcomes]
+        if not interrupted:
+            for index, outcome in enumerate(outcomes):
+                tasks[index] = asyncio.ensure_future(run(outcome, repeats.get(index)))
+        rows = list(tasks.values())
         try:
             await asyncio.gather(*rows)
         except asyncio.CancelledError:
@@ -465,6 +499,18 @@ async def _learn_accounts(
         else:  # live and demo trading of one uid are separate accounts
             account_of[name] = config.uid + (" (demo)" if plan.profiles[name].demo else "")
     return account_of, errors
+
+
+def _wrong_user_ids(plan: Plan, account_of: dict[str, str]) -> dict[str, str]:
+    """Profiles whose stated user_id is not their key's User ID: name -> the real one."""
+    wrong = {}
+    for name, profile in plan.profiles.items():
+        key = account_of.get(name, "")
+        if profile.user_id and not key.startswith("profile "):
+            uid = key.split()[0]  # "1001" or "1001 (demo)"
+            if uid != profile.user_id:
+                wrong[name] = uid
+    return wrong
 
 
 def _label(key: str) -> str:
@@ -732,8 +778,10 @@ def dry_run_text(plan: Plan) -> str:
         for name in names:
             p = plan.profiles[name]
             host = p.base_url or "https://www.okx.com"
+            where = f"{host}{' (demo)' if p.demo else ''}, from {p.source}"
+            # An account known only by its profile is already named on the line above.
             lines.append(
-                f"    profile {name}: {host}{' (demo)' if p.demo else ''}, from {p.source}"
+                f"    {where}" if who == f"profile {name}" else f"    profile {name}: {where}"
             )
     return "\n".join(lines)
 
