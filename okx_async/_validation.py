@@ -58,7 +58,7 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
         raise InvalidInputError("amount must be a number as str, Decimal or int, not a bool")
     elif isinstance(amount, float):
         if amount != amount or amount in (float("inf"), float("-inf")):
-            raise InvalidInputError(f"amount must be a finite number, not {amount!r}")
+            raise InvalidInputError(f"amount must be a finite number, not the float {amount!r}")
         raise InvalidInputError(
             f"amount {amount!r} is a float, which loses precision: pass a str such as "
             f"'{amount}' or a Decimal"
