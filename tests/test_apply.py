@@ -588,3 +588,14 @@ async def test_dry_run_names_each_profile_once(
     out, _ = capsys.readouterr()
     assert out.count("profile a") == 1 and out.count("profile c") == 1, out
     assert f"    {sim[1]}, from {config}" in out
+
+
+async def test_plain_http_elsewhere_gets_advice_the_cli_user_can_follow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "config.toml", "http://okx.example.com")
+    plan = plan_csv(tmp_path, "a,BTC,1", "b,ETH,1", "a,SOL,1")
+    assert await cli("apply", plan, "--config", config) == 2
+    _, err = capsys.readouterr()
+    assert "allow_insecure_http" not in err
+    assert err.count("uses plain http to a non-loopback host; use https (plain http is") == 1

@@ -15,7 +15,7 @@ from okx_async import InvalidInputError, OKXError
 
 from ._apply import PlanError, describe
 from ._commands import build_parser
-from ._profiles import ConfigError
+from ._profiles import ConfigError, cli_text
 from ._progress import Console
 
 __all__ = ["main"]
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside the command's own handling
         code = _INTERRUPTED
     except (ConfigError, PlanError, InvalidInputError) as exc:
-        console.err(f"error: {exc}")
+        console.err(f"error: {cli_text(exc)}")
         return 2
     except OKXError as exc:
         call, path = _call(args)

@@ -31,7 +31,7 @@ from okx_async import (
     validate_ccy,
 )
 
-from ._profiles import ConfigError, Profile, ProfileStore
+from ._profiles import ConfigError, Profile, ProfileStore, cli_text
 from ._progress import Console, Progress
 
 __all__ = [
@@ -193,7 +193,7 @@ def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
                 profile.client()  # refuses a bad base_url or user_id now, not later
                 plan.profiles[name] = profile
             except (ConfigError, InvalidInputError) as exc:
-                bad_profiles[name] = str(exc)
+                bad_profiles[name] = cli_text(exc)
         bad_profile = isinstance(name, str) and name in bad_profiles
         if bad_profile and bad_profiles[str(name)] not in reported:
             problems.append(bad_profiles[str(name)])

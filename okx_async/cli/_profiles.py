@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import InvalidInputError, OKXClient
+from okx_async import OKXClient
 
 __all__ = [
     "ConfigError",
     "Profile",
     "ProfileStore",
+    "cli_text",
     "default_config_path",
     "env_name",
     "load_profiles",
@@ -65,27 +66,28 @@ class Profile:
         """A new OKXClient for this profile (the caller closes it)."""
         if self.base_url is not None:
             kwargs.setdefault("base_url", self.base_url)
-        try:
-            return OKXClient(
-                api_key=self.api_key,
-                secret_key=self.secret_key,
-                passphrase=self.passphrase,
-                demo=self.demo,
-                user_id=self.user_id,
-                **kwargs,
-            )
-        except InvalidInputError as exc:
-            if "allow_insecure_http" not in str(exc):
-                raise
-            # The library's way out is a Python argument the command line does not have.
-            raise ConfigError(
-                f"profile {self.name!r}: base_url {kwargs['base_url']!r} uses plain http to a "
-                "host other than this computer; use https (plain http is accepted only for "
-                "loopback addresses, such as the local simulator)"
-            ) from None
+        return OKXClient(
+            api_key=self.api_key,
+            secret_key=self.secret_key,
+            passphrase=self.passphrase,
+            demo=self.demo,
+            user_id=self.user_id,
+            **kwargs,
+        )
 
     def secrets(self) -> tuple[str, str, str]:
         return (self.api_key, self.secret_key, self.passphrase)
+
+
+# The library's way out of plain http is a Python argument the command line does not have.
+_PYTHON_ONLY_ADVICE = re.compile(r" \(or pass allow_insecure_http=True[^)]*\)")
+
+
+def cli_text(exc: BaseException) -> str:
+    """An error's text with advice that only a Python caller could follow replaced."""
+    return _PYTHON_ONLY_ADVICE.sub(
+        " (plain http is accepted only to this computer, e.g. the local simulator)", str(exc)
+    )
 
 
 def env_name(profile: str) -> str:
