@@ -244,8 +244,8 @@ class OKXClient:
         except asyncio.TimeoutError:
             if update.future.done() and not update.future.cancelled():
                 raise  # the update itself failed with a timeout of its own
-            assert timeout is not None and deadline is not None
-            cause = self._error_since(deadline - timeout)
+            started = None if deadline is None or timeout is None else deadline - timeout
+            cause = None if started is None else self._error_since(started)
             raise DeadlineExceededError(
                 f"setting {ccy} to {text} did not finish within {timeout:g} s{_last(cause)}"
             ) from cause
