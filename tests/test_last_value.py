@@ -25,6 +25,7 @@ from okx_async import (
     TimestampExpiredError,
 )
 from okx_async.simulator import (
+    ALL_FAULT_KINDS,
     SET_PATH,
     TIME_PATH,
     Faults,
@@ -211,7 +212,7 @@ def test_a_second_50102_after_the_resync_is_an_error() -> None:
 
 REQUEST_TIMEOUT = 1.0
 PROPERTY_HORIZON = 3.0  # every hold below lands within 2.9 s of its arrival
-FAULTS = ("drop", "stall", "timeout_50004", "busy_50013", "html_502", "http_500")
+FAULTS = ALL_FAULT_KINDS  # drops, stalls, 50004, 5xx pages and JSON, busy, 50011
 
 step = st.tuples(
     st.sampled_from(["BTC", "ETH"]),
