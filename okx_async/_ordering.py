@@ -172,7 +172,8 @@ class Lane:
     async def run_inline(self, update: Update) -> None:
         """Send a claimed update in the caller's task. Its outcome lands in its future;
         values submitted meanwhile are handed to a worker afterwards."""
-        started = update.future.get_loop().time()
+        # Only entries older than the send can be pruned by its success; none: no clock.
+        started = update.future.get_loop().time() if self._uncertain else 0.0
         try:
             applied = await update.send(update, self)
         except asyncio.CancelledError:
@@ -213,7 +214,7 @@ class Lane:
                 if not update.is_wanted():
                     continue  # all its callers left before it was sent: send nothing
                 self._current = update
-                started = update.future.get_loop().time()
+                started = update.future.get_loop().time() if self._uncertain else 0.0
                 try:
                     applied = await update.send(update, self)
                 except asyncio.CancelledError:
@@ -238,7 +239,7 @@ class Lane:
     def _leave_registry(self) -> None:
         # Only if it is still the registered one: a caller may hold this lane after the
         # registry dropped it and made a new one, which must stay while it is busy.
-        if self._registry.get(self.key) is self and not self._arm_settle():
+        if self._registry.get(self.key) is self and not (self._uncertain and self._arm_settle()):
             # (A lane that must settle stays registered: a re-assert is due, or its
             # uncertain entries must outlive it for the next value to wait them out.)
             del self._registry[self.key]
