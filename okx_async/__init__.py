@@ -27,6 +27,7 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     TimestampExpiredError,
+    TooManyOpenFilesError,
     TransportError,
     UnexpectedResponseError,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "RiskOffsetAmount",
     "RiskOffsetResult",
     "TimestampExpiredError",
+    "TooManyOpenFilesError",
     "TransportError",
     "UnexpectedResponseError",
     "__version__",

@@ -13,8 +13,9 @@ import os
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import orjson
 
 from ._auth import Credentials, mask
@@ -50,8 +51,12 @@ from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_de
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
+from ._telemetry import client_metrics
 from ._transport import Transport, check_base_url
 from ._validation import validate_amount, validate_ccy
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 __all__ = ["OKXClient"]
 
@@ -83,6 +88,7 @@ class OKXClient:
         "_key_subject",
         "_lanes",
         "_limiter_keys",
+        "_metrics",
         "_on_event",
         "_outstanding",
         "_owns_backend",
@@ -112,6 +118,11 @@ class OKXClient:
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
         on_event: Callable[[ClientEvent], None] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        local_addr: str | tuple[str, int] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._credentials = Credentials(
             api_key=api_key, secret_key=secret_key, passphrase=passphrase
@@ -144,12 +155,17 @@ class OKXClient:
             base_url=self._base_url,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
+            proxy=proxy,
+            trust_env=trust_env,
+            local_addr=local_addr,
+            session=session,
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
         # The loop's lane registry, remembered: looking it up costs a weakref per call.
         self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
         self._stats = StatsRecorder()
+        self._metrics = client_metrics(meter_provider, self._base_url)
         self._on_event = on_event
         self._outstanding: set[Update] = set()
         # Tasks inside _request now, so close() can stop exactly those (see close()).
@@ -170,6 +186,8 @@ class OKXClient:
         else:
             self._backend = None  # the loop's shared in-process backend, found on first use
             self._owns_backend = False
+        if self._metrics is not None and self._backend is not None:
+            self._metrics.watch(self._backend)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
@@ -244,6 +262,8 @@ class OKXClient:
             self._outstanding.discard(update)
         if result.superseded:
             self._stats.superseded += 1
+            if self._metrics is not None:
+                self._metrics.superseded()
             self._emit("superseded", SET_RISK_OFFSET_PATH, 0)
         return result
 
@@ -426,6 +446,8 @@ class OKXClient:
             from ._ratelimit import default_local_backend
 
             self._backend = default_local_backend()
+            if self._metrics is not None:
+                self._metrics.watch(self._backend)
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
@@ -473,6 +495,7 @@ class OKXClient:
         loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
         rate = ENDPOINT_LIMITS[path]
         stats = self._stats
+        metrics = self._metrics
         target = path + query
         attempt = 0
         try:
@@ -494,7 +517,10 @@ class OKXClient:
                     lease = await limiter.acquire(deadline=deadline)
                 finally:
                     stats.queued -= 1
-                stats.record_wait(loop.time() - asked)
+                waited = loop.time() - asked
+                stats.record_wait(waited)
+                if metrics is not None:
+                    metrics.limiter_wait(waited)
                 stats.in_flight += 1
                 stats.sent += 1
                 try:
@@ -512,16 +538,23 @@ class OKXClient:
                         timeout = None
                     if self._on_event is not None:
                         self._emit("sent", path, attempt)
+                    sent_at = loop.time() if metrics is not None else 0.0
                     data = await self._transport.send(
-                        method, target, body=body, headers=headers, timeout=timeout
+                        method, target, body=body, headers=headers, timeout=timeout, loop=loop
                     )
                 except OKXError as exc:
                     error: OKXError = exc
+                    if metrics is not None:
+                        metrics.request(method, loop.time() - sent_at, exc)
                     if isinstance(exc, RateLimitedError):
+                        if metrics is not None:
+                            metrics.rate_limited()
                         stats.rate_limited += 1
                         self._emit("rate_limited", path, attempt, exc)
                         await limiter.on_rate_limited()
                 else:
+                    if metrics is not None:
+                        metrics.request(method, loop.time() - sent_at, None)
                     if path == SET_RISK_OFFSET_PATH:
                         stats.succeeded += 1
                     if self._on_event is not None:
@@ -566,6 +599,8 @@ class OKXClient:
                 f"gave up after attempt {attempt}: no time left for a retry ({error})"
             ) from error
         self._stats.retried += 1
+        if self._metrics is not None:
+            self._metrics.retry(_reason(error))
         self._emit("retry", path, attempt, error, delay)
         logger.debug(
             "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, _reason(error)

@@ -11,6 +11,7 @@ The tree::
     ├── TransportError                       no OKX answer was read
     │   ├── NetworkError                     connection refused, reset or dropped
     │   ├── RequestTimeoutError (TimeoutError) no response within the request timeout
+    │   ├── TooManyOpenFilesError            no file descriptor left for a connection
     │   └── UnexpectedResponseError          a body that is not OKX JSON (HTML, empty, truncated)
     └── APIError                             OKX answered with a non-zero `code`
         ├── RateLimitedError                 50011
@@ -42,6 +43,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "TimestampExpiredError",
+    "TooManyOpenFilesError",
     "TransportError",
     "UnexpectedResponseError",
     "api_error_for",
@@ -92,6 +94,14 @@ class RequestTimeoutError(TransportError, TimeoutError):
     """No complete response within the request timeout."""
 
     retryable = True
+
+
+class TooManyOpenFilesError(TransportError):
+    """The process has no file descriptor left (EMFILE/ENFILE) to open a connection.
+
+    Not retried: more attempts only queue for descriptors that other calls hold. Raise
+    the limit (`ulimit -n`) or let clients share pools (the default on one event loop).
+    """
 
 
 class UnexpectedResponseError(TransportError):

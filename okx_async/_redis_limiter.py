@@ -288,6 +288,10 @@ class RedisLimiterBackend:
             self._limiters[(key, rate)] = limiter
         return limiter
 
+    def snapshots(self) -> list[tuple[LimiterKey, LimiterSnapshot]]:
+        """This process's view of every key it used (for the slots-in-use metric)."""
+        return [(key, limiter.snapshot()) for (key, _), limiter in list(self._limiters.items())]
+
     async def aclose(self) -> None:
         """Stop taking calls, let pending clean-ups finish (bounded), close the pool."""
         if self._closed:
