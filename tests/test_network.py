@@ -8,6 +8,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -358,3 +359,45 @@ def test_too_many_open_files_is_typed_and_not_retried() -> None:
     assert report["outcome"].startswith("TooManyOpenFilesError: too many open files"), report
     assert (report["sent"], report["retried"], report["received"]) == (1, 0, 0), report
     assert not TooManyOpenFilesError.retryable
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+async def test_cli_proxy_flag_and_profile_field(
+    sim: tuple[Simulator, SimulatorServer, Peers],
+    tinyproxy: TinyProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from okx_async.cli import main
+
+    simulator, server, peers = sim
+    for name in [n for n in os.environ if n.startswith("OKX_")]:
+        monkeypatch.delenv(name)
+    key = KEYS[0]
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[profiles.desk]\napi_key = "{key.api_key}"\nsecret_key = "{key.secret_key}"\n'
+        f'passphrase = "{key.passphrase}"\nbase_url = "{server.base_url}"\n'
+        f'proxy = "{tinyproxy.url}"\n'
+    )
+    config.chmod(0o600)
+    base = ["--config", str(config), "--profile", "desk"]
+    assert await asyncio.to_thread(main, ["set", "BTC", "1", *base]) == 0
+    assert "set-riskOffset-amt" in tinyproxy.log()  # the profile's proxy
+    peers.seen.clear()
+    assert (
+        await asyncio.to_thread(
+            main, ["set", "BTC", "2", *base, "--proxy", "http://127.0.0.1:1", "--timeout", "0.5"]
+        )
+        == 1
+    )
+    assert not peers.seen  # --proxy won over the profile's: nothing reached the simulator
+    capsys.readouterr()
+    bad = f"ftp://u:{PROXY_PASSWORD}@127.0.0.1:1"
+    assert await asyncio.to_thread(main, ["set", "BTC", "2", *base, "--proxy", bad]) == 2
+    captured = capsys.readouterr()
+    assert PROXY_PASSWORD not in captured.out + captured.err and "proxy" in captured.err
+    assert simulator.values("5000") == {"BTC": "1"}

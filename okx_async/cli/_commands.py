@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="profiles file (default: $XDG_CONFIG_HOME/okx-async/config.toml, "
         "else ~/.config/okx-async/config.toml)",
     )
+    config.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send through this proxy: http://, https:// or socks5://[user:pass@]host:port "
+        "(overrides the profiles' proxy)",
+    )
     account = argparse.ArgumentParser(add_help=False, parents=[config])
     account.add_argument(
         "--profile",
@@ -136,6 +142,7 @@ def _positive(text: str) -> int:
 
 def _store(args: argparse.Namespace, console: Console) -> ProfileStore:
     store = load_profiles(args.config, env=os.environ, warn=console.err)
+    store.proxy = getattr(args, "proxy", None)
     console.hide(store.all_secrets())
     return store
 

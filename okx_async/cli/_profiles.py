@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 SECRET_FIELDS = ("api_key", "secret_key", "passphrase")
-OPTIONAL_FIELDS = ("demo", "base_url", "user_id")
+OPTIONAL_FIELDS = ("demo", "base_url", "user_id", "proxy")
 _ENV_FIELDS = {f.upper(): f for f in (*SECRET_FIELDS, *OPTIONAL_FIELDS)}
 _ENV_PROFILE = re.compile(r"OKX_PROFILE_(?P<name>.+)_(?P<field>" + "|".join(_ENV_FIELDS) + ")")
 _PLAIN_ENV = {
@@ -60,11 +60,14 @@ class Profile:
     base_url: str | None = None
     user_id: str | None = None
     source: str = ""
+    proxy: str | None = field(default=None, repr=False)  # may carry proxy credentials
 
     def client(self, **kwargs: Any) -> OKXClient:
         """A new OKXClient for this profile (the caller closes it)."""
         if self.base_url is not None:
             kwargs.setdefault("base_url", self.base_url)
+        if self.proxy is not None:
+            kwargs.setdefault("proxy", self.proxy)
         return OKXClient(
             api_key=self.api_key,
             secret_key=self.secret_key,
@@ -90,6 +93,7 @@ class ProfileStore:
     path: Path | None = None
     file_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     env_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # by env_name
+    proxy: str | None = None  # --proxy: wins over every profile's own
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
@@ -109,6 +113,8 @@ class ProfileStore:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown profile {name!r} (known profiles: {known})")
         merged = {**self.file_fields.get(name, {}), **self.env_fields.get(env_name(name), {})}
+        if self.proxy is not None:
+            merged["proxy"] = self.proxy
         missing = [f for f in SECRET_FIELDS if not merged.get(f)]
         if missing:
             where = f" or to [profiles.{name}] in {self.path}" if self.path else ""
@@ -138,6 +144,7 @@ class ProfileStore:
             "demo": profile.demo,
             "base_url": profile.base_url,
             "user_id": profile.user_id,
+            "proxy": profile.proxy,
         }
 
 
@@ -215,7 +222,7 @@ def _check_table(path: Path, name: str, table: object) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join((*SECRET_FIELDS, *OPTIONAL_FIELDS))
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {allowed})")
-    for key in (*SECRET_FIELDS, "base_url"):
+    for key in (*SECRET_FIELDS, "base_url", "proxy"):
         if key in table and not isinstance(table[key], str):
             raise ConfigError(f"{where}: {key} must be a string")
     if "demo" in table and not isinstance(table["demo"], bool):
