@@ -171,7 +171,8 @@ def run_child(base_url: str, users: int, ccys: int, src: str | None) -> dict[str
     argv += ["--users", str(users), "--ccys", str(ccys)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise RuntimeError(f"the client process failed:\n{done.stderr[-3000:]}")
+        start = done.stderr.find("Traceback")
+        raise RuntimeError(f"the client process failed:\n{done.stderr[start:][:3000]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

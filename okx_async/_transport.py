@@ -221,6 +221,10 @@ class Transport:
     def _check_session(self) -> None:
         if self._closed:
             raise ClientClosedError("the client was closed")
+        if self._session is None:
+            raise ClientClosedError(
+                "the connection pool was closed: its event loop is shutting down"
+            )
         raise ClientClosedError("the aiohttp session passed as session= was closed by its owner")
 
     async def aclose(self) -> None:
