@@ -13,7 +13,8 @@ Instruments (one set per meter provider, shared by every client using it):
 - `okx_async.limiter.wait.duration` (histogram, s): from asking for a rate-limit slot to
   getting it.
 - `okx_async.limiter.slots.in_use` (observable gauge, {slot}): slots held by requests on
-  the wire plus slots cooling down (freed one window after their response).
+  the wire plus slots cooling down (freed one window after their response), over every
+  limiter backend the clients of this provider use; no attributes.
 - `okx_async.rate_limited` (counter, {response}): 50011 answers.
 - `okx_async.retries` (counter, {retry}): by `okx_async.retry.reason` (error class and
   OKX code).
@@ -115,12 +116,13 @@ class _Instruments:
         from opentelemetry.metrics import Observation
 
         # May run on the SDK's export thread: list() copies each dict in one C call.
-        totals: dict[str, int] = {}
+        # One total: a user's budget is shared by every host of its region, so no host
+        # attribute would be true of it.
+        total = 0
         for backend in list(self.backends):
-            for key, snapshot in _snapshots(backend):
-                host = urlsplit(key.environment.partition("#")[0]).hostname or ""
-                totals[host] = totals.get(host, 0) + snapshot.in_flight + snapshot.cooling
-        return [Observation(n, {"server.address": host}) for host, n in totals.items()]
+            for _key, snapshot in _snapshots(backend):
+                total += snapshot.in_flight + snapshot.cooling
+        return [Observation(total)]
 
 
 def _snapshots(backend: Any) -> Iterator[tuple[Any, Any]]:
