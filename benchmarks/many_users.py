@@ -124,7 +124,10 @@ async def client_run(base_url: str, users: int, ccys: int) -> dict[str, Any]:
 
     async def sample() -> None:
         while not stop.is_set():
-            fds, sockets = open_fds()
+            try:
+                fds, sockets = open_fds()
+            except OSError:  # listing needs a descriptor: none left means all are open
+                fds, sockets = FD_LIMIT, peak["sockets"]
             peak["fds"] = max(peak["fds"], fds)
             peak["sockets"] = max(peak["sockets"], sockets)
             with contextlib.suppress(asyncio.TimeoutError):

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ._defaults import CONNECTION_LIMIT
-from ._errors import InvalidInputError, TooManyOpenFilesError
+from ._errors import InvalidInputError, NetworkError, TooManyOpenFilesError
 
 __all__ = [
     "HTTP_PROXY_SCHEMES",
@@ -147,10 +147,33 @@ def _connector(settings: NetworkSettings) -> aiohttp.TCPConnector:
         common["local_addr"] = settings.local_addr
     proxy = settings.proxy
     if proxy is not None and urlsplit(proxy).scheme.lower() in SOCKS_PROXY_SCHEMES:
-        from aiohttp_socks import ProxyConnector
+        import aiohttp_socks
 
-        class _SocksConnector(_ConnectorMixin, ProxyConnector):
-            pass
+        class _SocksConnector(_ConnectorMixin, aiohttp_socks.ProxyConnector):
+            # aiohttp-socks raises its own exceptions, which are no aiohttp.ClientError:
+            # give them the typed form every other connection failure has.
+            async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+                try:
+                    return await super().connect(req, traces, timeout)
+                except (aiohttp_socks.ProxyConnectionError, aiohttp_socks.ProxyTimeoutError) as exc:
+                    raise NetworkError(
+                        f"connection to the SOCKS proxy failed: {exc}", path=req.url.path
+                    ) from exc
+                except aiohttp_socks.ProxyError as exc:
+                    error = NetworkError(f"the SOCKS proxy refused: {exc}", path=req.url.path)
+                    error.retryable = False  # credentials or a target it will not reach
+                    raise error from exc
+                except aiohttp.ClientError:
+                    raise
+                except EOFError as exc:
+                    # Some proxies hang up on wrong credentials instead of answering.
+                    error = NetworkError(
+                        "the SOCKS proxy refused: it closed the connection during the "
+                        "handshake (check the proxy's user name and password)",
+                        path=req.url.path,
+                    )
+                    error.retryable = False
+                    raise error from exc
 
         connector: aiohttp.TCPConnector = _SocksConnector.from_url(proxy, **common)
         return connector

@@ -118,16 +118,25 @@ class TinyProxy(_Server):
 
 
 class SocksProxy(_Server):
-    """pproxy serving SOCKS5 (no authentication), run as `python -m pproxy`."""
+    """pproxy serving SOCKS5, run as `python -m pproxy`; `user`/`password` require them."""
+
+    def __init__(self, *, user: str | None = None, password: str = "") -> None:
+        super().__init__()
+        self.user = user
+        self.password = password
 
     @property
     def url(self) -> str:
-        return f"socks5://127.0.0.1:{self.port}"
+        auth = f"{self.user}:{self.password}@" if self.user else ""
+        return f"socks5://{auth}127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        listen = f"socks5://127.0.0.1:{self.port}"
+        if self.user:
+            listen += f"#{self.user}:{self.password}"
         with open(self.dir / "pproxy.log", "wb") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pproxy", "-l", f"socks5://127.0.0.1:{self.port}", "-v"],
+                [sys.executable, "-m", "pproxy", "-l", listen, "-v"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -25,7 +25,9 @@ from proxy_servers import SocksProxy, TinyProxy, require_tinyproxy
 from okx_async import (
     ClientClosedError,
     InvalidInputError,
+    NetworkError,
     OKXClient,
+    RetryPolicy,
     TooManyOpenFilesError,
     UnexpectedResponseError,
     _pool,
@@ -174,16 +176,33 @@ async def test_trust_env_honours_http_proxy_and_no_proxy(
 
 async def test_socks5_proxy(sim: tuple[Simulator, SimulatorServer, Peers]) -> None:
     simulator, server, _ = sim
-    socks = SocksProxy()
+    socks = SocksProxy(user="desk", password=PROXY_PASSWORD)
     socks.start()
     try:
+        # Wrong credentials first (pproxy trusts an address once it has authenticated): a
+        # typed error, not retried (the proxy will not change its mind).
+        wrong = socks.url.replace(PROXY_PASSWORD, "wrong")
+        async with client_for(1, server.base_url, proxy=wrong) as client:
+            with pytest.raises(NetworkError, match="SOCKS proxy refused") as refused:
+                await client.set_risk_offset_amount("ETH", "5")
+            assert client.stats().retried == 0
         async with client_for(0, server.base_url, proxy=socks.url) as client:
             await client.set_risk_offset_amount("ETH", "4")
+            assert PROXY_PASSWORD not in repr(client._transport)
         log = socks.log()
     finally:
         socks.cleanup()
     assert simulator.values("5000") == {"ETH": "4"}
+    assert not simulator.values("5001")
     assert f"127.0.0.1:{server.port}" in log  # pproxy -v logs each tunnel's target
+    # The proxy gone: a typed, retried network error that does not show the password.
+    retry = RetryPolicy(max_attempts=2, backoff_base=0.001, backoff_cap=0.001)
+    async with client_for(2, server.base_url, proxy=socks.url, retry=retry) as client:
+        with pytest.raises(NetworkError, match="SOCKS proxy failed") as down:
+            await client.set_risk_offset_amount("ETH", "6")
+        assert client.stats().retried == 1
+    for error in (refused.value, down.value):
+        assert PROXY_PASSWORD not in str(error) + repr(error)
 
 
 # -- shared pools ---------------------------------------------------------------------------
