@@ -144,6 +144,7 @@ class RedisLimiterBackend:
     """
 
     __slots__ = (
+        "__weakref__",  # the slots-in-use metric watches backends weakly
         "_acquire_script",
         "_client",
         "_closed",

@@ -26,6 +26,7 @@ number of sub-accounts, and a key is not something to ship to a metrics backend.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -153,7 +154,9 @@ class ClientMetrics:
 
     def watch(self, backend: object) -> None:
         """Count `backend`'s slots in the gauge (once per backend; kept weakly)."""
-        self._instruments.backends.add(backend)
+        # A backend of another author may not take weak references: then it is not counted.
+        with contextlib.suppress(TypeError):
+            self._instruments.backends.add(backend)
 
     def request(self, method: str, seconds: float, error: BaseException | None) -> None:
         if error is None:

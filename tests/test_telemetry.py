@@ -138,3 +138,23 @@ async def test_clients_share_one_set_of_instruments(count: int) -> None:
     provider = MeterProvider(metric_readers=[reader])
     clients = [make_client("http://127.0.0.1:1", provider) for _ in range(count)]
     assert len({id(c._metrics._instruments) for c in clients if c._metrics}) == 1
+
+
+async def test_backends_are_watched_weakly_and_odd_ones_tolerated() -> None:
+    from okx_async._redis_limiter import RedisLimiterBackend
+
+    class SlotsOnly:  # a backend of another author: no weak references, no snapshots()
+        __slots__ = ()
+
+        def limiter(self, key: Any, rate: Any) -> Any:
+            raise NotImplementedError
+
+        async def aclose(self) -> None:
+            pass
+
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    make_client("http://127.0.0.1:1", provider, limiter=SlotsOnly())
+    redis = RedisLimiterBackend("redis://127.0.0.1:1/0")
+    client = make_client("http://127.0.0.1:1", provider, limiter=redis)
+    assert client._metrics is not None and redis in client._metrics._instruments.backends
+    await redis.aclose()
