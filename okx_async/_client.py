@@ -72,6 +72,16 @@ class OKXClient:
 
     Every OKXClient in one event loop whose keys belong to one user shares that user's
     rate-limit budget and per-currency ordering, whichever API key it uses.
+
+    Network options (InvalidInputError when malformed, credentials masked):
+    `proxy` (str | None): "http://[user:pass@]host:port", https, or socks4/socks5/socks5h
+    (the `socks` extra). `trust_env` (bool, default False): the proxy from HTTPS_PROXY /
+    HTTP_PROXY, honouring NO_PROXY. `local_addr` (str | (str, int) | None): the IPv4 or
+    IPv6 source address. Clients of one loop with equal options share one connection
+    pool (at most 100 connections). `session` (aiohttp.ClientSession | None): the
+    caller's own, never closed here; excludes the three options above.
+    `meter_provider` (opentelemetry MeterProvider | None): where OpenTelemetry metrics
+    go (default: the global provider, when opentelemetry-api is installed).
     """
 
     __slots__ = (
