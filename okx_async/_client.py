@@ -423,7 +423,7 @@ class OKXClient:
 
     def _backend_now(self) -> LimiterBackend:
         if self._backend is None:
-            from ._ratelimit import default_local_backend
+            from ._limiter._memory import default_local_backend
 
             self._backend = default_local_backend()
         return self._backend

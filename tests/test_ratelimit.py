@@ -25,16 +25,16 @@ from virtual_time import (
     run_virtual,
 )
 
-from okx_async import _ratelimit
 from okx_async._defaults import RATE_LIMIT_RECOVERY_WINDOWS, SET_RISK_OFFSET_PATH
 from okx_async._errors import DeadlineExceededError, QueueFullError
-from okx_async._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
-from okx_async._ratelimit import (
+from okx_async._limiter import _memory as _ratelimit
+from okx_async._limiter._memory import (
     LocalKeyLimiter,
     LocalLimiterBackend,
     Pacer,
     default_local_backend,
 )
+from okx_async._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
 
 KEY = LimiterKey("www.okx.com|live", "uid:42", SET_RISK_OFFSET_PATH)
 RATE = RateLimit(10, 2.0, "user")
