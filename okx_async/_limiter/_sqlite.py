@@ -440,21 +440,60 @@ class SqliteKeyLimiter:
                 f"{len(self._waiters) - 1} calls already wait for {self._key} "
                 f"(max_pending={self._backend._max_pending})"
             )
+        backend = self._backend
+        lease_id = backend._new_id()  # also the id of its ticket, if it needs one
         turn: asyncio.Future[None] = loop.create_future()
         self._waiters.append(turn)
         if len(self._waiters) == 1:
             turn.set_result(None)
+        ticket = False
         try:
             if not turn.done():
+                # Take a ticket now: a caller of another process arriving later must not
+                # overtake this one while it waits behind this process's head.
+                try_at = backend._clock() + max(0.0, self._head_try_at - loop.time())
+                await backend._run(
+                    functools.partial(self._enqueue, lease_id=lease_id, try_at=try_at)
+                )
+                ticket = True
                 timeout = None if deadline is None else deadline - loop.time()
                 await asyncio.wait((turn,), timeout=timeout)
                 if not turn.done():
                     raise DeadlineExceededError(
                         f"deadline passed while queued locally for {self._key}"
                     )
-            return await self._acquire_as_head(loop, deadline)
+            ticket = False  # from here on the head's code owns it
+            return await self._acquire_as_head(loop, deadline, lease_id)
+        except BaseException:
+            if ticket:
+                self._drop_ticket(lease_id)
+            raise
         finally:
             self._leave(turn)
+
+    def _enqueue(
+        self, conn: sqlite3.Connection, now: float, *, lease_id: str, try_at: float
+    ) -> None:
+        """Join the cross-process FIFO; the beat lasts until this process's head asks
+        again (which extends it) plus the grace."""
+        next_ticket = self._state(conn, now)[4]
+        beat = max(now, try_at) + self._backend._ticket_grace
+        conn.execute(
+            "INSERT OR IGNORE INTO ticket VALUES (?, ?, ?, ?)",
+            (self._name, lease_id, next_ticket, beat),
+        )
+        conn.execute(
+            "UPDATE budget SET next_ticket = ? WHERE key = ?", (next_ticket + 1, self._name)
+        )
+
+    def _drop_ticket(self, lease_id: str) -> None:
+        name = self._name
+        self._backend._fire(
+            lambda conn, t: conn.execute(
+                "DELETE FROM ticket WHERE key = ? AND id = ?", (name, lease_id)
+            ),
+            "dropping a ticket",
+        )
 
     def _leave(self, turn: asyncio.Future[None]) -> None:
         if self._waiters and self._waiters[0] is turn:
@@ -465,11 +504,10 @@ class SqliteKeyLimiter:
             self._waiters.remove(turn)
 
     async def _acquire_as_head(
-        self, loop: asyncio.AbstractEventLoop, deadline: float | None
+        self, loop: asyncio.AbstractEventLoop, deadline: float | None, lease_id: str
     ) -> SqliteLease:
         backend = self._backend
-        lease_id = backend._new_id()
-        ticket = False  # whether the file may hold a ticket under lease_id
+        ticket = True  # whether the file may hold a ticket under lease_id
         try:
             while True:
                 now = loop.time()
@@ -494,13 +532,7 @@ class SqliteKeyLimiter:
                 await self._sleep(loop, wait)
         except BaseException:
             if ticket:  # cancelled, failed or past the deadline holding a ticket
-                name = self._name
-                backend._fire(
-                    lambda conn, t: conn.execute(
-                        "DELETE FROM ticket WHERE key = ? AND id = ?", (name, lease_id)
-                    ),
-                    "dropping a ticket",
-                )
+                self._drop_ticket(lease_id)
             raise
         finally:
             self._head_try_at = 0.0
@@ -603,6 +635,13 @@ class SqliteKeyLimiter:
         conn.execute(
             "UPDATE budget SET burst = ?, recover_at = ?, next_ticket = ? WHERE key = ?",
             (burst, recover_at, next_ticket, name),
+        )
+        # The tickets of this process's callers queued behind the head live as long as it
+        # does: the head asks again by `at`. Lease ids are "<token>:<n>", so one range.
+        token = backend._token
+        conn.execute(
+            "UPDATE ticket SET beat = ? WHERE key = ? AND id > ? AND id < ? AND beat < ?",
+            (beat, name, token + ":", token + ";", beat),
         )
         return _WAIT, at - now, burst, hold
 
