@@ -87,6 +87,14 @@ CREATE TABLE IF NOT EXISTS ticket (
 ) WITHOUT ROWID;
 """
 
+_PURGE_BATCH = 16  # lapsed lease rows of a key deleted together
+_READ_QUEUE_AND_LEASES = """
+SELECT 0, id, beat, seq FROM ticket WHERE key = ?1
+UNION ALL
+SELECT 1 + cooling, id, expires, expires FROM lease WHERE key = ?1
+ORDER BY 1, 4
+"""
+
 # What an acquire transaction answers.
 _GRANTED = 1
 _WAIT = 0
@@ -144,6 +152,7 @@ class SqliteLimiterBackend:
         "_limiters",
         "_max_pending",
         "_path",
+        "_pending",
         "_slow",
         "_tasks",
         "_ticket_grace",
@@ -183,6 +192,10 @@ class SqliteLimiterBackend:
         self._epoch: str | None = None
         self._limiters: dict[tuple[LimiterKey, RateLimit], SqliteKeyLimiter] = {}
         self._slow: asyncio.Lock | None = None  # serializes the worker-thread path
+        # Releases not yet written: (key, lease id, cooling expiry). Written by the next
+        # transaction, which is soon (a callback is queued) and often the next acquire,
+        # so a sequential acquire+release costs one transaction, not two.
+        self._pending: list[tuple[str, str, float]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._token = f"{os.getpid()}-{secrets.token_hex(4)}"  # lease ids: <token>:<n>
@@ -209,7 +222,13 @@ class SqliteLimiterBackend:
         return found
 
     async def aclose(self) -> None:
-        """Close the file. Leases still held stay in it until they lapse."""
+        """Write pending releases and close the file. Leases still held stay in it
+        until they lapse."""
+        if self._closed:
+            return
+        if self._pending:
+            with contextlib.suppress(LimiterUnavailableError):
+                await self._run(lambda conn, now: None)
         self._closed = True
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -294,8 +313,15 @@ class SqliteLimiterBackend:
                     if self._epoch is not None:
                         self._reregister(conn, now)
                     self._epoch = epoch
+                batch = len(self._pending)
+                if batch:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO lease VALUES (?, ?, ?, 1)", self._pending[:batch]
+                    )
                 result = fn(conn, now)
                 conn.execute("COMMIT")
+                # Only the loop thread appends, at the end: the written prefix goes.
+                del self._pending[:batch]
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
@@ -343,6 +369,11 @@ class SqliteLimiterBackend:
         task = asyncio.get_running_loop().create_task(self._run(fn))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    def _flush(self) -> None:
+        """Write pending releases, unless a transaction did already."""
+        if self._pending and not self._closed:
+            self._fire(lambda conn, now: None, "recording releases")
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -574,29 +605,38 @@ class SqliteKeyLimiter:
         then the burst and the seconds of hold left."""
         name, rate, backend = self._name, self._rate, self._backend
         tat, held, burst, recover_at, next_ticket = self._state(conn, now)
-        # Read everything, delete what lapsed only when something did: fewer statements
-        # on the common path (each costs a few µs).
-        tickets = conn.execute(
-            "SELECT id, beat FROM ticket WHERE key = ? ORDER BY seq", (name,)
-        ).fetchall()
-        if any(beat <= now for _, beat in tickets):
+        # One read for tickets (kind 0, by arrival) and leases (1: in flight, 2: cooling;
+        # by expiry); lapsed rows are skipped, and deleted only now and then: each
+        # statement costs a few µs.
+        found = conn.execute(_READ_QUEUE_AND_LEASES, (name,)).fetchall()
+        tickets: list[str] = []
+        cooling: list[float] = []
+        in_flight = lapsed_tickets = lapsed_leases = 0
+        for kind, tid, expires, _ in found:
+            if expires <= now:
+                if kind:
+                    lapsed_leases += 1
+                else:
+                    lapsed_tickets += 1
+            elif kind == 0:
+                tickets.append(tid)
+            elif kind == 2:
+                cooling.append(expires)
+            else:
+                in_flight += 1
+        if lapsed_tickets:  # a dead process's waiters: they must stop blocking at once
             conn.execute("DELETE FROM ticket WHERE key = ? AND beat <= ?", (name, now))
-            tickets = [t for t in tickets if t[1] > now]
-        ahead = next((i for i, (tid, _) in enumerate(tickets) if tid == lease_id), None)
-        mine = ahead is not None
-        if ahead is None:
-            ahead = len(tickets)
-        rows = conn.execute(
-            "SELECT expires, cooling FROM lease WHERE key = ? ORDER BY expires", (name,)
-        ).fetchall()
-        if rows and rows[0][0] <= now:
+        if lapsed_leases >= _PURGE_BATCH:
             conn.execute("DELETE FROM lease WHERE key = ? AND expires <= ?", (name, now))
-            rows = [r for r in rows if r[0] > now]
-        cooling = [e for e, c in rows if c]
+        try:
+            ahead = tickets.index(lease_id)
+            mine = True
+        except ValueError:
+            ahead, mine = len(tickets), False
         slot = slot_free_at(
             limit=rate.limit,
             ahead=ahead,
-            in_flight=len(rows) - len(cooling),
+            in_flight=in_flight,
             cooling=cooling,
             now=now,
         )
@@ -678,19 +718,15 @@ class SqliteKeyLimiter:
         if lease.released:
             return
         lease.released = True
-        backend, name, window = self._backend, self._name, self._rate.window
+        backend, window = self._backend, self._rate.window
         lease_id = lease.lease_id
         self._live.discard(lease_id)
-        loop_now = asyncio.get_running_loop().time()
-        wall_now = backend._clock()
-        self._cooling.append((loop_now + window, wall_now + window, lease_id))
-
-        def settle(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO lease VALUES (?, ?, ?, 1)", (name, lease_id, now + window)
-            )
-
-        backend._fire(settle, "recording a release")
+        loop = asyncio.get_running_loop()
+        expires = backend._clock() + window
+        self._cooling.append((loop.time() + window, expires, lease_id))
+        if not backend._pending:
+            loop.call_soon(backend._flush)
+        backend._pending.append((self._name, lease_id, expires))
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
