@@ -29,6 +29,7 @@ from okx_async import (
     DeadlineExceededError,
     InvalidInputError,
     LimiterBackend,
+    LimiterUnavailableError,
     LocalLimiterBackend,
     OKXClient,
     QueueFullError,
@@ -238,6 +239,38 @@ def test_a_wiped_file_with_the_same_inode_is_detected(tmp_path: Path) -> None:
             await la.release(lease)
 
     run_virtual(main)
+
+
+def test_a_held_write_lock_is_waited_for_in_a_thread_not_on_the_loop(tmp_path: Path) -> None:
+    """Another process holds the write lock: the transaction waits in a worker thread
+    (the loop keeps running), fails after busy_timeout, and succeeds once it is free."""
+    path = tmp_path / "l.db"
+
+    async def main() -> None:
+        async with SqliteLimiterBackend(path, busy_timeout=0.3) as backend:
+            limiter = backend.limiter(KEY, RATE)
+            await limiter.release(await limiter.acquire())  # the file exists now
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(ticker())
+            with pytest.raises(LimiterUnavailableError, match="locked"):
+                await limiter.acquire()
+            assert ticks >= 10  # the loop ran while the thread waited 0.3 s
+            asyncio.get_running_loop().call_later(0.05, blocker.execute, "COMMIT")
+            lease = await limiter.acquire()
+            await limiter.release(lease)
+            task.cancel()
+            blocker.close()
+
+    asyncio.run(main())
 
 
 # -- real processes ------------------------------------------------------------------------

@@ -23,11 +23,15 @@ at boot, so stored expiries would be meaningless after one). Local waits run on 
 event loop's monotonic clock: a wall-clock step must not stretch or cut a sleep, so a
 wall-clock delay is turned into a loop deadline at once.
 
-Blocking calls: sqlite3 blocks. An uncontended transaction takes a few tens of µs
-(benchmarks/store_cost.py), far less than a hop to a worker thread, so it runs inline
-on the event loop with a busy timeout of 0. Only when another process holds the write
-lock does it go to a worker thread that waits up to `busy_timeout`, so a slow or stopped
-neighbour never blocks the event loop.
+Blocking calls: sqlite3 blocks. A bare two-row write transaction costs about as much as
+one hop to a worker thread and back (benchmarks/store_cost.py measures both in one run),
+so a hop per transaction would double the cost without shortening the time the write
+lock is held; transactions therefore run inline on the event loop, with a busy timeout
+of 0. Only when another process holds the write
+lock does it go to a worker thread that waits up to `busy_timeout`, so a slow or
+stopped neighbour never blocks the event loop. Sequential acquire+release costs one
+transaction: a release is written by the next transaction (a callback queued at once
+runs one if nothing else does).
 
 A deleted or recreated file is detected (the path's inode, or the epoch, changed): the
 store reopens it, registers this process's live and cooling leases again and holds its
