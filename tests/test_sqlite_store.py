@@ -332,6 +332,7 @@ def test_leases_of_a_killed_process_expire(tmp_path: Path) -> None:
         "sqlite:limits.db",
         "sqlite:///x.db?mode=ro",
         "postgres://admin:hunter2pw@db/limits",
+        "redis:/admin:hunter2pw@host",  # no "//": no netloc to mask, so not shown at all
         "memory://somewhere",
         "limits.db",
     ],
@@ -567,3 +568,32 @@ async def test_three_apply_processes_at_once_share_the_budget(limiter: str, tmp_
         assert sum(r.code == "0" for r in sent) == 30
     else:
         assert simulator.rate_limited_count() > 0
+
+
+async def test_cli_reports_a_bad_limiter_url_once(tmp_path: Path) -> None:
+    simulator = sim_for_processes()
+    async with SimulatorServer(simulator) as server:
+        proc = await apply_run(
+            tmp_path, server.base_url, SIM_KEYS[0], CCYS[:5], "--limiter-url", "redis:/x:pw@h"
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "pw" not in lines[0] and "sqlite:///" in lines[0]
+    assert simulator.records == []
+
+
+async def test_cli_limiter_url_from_the_config_file(tmp_path: Path) -> None:
+    """`limiter_url` at the top of the config file picks the store (here a file of our
+    choosing instead of the state directory's)."""
+    simulator = sim_for_processes()
+    shared = tmp_path / "from-config.db"
+    config = tmp_path / "config" / "okx-async" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'limiter_url = "sqlite://{shared}"\n')
+    config.chmod(0o600)
+    async with SimulatorServer(simulator) as server:
+        await finish(await apply_run(tmp_path, server.base_url, SIM_KEYS[0], CCYS[:3]))
+    assert shared.exists()
+    assert not (tmp_path / "state" / "okx-async" / "limits.db").exists()

@@ -42,6 +42,15 @@ class LimiterUrl(NamedTuple):
     target: str
 
 
+def _shown(url: str) -> str:
+    """`url` for an error message: password masked; not shown at all when it is too
+    malformed to tell where a password would be."""
+    masked = mask_url(url)
+    if "@" in masked.replace("***@", ""):
+        return f"a {url.split(':', 1)[0][:20]!r} URL (not shown: it may hold a password)"
+    return repr(masked)
+
+
 def parse_limiter_url(url: object) -> LimiterUrl:
     """Check `url` and say which store it names. Raises InvalidInputError (never
     echoing a password) for anything else."""
@@ -50,7 +59,7 @@ def parse_limiter_url(url: object) -> LimiterUrl:
     scheme, sep, _ = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise InvalidInputError(f"not a limiter URL: {mask_url(url)!r}; {_EXPECTED}")
+        raise InvalidInputError(f"not a limiter URL: {_shown(url)}; {_EXPECTED}")
     if scheme == "memory":
         if url.lower() not in ("memory://", "memory:///"):
             raise InvalidInputError(f"memory:// takes nothing after it; {_EXPECTED}")
@@ -61,12 +70,12 @@ def parse_limiter_url(url: object) -> LimiterUrl:
         if parts.netloc or parts.query or parts.fragment or not path.startswith("/"):
             raise InvalidInputError(
                 f"a sqlite limiter URL names an absolute file path, as sqlite:///ABSOLUTE/"
-                f"PATH (three slashes), got {mask_url(url)!r}"
+                f"PATH (three slashes), got {_shown(url)}"
             )
         return LimiterUrl("sqlite", os.path.normpath(path))
     if scheme in REDIS_SCHEMES:
         return LimiterUrl("redis", url)
-    raise InvalidInputError(f"unknown limiter store {scheme!r} in {mask_url(url)!r}; {_EXPECTED}")
+    raise InvalidInputError(f"unknown limiter store {scheme[:20]!r} in {_shown(url)}; {_EXPECTED}")
 
 
 def limiter_from_url(url: str, *, redis_fallback_share: float | None = None) -> LimiterBackend:
