@@ -141,6 +141,21 @@ def test_50011_holds_a_window_halves_the_burst_and_recovers(tmp_path: Path) -> N
     run_virtual(main)
 
 
+def test_local_lease_records_stay_bounded(tmp_path: Path) -> None:
+    """What this process remembers of its leases (for snapshots and re-registration)
+    is pruned as they cool, snapshot or not."""
+
+    async def main() -> None:
+        async with sqlite_backend(tmp_path / "l.db") as backend:
+            limiter = backend.limiter(KEY, RATE)
+            for _ in range(200):
+                await limiter.release(await limiter.acquire())
+                await asyncio.sleep(1.0)
+            assert len(limiter._cooling) <= RATE.limit
+
+    run_virtual(main)
+
+
 def test_queue_full(tmp_path: Path) -> None:
     async def main() -> None:
         async with sqlite_backend(tmp_path / "l.db", max_pending=1) as backend:

@@ -726,8 +726,11 @@ class SqliteKeyLimiter:
         lease_id = lease.lease_id
         self._live.discard(lease_id)
         loop = asyncio.get_running_loop()
-        expires = backend._clock() + window
-        self._cooling.append((loop.time() + window, expires, lease_id))
+        loop_now, expires = loop.time(), backend._clock() + window
+        cooling = self._cooling
+        while cooling and cooling[0][0] <= loop_now:
+            cooling.popleft()
+        cooling.append((loop_now + window, expires, lease_id))
         if not backend._pending:
             loop.call_soon(backend._flush)
         backend._pending.append((self._name, lease_id, expires))
