@@ -431,7 +431,11 @@ async def sqlite_store(path: Path) -> AsyncIterator[LimiterBackend]:
         yield backend
 
 
-# A store that runs on the virtual clock can join here (name -> async context manager).
+# Every store joins here: name -> async context manager yielding a backend on the running
+# loop. A store whose clock is the loop's (memory; sqlite given `clock=loop.time`) replays on
+# the virtual loop exactly. Redis keeps time with its own TIME command, so it cannot follow
+# a virtual clock: to add it, run `replay` on a real loop (asyncio.run) for it and for
+# memory, and compare the grant times rounded to the timer resolution (e.g. 10 ms).
 STORES: dict[str, StoreFactory] = {"memory": memory_store, "sqlite": sqlite_store}
 
 
