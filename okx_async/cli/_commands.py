@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import okx_async
-from okx_async import validate_amount, validate_ccy
+from okx_async import InvalidInputError, validate_amount, validate_ccy
 
 from ._apply import (
     SET_PATH,
@@ -147,8 +147,12 @@ def _positive(text: str) -> int:
 def _store(args: argparse.Namespace, console: Console) -> ProfileStore:
     store = load_profiles(args.config, env=os.environ, warn=console.err)
     console.hide(store.all_secrets())
-    if args.limiter is None:  # once per run: one store, and a bad URL reported once
-        args.limiter = open_limiter(args.limiter_url, os.environ, store.limiter_url)
+    if args.limiter is None:  # once per run: one store for every client
+        try:
+            args.limiter = open_limiter(args.limiter_url, os.environ, store.limiter_url)
+        except InvalidInputError as exc:
+            # A problem of every profile: told once, where the first profile is used.
+            store.limiter_error = str(exc)
     store.limiter = args.limiter
     return store
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import LimiterBackend, OKXClient
+from okx_async import InvalidInputError, LimiterBackend, OKXClient
 
 __all__ = [
     "ConfigError",
@@ -107,6 +107,7 @@ class ProfileStore:
     env_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # by env_name
     limiter_url: str | None = None  # `limiter_url` at the top of the file
     limiter: LimiterBackend | None = None  # given to every profile resolved
+    limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
@@ -121,7 +122,10 @@ class ProfileStore:
         )
 
     def resolve(self, name: str) -> Profile:
-        """The complete profile `name`, or ConfigError saying what is missing."""
+        """The complete profile `name`, or ConfigError saying what is missing
+        (InvalidInputError when the limiter URL is bad)."""
+        if self.limiter_error is not None:
+            raise InvalidInputError(self.limiter_error)
         if name not in self:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown profile {name!r} (known profiles: {known})")
