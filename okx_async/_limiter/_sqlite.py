@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS ticket (
 ) WITHOUT ROWID;
 """
 
-_PURGE_BATCH = 16  # lapsed lease rows of a key deleted together
+_PURGE_BATCH = 4  # lapsed lease rows of a key deleted together
 
 
 def _by_kind_then_order(row: tuple[int, str, float, float]) -> tuple[int, float]:
