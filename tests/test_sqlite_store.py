@@ -206,12 +206,15 @@ def test_two_backends_on_one_file_share_the_budget_fifo(tmp_path: Path) -> None:
     assert order[3] == "a2@4.64", order
 
 
-def remove_database(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
+def remove_database(path: Path, suffixes: tuple[str, ...]) -> None:
+    for suffix in suffixes:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def test_replaced_file_does_not_regrant_spent_slots(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffixes", [("",), ("", "-wal", "-shm")], ids=["db", "db+wal+shm"])
+def test_replaced_file_does_not_regrant_spent_slots(
+    tmp_path: Path, suffixes: tuple[str, ...]
+) -> None:
     async def main() -> None:
         path = tmp_path / "l.db"
         async with sqlite_backend(path) as a:
@@ -220,7 +223,7 @@ def test_replaced_file_does_not_regrant_spent_slots(tmp_path: Path) -> None:
             await asyncio.sleep(0.5)
             for lease in leases[:2]:
                 await la.release(lease)  # cooling until 2.5; the third still in flight
-            remove_database(path)
+            remove_database(path, suffixes)
             # Another process creates the file afresh, knowing nothing.
             async with sqlite_backend(path) as b:
                 lb = b.limiter(KEY, RATE)

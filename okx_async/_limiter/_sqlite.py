@@ -163,6 +163,7 @@ class SqliteLimiterBackend:
         "_max_pending",
         "_path",
         "_pending",
+        "_replaced",
         "_slow",
         "_tasks",
         "_ticket_grace",
@@ -200,6 +201,7 @@ class SqliteLimiterBackend:
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._epoch: str | None = None
+        self._replaced = False
         self._limiters: dict[tuple[LimiterKey, RateLimit], SqliteKeyLimiter] = {}
         self._slow: asyncio.Lock | None = None  # serializes the worker-thread path
         # Releases not yet written: (key, lease id, cooling expiry). Written by the next
@@ -298,8 +300,10 @@ class SqliteLimiterBackend:
             raise LimiterUnavailableError("the sqlite limiter was closed")
         try:
             conn = self._conn
-            moved = conn is not None and not self._same_file()
-            if conn is None or moved:
+            if conn is not None and not self._same_file():
+                self._replaced = True  # until a transaction re-registered our leases
+                conn = None
+            if conn is None:
                 self._close_conn()
                 conn = self._conn = self._open()
             if wait:
@@ -320,10 +324,11 @@ class SqliteLimiterBackend:
                 if epoch is None:
                     epoch = secrets.token_hex(8)
                     conn.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
-                if moved or epoch != self._epoch:
-                    if self._epoch is not None:
-                        self._reregister(conn, now)
-                    self._epoch = epoch
+                # Replaced: re-register in this transaction; remembered only once it
+                # commits, so a rolled-back one is redone by the next transaction.
+                replaced = self._replaced or epoch != self._epoch
+                if replaced and self._epoch is not None:
+                    self._reregister(conn, now)
                 batch = len(self._pending)
                 if batch:
                     conn.executemany(
@@ -331,6 +336,7 @@ class SqliteLimiterBackend:
                     )
                 result = fn(conn, now)
                 conn.execute("COMMIT")
+                self._epoch, self._replaced = epoch, False
                 # Only the loop thread appends, at the end: the written prefix goes.
                 del self._pending[:batch]
             except BaseException:
@@ -707,11 +713,12 @@ class SqliteKeyLimiter:
     def _reregister(self, conn: sqlite3.Connection, now: float) -> None:
         name, ttl = self._name, self._backend._inflight_ttl
         held = self._state(conn, now)[1]
-        for lease_id in self._live:
+        # Copies: this may run in the worker thread while the loop thread releases.
+        for lease_id in list(self._live):
             conn.execute(
                 "INSERT OR IGNORE INTO lease VALUES (?, ?, ?, 0)", (name, lease_id, now + ttl)
             )
-        for _, expires, lease_id in self._cooling:
+        for _, expires, lease_id in list(self._cooling):
             if expires > now:
                 conn.execute(
                     "INSERT OR IGNORE INTO lease VALUES (?, ?, ?, 1)", (name, lease_id, expires)
