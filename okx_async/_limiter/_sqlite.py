@@ -7,12 +7,14 @@ flight and for one window after its answer. The file holds, per budget (a `Limit
             next_ticket (arrival counter)
     lease   one row per slot held: in flight (expires = grant + inflight_ttl, so a
             crashed holder's slot lapses by itself) or cooling (expires = release + window)
-    ticket  the cross-process FIFO of waiting heads: seq (arrival) and beat (the try-at
-            answered + grace, so a dead process's ticket lapses and stops blocking)
+    ticket  the cross-process FIFO of waiting callers: seq (arrival) and beat (the
+            try-at its process's head was answered + grace, so a dead process's tickets
+            lapse and stop blocking)
     meta    `epoch`, a random id written when the file is created
 
-Each operation is one short `BEGIN IMMEDIATE` transaction. Inside one process only the
-head of a key's local FIFO talks to the file; it is answered "granted" or the exact time
+Each operation is one short `BEGIN IMMEDIATE` transaction. A caller that has to wait
+takes a ticket; inside one process only the head of a key's local FIFO asks for a slot,
+needing more free slots than there are older tickets. It is answered "granted" or the exact time
 to try again (a cooling lease's expiry, the hold's end, the pacer's time, or one window
 from now while every slot is in flight) and sleeps until then, woken early when a lease
 of this process is released. Nothing polls.
@@ -27,9 +29,9 @@ Blocking calls: sqlite3 blocks. A bare two-row write transaction costs about as 
 one hop to a worker thread and back (benchmarks/store_cost.py measures both in one run),
 so a hop per transaction would double the cost without shortening the time the write
 lock is held; transactions therefore run inline on the event loop, with a busy timeout
-of 0. Only when another process holds the write
-lock does it go to a worker thread that waits up to `busy_timeout`, so a slow or
-stopped neighbour never blocks the event loop. Sequential acquire+release costs one
+of 0. Only when another process holds the write lock does a transaction go to a worker
+thread that waits up to `busy_timeout`, so a slow or stopped neighbour never blocks the
+event loop (opening the file, once, may wait inline). Sequential acquire+release costs one
 transaction: a release is written by the next transaction (a callback queued at once
 runs one if nothing else does).
 
