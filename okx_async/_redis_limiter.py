@@ -372,13 +372,10 @@ class RedisKeyLimiter:
     def _outage(self, began: bool) -> None:
         """The link's outage began (True) or ended (False)."""
         if began:
+            # The head looks again now: it fails (and so, one after another without a
+            # round trip, does everyone queued behind it) or moves to the fallback.
             if self._nap is not None and not self._nap.done():
-                self._nap.set_result(None)  # the head looks again: fails or falls back
-            if self._settings.fallback_share is None:
-                # Everyone queued behind the head fails now, not one timeout after another.
-                for turn in list(self._waiters)[1:]:
-                    if not turn.done():
-                        turn.set_exception(self._link.outage_error())
+                self._nap.set_result(None)
         elif self._pending or self._fb_leases or self._resync > self._resynced:
             self._flush_soon()
 
@@ -413,17 +410,14 @@ class RedisKeyLimiter:
                     raise DeadlineExceededError(
                         f"deadline passed while queued locally for {self._key}"
                     )
-                turn.result()  # raises LimiterUnavailableError if an outage turned us away
             return await self._acquire_as_head(deadline)
         finally:
             self._leave(turn)
 
     def _leave(self, turn: asyncio.Future[None]) -> None:
-        if turn.done() and not turn.cancelled():
-            turn.exception()  # retrieved: a caller cancelled after an outage turned it away
         if self._waiters and self._waiters[0] is turn:
             self._waiters.popleft()
-            if self._waiters and not self._waiters[0].done():
+            if self._waiters:
                 self._waiters[0].set_result(None)
         else:
             self._waiters.remove(turn)

@@ -657,3 +657,93 @@ async def test_three_clients_of_one_user_against_the_simulator(redis_server: Red
     assert len(sent) == 24
     assert simulator.rate_limited_count() == 0
     assert elapsed >= 2 * 2.0  # 24 sends of one user need at least two more windows
+
+
+# -- a store that lost its state, an outage ------------------------------------------------
+
+
+async def test_flushall_holds_the_key_a_window_and_every_process_registers_its_leases(
+    make_backend: MakeBackend, rc: Any
+):
+    a, b = make_backend(), make_backend()
+    lim_a, lim_b = a.limiter(KEY, RATE), b.limiter(KEY, RATE)
+    held_a = [await lim_a.acquire() for _ in range(2)]
+    held_b = [await lim_b.acquire() for _ in range(3)]
+    assert await rc.flushall()  # the store forgets all five leases in flight
+
+    t0 = now()
+    lease = await lim_a.acquire()  # finds the loss: held one window
+    assert RATE.window - CLOCK_SKEW <= now() - t0 <= RATE.window + LATE
+    keys = keys_of(lim_a)
+    registered = set(await rc.zrange(keys["leases"], 0, -1))
+    assert {x.lease_id for x in [*held_a, lease]} <= registered  # a's own, again
+
+    # b never saw the empty store: its next call re-registers its leases, then decides.
+    t1 = now()
+    other = await lim_b.acquire()
+    assert now() - t1 < RATE.window / 2  # the hold is over; no second hold
+    registered = set(await rc.zrange(keys["leases"], 0, -1))
+    assert {x.lease_id for x in [*held_b, other]} <= registered
+    assert await rc.zcard(keys["leases"]) == 7
+    for x in [*held_a, lease]:
+        await lim_a.release(x)
+    for x in [*held_b, other]:
+        await lim_b.release(x)
+
+
+async def test_a_new_budget_is_not_held(make_backend: MakeBackend, rc: Any):
+    """An empty store is only a loss to a process that saw the budget before."""
+    lim = make_backend().limiter(KEY, RATE)
+    t0 = now()
+    leases = await asyncio.gather(*(lim.acquire() for _ in range(RATE.limit)))
+    assert now() - t0 < RATE.window / 2
+    assert await rc.hget(keys_of(lim)["state"], "held_until") is None
+    for x in leases:
+        await lim.release(x)
+
+
+async def test_a_rolled_back_store_is_detected(make_backend: MakeBackend, rc: Any):
+    """A failover to a replica that missed the latest writes: the epoch is the same but
+    its sequence number is behind what this process saw."""
+    lim = make_backend().limiter(KEY, RATE)
+    for _ in range(3):
+        await lim.release(await lim.acquire())
+    keys = keys_of(lim)
+    assert int(await rc.hget(keys["epoch"], "seq")) >= 6
+    await rc.delete(keys["leases"], keys["state"])
+    await rc.hset(keys["epoch"], "seq", 2)  # the replica saw two scripts of six
+    t0 = now()
+    lease = await lim.acquire()
+    assert RATE.window - CLOCK_SKEW <= now() - t0 <= RATE.window + LATE
+    await lim.release(lease)
+
+
+async def test_an_outage_turns_every_caller_away_at_once_until_a_probe_answers(
+    make_backend: MakeBackend, redis_server: RedisServer
+):
+    rate = RateLimit(10, 2.0, "user")  # the head is told to come back in 2 s
+    backend = make_backend(operation_timeout=0.2, probe_interval=0.1)
+    lim = backend.limiter(KEY, rate)
+    other = backend.limiter(LimiterKey("e", "uid:7", "/p"), rate)
+    leases = [await lim.acquire() for _ in range(rate.limit)]
+    queued = [asyncio.create_task(lim.acquire()) for _ in range(5)]  # the head + 4
+    await asyncio.sleep(0.05)
+    redis_server.pause()
+    try:
+        await lim.release(leases[0])  # its flush times out: the outage begins
+        t0 = now()
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        assert all(isinstance(r, LimiterUnavailableError) for r in results), results
+        assert now() - t0 < 0.05  # together, not one timeout after another
+        for limiter in (lim, other):
+            t1 = now()
+            with pytest.raises(LimiterUnavailableError) as info:
+                await limiter.acquire()
+            assert now() - t1 < 0.01  # no round trip
+            assert info.value.__cause__ is not None
+    finally:
+        redis_server.resume()
+    await wait_for_probe(backend)
+    await other.release(await other.acquire())
+    for x in leases[1:]:
+        await lim.release(x)
