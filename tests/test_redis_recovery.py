@@ -98,6 +98,10 @@ async def two_bursts(setup: Setup, between: Callable[[], Awaitable[None]]) -> No
         await a.close()
         await b.close()
     sent = [r for r in setup.simulator.records if r.path == SET_PATH]
+    print(
+        f"\n{len(sent)} sets: {setup.simulator.rate_limited_count()} x 50011, "
+        f"at most {most_arrivals_in_a_window(setup.simulator)} in any 2 s"
+    )
     assert setup.simulator.rate_limited_count() == 0
     assert most_arrivals_in_a_window(setup.simulator) <= LIMIT
     assert len([r for r in sent if r.code == "0"]) == 20
@@ -175,6 +179,7 @@ async def test_stalled_redis_fails_every_queued_caller_within_two_seconds(
 ) -> None:
     outcomes, last, stalled = await stall_with_20_queued(setup, redis_server)
     assert all(isinstance(o, LimiterUnavailableError) for o in outcomes), outcomes
+    print(f"\n20 queued callers behind a stopped Redis: the last failed {last - stalled:.2f}s in")
     assert last - stalled < 2.0
     assert setup.simulator.rate_limited_count() == 0
     assert len([r for r in setup.simulator.records if r.path == SET_PATH]) == 10
