@@ -28,6 +28,8 @@ against the one the calling process last saw (ARGV `known id`, `known seq`):
 In the first three cases the caller re-registers its own live and cooling leases (acquire
 answers RESYNC without deciding, so they are in place before it is granted). The hold
 covers the other processes' leases: a lease cooling at the loss frees within a window.
+A process that never saw the budget cannot tell a lost store from a new one, so it is
+not held; a rollback is seen only by a process that saw a write the new primary missed.
 
 Each operation is one script (EVALSHA): acquire, settle (release and clean-up) and
 rate-limited. Redis `TIME` is the only clock. A ticket id is the lease id of the same
@@ -52,7 +54,6 @@ from ._limits import LimiterKey, RateLimit
 
 __all__ = [
     "ACQUIRE_LUA",
-    "COMMON_ARGS",
     "GRANTED",
     "RATE_LIMITED_LUA",
     "REFUSED",
@@ -82,7 +83,6 @@ SETTLE_CANCEL = -2
 #   [4] known epoch id ('' when none), [5] known seq, [6] a fresh epoch id (used if this
 #   run has to start a new epoch), [7] epoch TTL ms.
 # Every reply ends with: epoch id (integer), seq, 1 if the epoch changed under the caller.
-COMMON_ARGS = 7
 
 _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
