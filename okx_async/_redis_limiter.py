@@ -111,11 +111,12 @@ class RedisLimiterBackend:
 
     `fallback_share=None` (the default) fails fast: once a Redis call fails or takes
     longer than `operation_timeout` (s), that caller, every caller queued on any key and
-    every new one get LimiterUnavailableError at once (nothing is sent) until a ping every
-    `probe_interval` (s) is answered. With a share (0 < share <= 1) each key falls back
-    instead to a local limiter allowing `max(1, floor(limit * share))` per window (after
-    this process's Redis leases have cooled), and goes back to Redis when a ping is
-    answered, first registering the fallback's leases there. One WARNING per outage.
+    every new one get LimiterUnavailableError at once (nothing is sent) until a ping (one
+    at once, then one every `probe_interval` s) is answered. With a share
+    (0 < share <= 1) each key falls back instead to a local limiter allowing
+    `max(1, floor(limit * share))` per window (after this process's Redis leases have
+    cooled), and goes back to Redis when a ping is answered, first registering the
+    fallback's leases there. One WARNING per outage.
 
     A store that lost its state (restarted empty, FLUSHALL, a failover that lost writes)
     is detected by each budget's epoch marker: the key is held one window and every

@@ -4,8 +4,8 @@ calls with their errors translated. Nothing here knows about leases or budgets.
 An outage begins when one call fails or times out. From then on every call fails at once
 (`RedisDown`) without touching the network, and the outage listeners are told (so callers
 queued behind the failed one fail, or move to the fallback, at once rather than each
-waiting out its own timeout). A probe pings Redis every `probe_interval`; the first answer
-ends the outage.
+waiting out its own timeout). A probe pings Redis at once, then every `probe_interval`;
+the first answer ends the outage.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class RedisLink:
     `url`: anything redis-py's `from_url` takes, or `redis+cluster://`/`rediss+cluster://`
     (`cluster=True` treats a plain URL as a cluster node). `operation_timeout` (s, > 0)
     bounds every call, connecting included. `probe_interval` (s, > 0): how often an outage
-    pings Redis. Raises InvalidInputError for a URL redis-py rejects (password masked).
+    pings Redis after its first ping (sent at once). Raises InvalidInputError for a URL
+    redis-py rejects (password masked).
     """
 
     __slots__ = (
@@ -282,8 +283,14 @@ class RedisLink:
             listener(False)
 
     async def _probe_loop(self) -> None:
-        while self._outage_since is not None and not self._closed:
-            await asyncio.sleep(self._probe_interval)
+        # The first ping goes at once: after a one-off failure (a connection reset, a
+        # client-library hiccup) the outage ends within a round trip; a stalled or
+        # stopped Redis keeps failing it, and then it is tried every probe_interval.
+        first = True
+        while self._outage_since is not None and not self._closing:
+            if not first:
+                await asyncio.sleep(self._probe_interval)
+            first = False
             try:
                 await asyncio.wait_for(self._client.ping(), self._timeout)
             except Exception:  # see eval
