@@ -52,7 +52,8 @@ REDIS_KEY_PREFIX: Final = "okx_async"
 REDIS_INFLIGHT_TTL: Final = 60.0  # a lease whose holder died expires after this
 REDIS_OPERATION_TIMEOUT: Final = 1.0
 REDIS_TICKET_GRACE: Final = 2.0  # a waiter's ticket outlives its answered try-at by this
-REDIS_FALLBACK_PROBE_INTERVAL: Final = 1.0  # while on the local fallback, ping Redis this often
+REDIS_FALLBACK_PROBE_INTERVAL: Final = 1.0  # during an outage, ping Redis this often
+REDIS_EPOCH_TTL: Final = 86_400.0  # a budget's epoch marker outlives its idle state this long
 
 # sqlite limiter.
 SQLITE_INFLIGHT_TTL: Final = REDIS_INFLIGHT_TTL  # a lease whose holder died expires after this
