@@ -27,6 +27,7 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     TimestampExpiredError,
+    TLSError,
     TransportError,
     UnexpectedResponseError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "RetryPolicy",
     "RiskOffsetAmount",
     "RiskOffsetResult",
+    "TLSError",
     "TimestampExpiredError",
     "TransportError",
     "UnexpectedResponseError",

@@ -88,8 +88,9 @@ class ProfileStore:
     """Profile fields by name from the file and from the environment."""
 
     path: Path | None = None
-    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # by env_name
+    # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
+    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
