@@ -18,6 +18,7 @@ from aioresponses import aioresponses
 from conftest import exception_texts
 
 from okx_async import (
+    ClientClosedError,
     Credentials,
     ExchangeBusyError,
     InvalidInputError,
@@ -412,3 +413,53 @@ def test_a_tls_handshake_failure_is_a_tls_error_too() -> None:
 def test_ssl_must_be_a_context(value: object) -> None:
     with pytest.raises(InvalidInputError, match=r"ssl must be an ssl\.SSLContext"):
         OKXClient(api_key="k", secret_key="s", passphrase="p", ssl=value)  # type: ignore[arg-type]
+
+
+async def test_closing_during_a_request_leaves_no_secret_in_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The request is on the wire when close() stops it: the CancelledError ran through
+    # aiohttp's frames, whose locals hold the headers, so it must not be the context.
+    received = asyncio.Event()
+
+    def time_or_stall(request_line: bytes) -> bytes:
+        if b"/api/v5/public/time" in request_line:
+            return _time_or_garbage(request_line)
+        received.set()
+        return b""  # no answer: the client waits until it is closed
+
+    async def stall_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(time_or_stall(head.split(b"\r\n", 1)[0]))
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(stall_after, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    signatures: list[str] = []
+    original = Credentials.request_headers
+
+    def spy(self: Credentials, *args: Any) -> RequestHeaders:
+        made = original(self, *args)
+        signatures.append(dict(made)["OK-ACCESS-SIGN"])
+        return made
+
+    monkeypatch.setattr(Credentials, "request_headers", spy)
+    client = OKXClient(
+        api_key="api-key-1234",
+        secret_key=SECRET_KEY,
+        passphrase=PASSPHRASE,
+        base_url=f"http://127.0.0.1:{port}",
+    )
+    try:
+        call = asyncio.ensure_future(client.get_account_config())
+        await asyncio.wait_for(received.wait(), 30)
+        await client.close(timeout=0)
+        with pytest.raises(ClientClosedError) as info:
+            await call
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert signatures
+    assert info.value.__context__ is None
+    assert not _leaks(info.value, SECRET_KEY, PASSPHRASE, *signatures)
