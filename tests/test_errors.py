@@ -8,6 +8,7 @@ import multiprocessing
 import pickle
 import socket
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,11 @@ def test_network_error_crosses_a_process_boundary() -> None:
     assert type(info.value) is NetworkError
     assert info.value.path == "/api/v5/public/time"
     assert "connection to OKX failed" in str(info.value) and not info.value.args[1:]
+
+
+def test_readme_tree_names_every_class() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    tree = readme.split("## Errors", 1)[1].split("```", 2)[1]
+    for name in okx_async._errors.__all__:
+        if isinstance(getattr(okx_async._errors, name), type):
+            assert name in tree, name
