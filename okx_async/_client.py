@@ -7,7 +7,6 @@ decides when, and the lanes of `_ordering` decide which value goes out per curre
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -46,6 +45,7 @@ from ._errors import (
     TimestampExpiredError,
     UnexpectedResponseError,
 )
+from ._identity import cold_start_key, host_key, mode, user_key
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
@@ -80,10 +80,9 @@ class OKXClient:
         "_coalesce",
         "_credentials",
         "_demo",
-        "_environment",
-        "_key_subject",
         "_lanes",
         "_limiter_keys",
+        "_mode",
         "_on_event",
         "_outstanding",
         "_owns_backend",
@@ -144,12 +143,10 @@ class OKXClient:
                 "ssl must be an ssl.SSLContext (e.g. ssl.create_default_context("
                 f"cafile='/path/to/ca.pem')) or None, not {type(ssl).__name__}"
             )
-        # Live and demo trading are separate budgets even on one host.
-        self._environment = f"{self._base_url}{'#demo' if self._demo else ''}"
+        # Budgets and lanes are the user's (see _identity): live and demo are separate.
+        self._mode = mode(self._demo)
         self._uid = user_id
         self._uid_lookup: asyncio.Future[str] | None = None
-        # Before the User ID is known, the config lookup is limited per API key.
-        self._key_subject = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
         self._coalesce = coalesce
         self._retry = retry or RetryPolicy()
         self._transport = Transport(
@@ -234,7 +231,7 @@ class OKXClient:
         lanes = self._lanes
         if lanes is None or lanes[0] is not loop:
             lanes = self._lanes = (loop, lanes_for_running_loop())
-        lane = lanes[1].lane((self._environment, uid, ccy))
+        lane = lanes[1].lane((self._mode, uid, ccy))
         update = Update(
             ccy=ccy,
             text=text,
@@ -410,20 +407,22 @@ class OKXClient:
         if lookup.cancelled() or lookup.exception() is not None:
             self._uid_lookup = None  # let the next call try again
 
-    def _subject(self, path: str) -> str | None:
-        """Who the budget of `path` belongs to, or None while the User ID is unknown."""
+    def _known_limiter_key(self, path: str) -> LimiterKey | None:
+        """The budget `path` spends now, or None while it waits for the User ID."""
         if ENDPOINT_LIMITS[path].scope == "ip":
-            return "ip"
+            return host_key(self._base_url, path)
         if self._uid is not None:
-            return "uid:" + self._uid
-        return self._key_subject if path == ACCOUNT_CONFIG_PATH else None
+            return user_key(self._demo, self._uid, path)
+        if path == ACCOUNT_CONFIG_PATH:  # the User ID lookup itself: the cold-start budget
+            return cold_start_key(self._demo, self._base_url, path)
+        return None
 
     async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
-        subject = self._subject(path)
-        if subject is None:
-            subject = "uid:" + await _within(deadline, self._user_id(), "looking up the User ID")
-        key = LimiterKey(self._environment, subject, path)
-        if not subject.startswith("key:"):  # final once the User ID is known: keep it
+        key = self._known_limiter_key(path)
+        if key is None:
+            uid = await _within(deadline, self._user_id(), "looking up the User ID")
+            key = user_key(self._demo, uid, path)
+        if self._uid is not None or key.environment == "ip":  # final: keep it
             self._limiter_keys[path] = key
         return key
 
