@@ -292,14 +292,18 @@ def test_malformed_base_url_is_invalid_input_not_a_raw_value_error() -> None:
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
-        ("https://user:pw@www.okx.com/api", "https://***@www.okx.com/api"),
-        ("redis://:pw@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
-        ("rediss://default:pw@h:1?ssl_cert_reqs=none", "rediss://***@h:1?ssl_cert_reqs=none"),
+        ("https://user:pw@www.okx.com/api", "https://user:***@www.okx.com/api"),
+        ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        (
+            "rediss://default:pw@h:1?ssl_cert_reqs=none",
+            "rediss://default:***@h:1?ssl_cert_reqs=none",
+        ),
         ("redis://h:6379/0?password=pw&db=1", "redis://h:6379/0?password=***&db=1"),
-        ("http://u:p@w@proxy:3128", "http://***@proxy:3128"),
+        ("http://u:p@w@proxy:3128", "http://u:***@proxy:3128"),
         ("http://proxy:3128", "http://proxy:3128"),
         ("https://www.okx.com/x?y=@z", "https://www.okx.com/x?y=@z"),
-        ("user:pw@host", "***@host"),
+        ("user:pw@host", "user:***@host"),
+        ("token@host", "***@host"),
         ("not a url", "not a url"),
         ("", ""),
     ],
@@ -307,6 +311,13 @@ def test_malformed_base_url_is_invalid_input_not_a_raw_value_error() -> None:
 def test_mask_url_credentials(url: str, masked: str) -> None:
     assert mask_url_credentials(url) == masked
     assert has_url_credentials(url) is (masked != url)
+    assert has_url_credentials(masked) is (masked != url)  # an already-masked URL too
+
+
+@pytest.mark.parametrize("url", ["https://***@www.okx.com", "https://u:***@www.okx.com"])
+def test_a_masked_looking_userinfo_is_still_credentials(url: str) -> None:
+    with pytest.raises(InvalidInputError, match="must not carry credentials"):
+        check_base_url(url)
 
 
 def test_mask_credentials_in_text() -> None:
