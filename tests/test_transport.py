@@ -212,6 +212,16 @@ def _captured_locals(error: BaseException) -> str:
     return "".join(summary.format())
 
 
+def _graph(error: BaseException) -> list[BaseException]:
+    found, todo = [], [error]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.append(current)
+            todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return found
+
+
 def _leaks(error: BaseException, *secrets: str) -> list[str]:
     formatted = _captured_locals(error)
     texts = [*exception_texts(error), formatted]
@@ -250,8 +260,11 @@ async def test_a_malformed_status_line_leaves_no_secret_in_the_error(
     error = info.value
     assert "ClientResponseError" in str(error)  # the reason is described...
     # ...but nothing of aiohttp's error is kept: its request_info holds the headers, and
-    # the frames of its traceback hold them in locals.
-    assert error.__cause__ is None and error.__context__ is None
+    # the frames of its traceback hold them in locals. (Python 3.10 may leave the parser's
+    # HttpProcessingError "being handled" in the task, which then becomes the context of
+    # any later raise: it holds no request, and the leak checks below cover it.)
+    assert error.__cause__ is None
+    assert not any(isinstance(e, aiohttp.ClientError) for e in _graph(error))
     assert len(signatures) == 1
     assert not _leaks(error, SECRET_KEY, PASSPHRASE, *signatures)
     # The frames' locals print the signed headers masked.
