@@ -81,6 +81,7 @@ class OKXClient:
         "_credentials",
         "_demo",
         "_lanes",
+        "_last_error",
         "_limiter_keys",
         "_mode",
         "_on_event",
@@ -128,6 +129,11 @@ class OKXClient:
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        if "://" not in base_url:
+            raise InvalidInputError(
+                f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
+                f"{', '.join(REGION_URLS)} or a URL such as {DEFAULT_BASE_URL}"
+            )
         self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
         for name, value in (
             ("request_timeout", request_timeout),
@@ -167,6 +173,8 @@ class OKXClient:
         self._all_idle: asyncio.Event | None = None
         self._stopping: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # (loop time, error) of the latest failed attempt: what a deadline error names.
+        self._last_error: tuple[float, OKXError] | None = None
         if redis_url is None and limiter is None:
             redis_url = os.environ.get(ENV_REDIS_URL) or None
         if limiter is not None:
@@ -226,7 +234,9 @@ class OKXClient:
         deadline = None if timeout is None else self._deadline(timeout)
         if self._closed:
             self._check_open()  # raises
-        uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
+        uid = self._uid or await _within(
+            deadline, self._user_id(), "looking up the User ID", self._error_since
+        )
         loop = asyncio.get_running_loop()
         lanes = self._lanes
         if lanes is None or lanes[0] is not loop:
@@ -256,9 +266,11 @@ class OKXClient:
         except asyncio.TimeoutError:
             if update.future.done() and not update.future.cancelled():
                 raise  # the update itself failed with a timeout of its own
+            started = None if deadline is None or timeout is None else deadline - timeout
+            cause = None if started is None else self._error_since(started)
             raise DeadlineExceededError(
-                f"setting {ccy} to {text} did not finish within {timeout:g} s"
-            ) from None
+                f"setting {ccy} to {text} did not finish within {timeout:g} s{_last(cause)}"
+            ) from cause
         finally:
             self._outstanding.discard(update)
         if result.superseded:
@@ -420,7 +432,9 @@ class OKXClient:
     async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
         key = self._known_limiter_key(path)
         if key is None:
-            uid = await _within(deadline, self._user_id(), "looking up the User ID")
+            uid = await _within(
+                deadline, self._user_id(), "looking up the User ID", self._error_since
+            )
             key = user_key(self._demo, uid, path)
         if self._uid is not None or key.environment == "ip":  # final: keep it
             self._limiter_keys[path] = key
@@ -437,6 +451,7 @@ class OKXClient:
                     deadline,
                     clock.ensure_synced(self._fetch_server_time),
                     "syncing with OKX's clock",
+                    self._error_since,
                 )
             except ClientClosedError:
                 if self._closed:
@@ -576,6 +591,7 @@ class OKXClient:
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
     ) -> None:
         """Return to retry, or raise: the error itself, or SupersededError."""
+        self._last_error = (asyncio.get_running_loop().time(), error)
         if isinstance(error, TimestampExpiredError) and attempt == 1:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
         if self._closed or not should_retry(error, attempt, self._retry):
@@ -600,6 +616,11 @@ class OKXClient:
             if lane is not None and lane.has_newer():
                 raise SupersededError
 
+    def _error_since(self, start: float) -> OKXError | None:
+        """The latest failed attempt's error if it came after loop time `start`."""
+        last = self._last_error
+        return last[1] if last is not None and last[0] >= start else None
+
     def _fail(self, error: OKXError, path: str, attempt: int) -> None:
         if path == SET_RISK_OFFSET_PATH:
             self._stats.failed += 1
@@ -619,18 +640,32 @@ class OKXClient:
             )
 
 
-async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
+async def _within(
+    deadline: float | None,
+    step: Awaitable[_T],
+    what: str,
+    error_since: Callable[[float], OKXError | None] | None = None,
+) -> _T:
     """Await a shared step (clock sync, User ID lookup) no longer than the caller's
-    deadline; the step itself is shielded inside and goes on for other callers."""
+    deadline; the step itself is shielded inside and goes on for other callers.
+    `error_since(t)` gives the error that used up the time (the latest failed attempt
+    after loop time t): the DeadlineExceededError names it and has it as `__cause__`."""
     if deadline is None:
         return await step
-    remaining = deadline - asyncio.get_running_loop().time()
+    started = asyncio.get_running_loop().time()
     try:
-        return await asyncio.wait_for(step, max(remaining, 0.0))
+        return await asyncio.wait_for(step, max(deadline - started, 0.0))
     except asyncio.TimeoutError as exc:
         if isinstance(exc, OKXError):
             raise  # the step's own typed timeout
-        raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
+        cause = None if error_since is None else error_since(started)
+        raise DeadlineExceededError(
+            f"{what} did not finish before the deadline{_last(cause)}"
+        ) from cause
+
+
+def _last(cause: BaseException | None) -> str:
+    return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
 
 
 def _reason(error: BaseException) -> str:

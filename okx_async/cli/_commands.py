@@ -22,6 +22,7 @@ from ._apply import (
     dry_run_text,
     execute,
     parse_plan,
+    plain,
     read_plan,
     report_json,
     summary_text,
@@ -156,7 +157,7 @@ def _print_json(console: Console, data: Any) -> None:
 
 
 def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return plain(value)
 
 
 async def cmd_set(args: argparse.Namespace, console: Console) -> int:
@@ -171,13 +172,13 @@ async def cmd_set(args: argparse.Namespace, console: Console) -> int:
             {
                 "profile": profile.name,
                 "ccy": result.ccy,
-                "requested": str(result.requested),
-                "applied": str(result.amount),
+                "requested": plain(result.requested),
+                "applied": plain(result.amount),
                 "superseded": result.superseded,
             },
         )
     else:
-        console.out(f"{result.ccy}: risk offset amount set to {result.amount}")
+        console.out(f"{result.ccy}: risk offset amount set to {plain(result.amount)}")
     return 0
 
 
@@ -186,6 +187,13 @@ async def cmd_get(args: argparse.Namespace, console: Console) -> int:
     profile = _profile(args, console)
     async with profile.client() as client:
         amounts = await client.get_risk_offset_amounts(ccys, timeout=args.timeout)
+    absent = [c for c in ccys if c not in amounts]
+    if absent:  # OKX leaves out what the account holds none of, and what it does not know
+        console.err(
+            f"{', '.join(absent)}: not returned by OKX: an unknown currency, or one this "
+            "account holds none of"
+        )
+    code = 1 if absent else 0
     if args.json:
         rows = []
         for ccy in ccys:
@@ -200,7 +208,7 @@ async def cmd_get(args: argparse.Namespace, console: Console) -> int:
                 }
             )
         _print_json(console, {"profile": profile.name, "amounts": rows})
-        return 0
+        return code
     table = [["CCY", "USER-DEFINED (clSpotInUseAmt)", "IN USE", "MAXIMUM"]]
     for ccy in ccys:
         a = amounts.get(ccy)
@@ -208,11 +216,11 @@ async def cmd_get(args: argparse.Namespace, console: Console) -> int:
             table.append([ccy, "not returned by OKX", "", ""])
         else:
             values = (a.user_defined, a.in_use, a.maximum)
-            table.append([ccy, *("-" if v is None else str(v) for v in values)])
+            table.append([ccy, *("-" if v is None else plain(v) for v in values)])
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     for r in table:
         console.out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return 0
+    return code
 
 
 async def cmd_config(args: argparse.Namespace, console: Console) -> int:
@@ -268,6 +276,9 @@ async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         plan, console, timeout=args.timeout, verify=args.verify, progress=not args.quiet
     )
     _emit(console, args.json, summary_text(report), report_json(report))
+    if report.interrupted:
+        console.err("interrupted")
+        return 130
     return 0 if report.ok else 1
 
 
@@ -290,6 +301,8 @@ def _emit(console: Console, json_path: str | None, text: str, data: dict[str, An
 async def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
     from okx_async.simulator import Simulator, SimulatorServer, demo_config
 
+    if not 0 <= args.port <= 65535:  # else the socket layer raises OverflowError
+        raise ConfigError(f"--port {args.port} is not a TCP port: use 0 to 65535 (0: any free)")
     config = demo_config()
     async with SimulatorServer(Simulator(config), host=args.host, port=args.port) as server:
         url = server.base_url
@@ -417,12 +430,12 @@ def _demo_stats(report: Report, simulator: Simulator) -> dict[str, Any]:
 
 
 def _demo_lines(stats: dict[str, Any]) -> list[str]:
+    """What the summary above does not say: the pace against the limit. Its figures are
+    the summary's own (the same calls, the same seconds), never a second count."""
     limit = stats["limit"]
     lines = [
-        f"{stats['calls']} calls for {stats['rows']} rows in {stats['elapsed_s']:.2f} s "
-        f"({stats['calls_per_s']} calls/s over all accounts); limit: {limit['requests']} "
-        f"per {limit['window_s']:g} s per {limit['per']} (sustained "
-        f"{limit['requests'] / limit['window_s']:g}/s each)"
+        f"limit: {limit['requests']} per {limit['window_s']:g} s per {limit['per']} "
+        f"(sustained {limit['requests'] / limit['window_s']:g}/s each)"
     ]
     for a in stats["accounts"]:
         fastest = a["fastest_possible_s"]

@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "Profile",
     "ProfileStore",
+    "cli_text",
     "default_config_path",
     "env_name",
     "load_profiles",
@@ -78,6 +79,17 @@ class Profile:
         return (self.api_key, self.secret_key, self.passphrase)
 
 
+# The library's way out of plain http is a Python argument the command line does not have.
+_PYTHON_ONLY_ADVICE = re.compile(r" \(or pass allow_insecure_http=True[^)]*\)")
+
+
+def cli_text(exc: BaseException) -> str:
+    """An error's text with advice that only a Python caller could follow replaced."""
+    return _PYTHON_ONLY_ADVICE.sub(
+        " (plain http is accepted only to this computer, e.g. the local simulator)", str(exc)
+    )
+
+
 def env_name(profile: str) -> str:
     """The NAME part of OKX_PROFILE_<NAME>_...: upper case, other characters as `_`."""
     return re.sub(r"[^A-Z0-9]", "_", profile.upper())
@@ -113,7 +125,11 @@ class ProfileStore:
         missing = [f for f in SECRET_FIELDS if not merged.get(f)]
         if missing:
             where = f" or to [profiles.{name}] in {self.path}" if self.path else ""
-            hints = ", ".join(f"OKX_PROFILE_{env_name(name)}_{f.upper()}" for f in missing)
+            if name == "default":  # the plain variables OKXClient.from_env() reads too
+                plain = {f: var for var, f in _PLAIN_ENV.items()}
+                hints = ", ".join(plain[f] for f in missing)
+            else:
+                hints = ", ".join(f"OKX_PROFILE_{env_name(name)}_{f.upper()}" for f in missing)
             raise ConfigError(
                 f"profile {name!r} has no {', '.join(missing)}: add {hints} to the "
                 f"environment{where}"
