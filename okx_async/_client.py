@@ -51,7 +51,7 @@ from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_de
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
-from ._transport import Transport, check_base_url
+from ._transport import Transport, check_base_url, refuse_url_credentials
 from ._validation import validate_amount, validate_ccy
 
 __all__ = ["OKXClient"]
@@ -129,6 +129,7 @@ class OKXClient:
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        refuse_url_credentials(base_url)  # first: no later message may echo them
         if "://" not in base_url:
             raise InvalidInputError(
                 f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "

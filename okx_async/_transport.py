@@ -31,7 +31,7 @@ from ._errors import (
 )
 from ._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
 
-__all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url"]
+__all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url", "refuse_url_credentials"]
 
 MAX_RESPONSE_BYTES = 1 << 20  # no answer of these endpoints comes near 1 MiB
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -43,10 +43,7 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
     Raises InvalidInputError. Credentials (`user:pw@`) are checked first, and every
     message shows the URL with them masked, so a secret in the URL is never echoed.
     """
-    if has_url_credentials(base_url):
-        raise InvalidInputError(
-            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
-        )
+    refuse_url_credentials(base_url)
     shown = repr(base_url)
     try:
         parts = urlsplit(base_url)
@@ -63,6 +60,15 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
             "(or pass allow_insecure_http=True if you really mean it)"
         )
     return base_url.rstrip("/")
+
+
+def refuse_url_credentials(base_url: str) -> None:
+    """InvalidInputError if `base_url` carries credentials (`user:pw@`, `password=`); the
+    message shows the URL with them masked. Runs before any other check of the URL."""
+    if has_url_credentials(base_url):
+        raise InvalidInputError(
+            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
+        )
 
 
 def _is_loopback(host: str) -> bool:
