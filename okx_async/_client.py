@@ -29,7 +29,6 @@ from ._defaults import (
     ENV_BASE_URL,
     ENV_DEMO,
     ENV_PASSPHRASE,
-    ENV_REDIS_URL,
     ENV_SECRET_KEY,
     REGION_URLS,
     REQUEST_TIMEOUT,
@@ -46,6 +45,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._identity import cold_start_key, host_key, mode, user_key
+from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
@@ -109,6 +109,7 @@ class OKXClient:
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         redis_url: str | None = None,
+        limiter_url: str | None = None,
         redis_fallback_share: float | None = None,
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
@@ -176,19 +177,14 @@ class OKXClient:
         self._closed = False
         # (loop time, error) of the latest failed attempt: what a deadline error names.
         self._last_error: tuple[float, OKXError] | None = None
-        if redis_url is None and limiter is None:
-            redis_url = os.environ.get(ENV_REDIS_URL) or None
-        if limiter is not None:
-            self._backend: LimiterBackend | None = limiter
-            self._owns_backend = False
-        elif redis_url is not None:
-            from ._redis_limiter import RedisLimiterBackend
-
-            self._backend = RedisLimiterBackend(redis_url, fallback_share=redis_fallback_share)
-            self._owns_backend = True
-        else:
-            self._backend = None  # the loop's shared in-process backend, found on first use
-            self._owns_backend = False
+        # None: the loop's shared in-process backend, found on first use.
+        self._backend: LimiterBackend | None
+        self._backend, self._owns_backend = client_backend(
+            limiter_url=limiter_url,
+            redis_url=redis_url,
+            limiter=limiter,
+            redis_fallback_share=redis_fallback_share,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
@@ -462,7 +458,7 @@ class OKXClient:
 
     def _backend_now(self) -> LimiterBackend:
         if self._backend is None:
-            from ._ratelimit import default_local_backend
+            from ._limiter._memory import default_local_backend
 
             self._backend = default_local_backend()
         return self._backend

@@ -7,7 +7,7 @@ The tree::
     ├── ClientClosedError                    the client was closed
     ├── QueueFullError                       too many calls already wait for this key
     ├── DeadlineExceededError (TimeoutError) a call's `timeout=` ran out
-    ├── LimiterUnavailableError              the shared (Redis) limiter cannot be reached
+    ├── LimiterUnavailableError              the shared limiter store cannot be used
     ├── TransportError                       no OKX answer was read
     │   ├── NetworkError                     connection refused, reset or dropped
     │   ├── RequestTimeoutError (TimeoutError) no response within the request timeout
@@ -94,7 +94,7 @@ class DeadlineExceededError(OKXError, TimeoutError):
 
 
 class LimiterUnavailableError(OKXError):
-    """The shared limiter's store (Redis) did not answer; nothing was sent."""
+    """The shared limiter's store (Redis, sqlite) did not answer; nothing was sent."""
 
 
 class TransportError(OKXError):

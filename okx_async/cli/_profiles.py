@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import OKXClient
+from okx_async import InvalidInputError, LimiterBackend, OKXClient
 
 __all__ = [
     "ConfigError",
@@ -61,11 +61,14 @@ class Profile:
     base_url: str | None = None
     user_id: str | None = None
     source: str = ""
+    limiter: LimiterBackend | None = field(default=None, repr=False, compare=False)
 
     def client(self, **kwargs: Any) -> OKXClient:
         """A new OKXClient for this profile (the caller closes it)."""
         if self.base_url is not None:
             kwargs.setdefault("base_url", self.base_url)
+        if self.limiter is not None:  # one store for every client of the run
+            kwargs.setdefault("limiter", self.limiter)
         return OKXClient(
             api_key=self.api_key,
             secret_key=self.secret_key,
@@ -103,6 +106,9 @@ class ProfileStore:
     # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
     file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
+    limiter_url: str | None = None  # `limiter_url` at the top of the file
+    limiter: LimiterBackend | None = None  # given to every profile resolved
+    limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
@@ -117,7 +123,10 @@ class ProfileStore:
         )
 
     def resolve(self, name: str) -> Profile:
-        """The complete profile `name`, or ConfigError saying what is missing."""
+        """The complete profile `name`, or ConfigError saying what is missing
+        (InvalidInputError when the limiter URL is bad)."""
+        if self.limiter_error is not None:
+            raise InvalidInputError(self.limiter_error)
         if name not in self:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown profile {name!r} (known profiles: {known})")
@@ -139,7 +148,7 @@ class ProfileStore:
             sources.append(str(self.path) if self.path else "the program")
         if env_name(name) in self.env_fields:
             sources.append("environment")
-        return Profile(name=name, source=" + ".join(sources), **merged)
+        return Profile(name=name, source=" + ".join(sources), limiter=self.limiter, **merged)
 
     def all_secrets(self) -> set[str]:
         """Every key, secret and passphrase known, complete profile or not."""
@@ -175,7 +184,7 @@ def load_profiles(
     store = ProfileStore()
     if explicit or path.exists():
         store.path = path
-        store.file_fields = _read_file(path, warn)
+        store.file_fields, store.limiter_url = _read_file(path, warn)
     for name, value in env.items():
         match = _ENV_PROFILE.fullmatch(name)
         if match and value:
@@ -201,7 +210,9 @@ def _env_value(var: str, field_name: str, value: str) -> Any:
     return value
 
 
-def _read_file(path: Path, warn: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _read_file(
+    path: Path, warn: Callable[[str], None]
+) -> tuple[dict[str, dict[str, Any]], str | None]:
     try:
         mode = path.stat().st_mode
         raw = path.read_bytes()
@@ -221,7 +232,11 @@ def _read_file(path: Path, warn: Callable[[str], None]) -> dict[str, dict[str, A
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"config file {path}: `profiles` must be a table of [profiles.NAME]")
-    return {name: _check_table(path, name, table) for name, table in profiles.items()}
+    limiter_url = data.get("limiter_url")
+    if limiter_url is not None and not isinstance(limiter_url, str):
+        raise ConfigError(f"config file {path}: limiter_url must be a string")
+    tables = {name: _check_table(path, name, table) for name, table in profiles.items()}
+    return tables, limiter_url
 
 
 def _check_table(path: Path, name: str, table: object) -> dict[str, Any]:
