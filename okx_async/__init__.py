@@ -28,6 +28,7 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     TimestampExpiredError,
+    TLSError,
     TransportError,
     UnexpectedResponseError,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "RiskOffsetResult",
     "SqliteKeyLimiter",
     "SqliteLimiterBackend",
+    "TLSError",
     "TimestampExpiredError",
     "TransportError",
     "UnexpectedResponseError",
