@@ -11,13 +11,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from ssl import SSLContext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import orjson
 
-from ._auth import Credentials, mask
+from ._auth import Credentials, RequestHeaders, mask
 from ._clock import ServerClock, shared_clock
 from ._defaults import (
     ACCOUNT_CONFIG_PATH,
@@ -52,7 +53,7 @@ from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_ru
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
-from ._transport import Transport, check_base_url
+from ._transport import Transport, check_base_url, refuse_url_credentials
 from ._validation import validate_amount, validate_ccy
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class OKXClient:
         secret_key: str,
         passphrase: str,
         base_url: str = DEFAULT_BASE_URL,
-        demo: bool = False,
+        demo: bool | str = False,
         user_id: str | None = None,
         coalesce: bool = True,
         retry: RetryPolicy | None = None,
@@ -134,16 +135,23 @@ class OKXClient:
         local_addr: str | tuple[str, int] | None = None,
         session: aiohttp.ClientSession | None = None,
         meter_provider: MeterProvider | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
-        self._credentials = Credentials(
-            api_key=api_key, secret_key=secret_key, passphrase=passphrase
-        )
+        try:
+            self._credentials = Credentials(
+                api_key=api_key, secret_key=secret_key, passphrase=passphrase
+            )
+        finally:
+            # Reporters that capture frame locals show this frame in every traceback
+            # raised from here on: keep no secret in it.
+            del secret_key, passphrase
         if not isinstance(base_url, str):
             raise InvalidInputError(
                 f"base_url must be a URL or a region name (global, eea, us), "
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        refuse_url_credentials(base_url)  # first: no later message may echo them
         if "://" not in base_url:
             raise InvalidInputError(
                 f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
@@ -158,7 +166,12 @@ class OKXClient:
                 raise InvalidInputError(f"{name} must be a positive number of seconds")
         if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
             raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
-        self._demo = bool(demo)
+        self._demo = _demo_flag(demo)
+        if ssl is not None and not isinstance(ssl, SSLContext):
+            raise InvalidInputError(
+                "ssl must be an ssl.SSLContext (e.g. ssl.create_default_context("
+                f"cafile='/path/to/ca.pem')) or None, not {type(ssl).__name__}"
+            )
         # Budgets and lanes are the user's (see _identity): live and demo are separate.
         self._mode = mode(self._demo)
         self._uid = user_id
@@ -173,6 +186,7 @@ class OKXClient:
             trust_env=trust_env,
             local_addr=local_addr,
             session=session,
+            ssl=ssl,
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
@@ -205,20 +219,29 @@ class OKXClient:
         """Credentials from OKX_API_KEY, OKX_SECRET_KEY, OKX_PASSPHRASE (and optionally
         OKX_BASE_URL, OKX_DEMO); keyword arguments win over the environment."""
         names = {"api_key": ENV_API_KEY, "secret_key": ENV_SECRET_KEY, "passphrase": ENV_PASSPHRASE}
-        missing = [
-            env for arg, env in names.items() if arg not in overrides and not os.environ.get(env)
-        ]
-        if missing:
-            raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
-        kwargs: dict[str, Any] = {
-            arg: os.environ[env] for arg, env in names.items() if arg not in overrides
-        }
-        if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
-            kwargs["base_url"] = os.environ[ENV_BASE_URL]
-        if "demo" not in overrides and ENV_DEMO in os.environ:
-            kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        kwargs: dict[str, Any] = {}
+        try:
+            missing = [
+                env
+                for arg, env in names.items()
+                if arg not in overrides and not os.environ.get(env)
+            ]
+            if missing:
+                raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
+            if "demo" not in overrides and ENV_DEMO in os.environ:
+                kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
+            if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
+                kwargs["base_url"] = os.environ[ENV_BASE_URL]
+            kwargs.update(
+                (arg, os.environ[env]) for arg, env in names.items() if arg not in overrides
+            )
+            kwargs.update(overrides)
+            return cls(**kwargs)
+        finally:
+            # This frame is in the traceback of any error raised here or by the
+            # constructor, and reporters may capture its locals: keep no secret in them.
+            kwargs.clear()
+            overrides.clear()
 
     # -- public calls -------------------------------------------------------------------
 
@@ -382,6 +405,8 @@ class OKXClient:
         await self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):  # __init__ raised: reporters print its `self`
+            return "OKXClient(<not constructed>)"
         state = "closed" if self._closed else "open"
         return (
             f"OKXClient(api_key={mask(self._credentials.api_key)!r}, "
@@ -545,9 +570,9 @@ class OKXClient:
                 stats.sent += 1
                 try:
                     headers = (
-                        self._credentials.headers(clock.timestamp(), method, target, body)
+                        self._credentials.request_headers(clock.timestamp(), method, target, body)
                         if signed
-                        else {}
+                        else RequestHeaders()
                     )
                     if body:
                         headers["Content-Type"] = "application/json"
@@ -594,11 +619,13 @@ class OKXClient:
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:  # Python 3.11+: keep asyncio.timeout() honest
                 uncancel()
-            raise ClientClosedError("the client was closed before this request finished") from None
         finally:
             self._active.discard(task)
             if not self._active and self._all_idle is not None:
                 self._all_idle.set()
+        # Raised here, not in the except clause: the CancelledError would be its __context__,
+        # and its traceback runs through aiohttp's frames, which hold the signed headers.
+        raise ClientClosedError("the client was closed before this request finished")
 
     async def _before_retry(
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
@@ -704,6 +731,15 @@ def _is_positive_number(value: object) -> bool:
     return (
         isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
     )
+
+
+def _demo_flag(demo: object) -> bool:
+    """`demo=` as a bool: a str is read exactly as OKX_DEMO is (`_env_flag`)."""
+    if isinstance(demo, bool):
+        return demo
+    if isinstance(demo, str):
+        return _env_flag("demo", demo)
+    raise InvalidInputError(f"demo must be a bool (or 'true'/'false'), not {type(demo).__name__}")
 
 
 def _env_flag(name: str, value: str) -> bool:

@@ -28,6 +28,7 @@ import aiohttp
 
 from ._defaults import CONNECTION_LIMIT
 from ._errors import InvalidInputError, NetworkError, TooManyOpenFilesError
+from ._urls import mask_url_credentials as mask_url
 
 __all__ = [
     "HTTP_PROXY_SCHEMES",
@@ -44,15 +45,6 @@ __all__ = [
 HTTP_PROXY_SCHEMES = frozenset({"http", "https"})
 SOCKS_PROXY_SCHEMES = frozenset({"socks4", "socks5", "socks5h"})
 _FD_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE})
-
-
-def mask_url(url: str) -> str:
-    """`url` with any user name and password replaced by `***`: safe for messages."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc="***@" + host).geturl()
 
 
 def check_proxy(proxy: object) -> str | None:

@@ -20,6 +20,7 @@ def test_documented_names_are_public() -> None:
         "OKXError",
         "APIError",
         "RateLimitedError",
+        "TLSError",
         "RiskOffsetResult",
         "AccountConfig",
         "RiskOffsetAmount",

@@ -106,8 +106,9 @@ class ProfileStore:
     """Profile fields by name from the file and from the environment."""
 
     path: Path | None = None
-    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # by env_name
+    # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
+    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
     limiter_url: str | None = None  # `limiter_url` at the top of the file
     limiter: LimiterBackend | None = None  # given to every profile resolved
     limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
