@@ -109,7 +109,8 @@ class ProfileStore:
     # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
     file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
-    limiter_url: str | None = None  # `limiter_url` at the top of the file
+    # `limiter_url` at the top of the file; repr=False: a Redis URL may carry a password.
+    limiter_url: str | None = field(default=None, repr=False)
     limiter: LimiterBackend | None = None  # given to every profile resolved
     limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
     proxy: str | None = None  # --proxy: wins over every profile's own
