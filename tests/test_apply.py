@@ -43,6 +43,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("OKX_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no real config file
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh limiter file
 
 
 @pytest.fixture
@@ -498,8 +499,8 @@ async def test_a_bad_limiter_url_is_reported_once(
     plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "b,SOL,1", "c,XRP,1", "a,DOGE,x")
     assert await cli("apply", plan, "--config", config) == 2
     _, err = capsys.readouterr()
-    assert err.count("invalid Redis URL bad://nowhere") == 1, err
-    assert "plan.csv line 2: invalid Redis URL" in err  # at the first row it concerns
+    assert err.count("unknown limiter store 'bad' in 'bad://nowhere'") == 1, err
+    assert "plan.csv line 2: unknown limiter store" in err  # at the first row it concerns
     assert "plan.csv line 6: bad amount" in err  # other problems are still all told
     assert simulator.records == []
 

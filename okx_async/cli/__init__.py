@@ -93,6 +93,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
         installed = True
     except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
         installed = False
+    args.limiter = None  # the run's limiter store, opened with the profiles
     try:
         code: int = await args.func(args, console)
         return code
@@ -101,5 +102,9 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
             return _INTERRUPTED
         raise
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
+        try:
+            if args.limiter is not None:
+                await args.limiter.aclose()
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)

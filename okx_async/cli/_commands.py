@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import okx_async
-from okx_async import validate_amount, validate_ccy
+from okx_async import InvalidInputError, validate_amount, validate_ccy
 
 from ._apply import (
     SET_PATH,
@@ -28,6 +28,7 @@ from ._apply import (
     summary_text,
     validate_plan,
 )
+from ._limiter import open_limiter
 from ._profiles import ConfigError, Profile, ProfileStore, default_config_path, load_profiles
 from ._progress import Console
 
@@ -64,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="profiles file (default: $XDG_CONFIG_HOME/okx-async/config.toml, "
         "else ~/.config/okx-async/config.toml)",
+    )
+    config.add_argument(
+        "--limiter-url",
+        metavar="URL",
+        help="rate-limit store shared with other runs: sqlite:///PATH, redis://..., or "
+        "memory:// (this run only). Default: $OKX_ASYNC_LIMITER_URL, else limiter_url in "
+        "the config file, else sqlite in $XDG_STATE_HOME/okx-async/limits.db "
+        "(~/.local/state/okx-async/limits.db)",
+    )
+    config.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send through this proxy: http://, https:// or socks5://[user:pass@]host:port "
+        "(overrides the profiles' proxy)",
     )
     account = argparse.ArgumentParser(add_help=False, parents=[config])
     account.add_argument(
@@ -137,7 +152,15 @@ def _positive(text: str) -> int:
 
 def _store(args: argparse.Namespace, console: Console) -> ProfileStore:
     store = load_profiles(args.config, env=os.environ, warn=console.err)
+    store.proxy = getattr(args, "proxy", None)
     console.hide(store.all_secrets())
+    if args.limiter is None:  # once per run: one store for every client
+        try:
+            args.limiter = open_limiter(args.limiter_url, os.environ, store.limiter_url)
+        except InvalidInputError as exc:
+            # A problem of every profile: told once, where the first profile is used.
+            store.limiter_error = str(exc)
+    store.limiter = args.limiter
     return store
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import OKXClient
+from okx_async import InvalidInputError, LimiterBackend, OKXClient
 
 __all__ = [
     "ConfigError",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 SECRET_FIELDS = ("api_key", "secret_key", "passphrase")
-OPTIONAL_FIELDS = ("demo", "base_url", "user_id")
+OPTIONAL_FIELDS = ("demo", "base_url", "user_id", "proxy")
 _ENV_FIELDS = {f.upper(): f for f in (*SECRET_FIELDS, *OPTIONAL_FIELDS)}
 _ENV_PROFILE = re.compile(r"OKX_PROFILE_(?P<name>.+)_(?P<field>" + "|".join(_ENV_FIELDS) + ")")
 _PLAIN_ENV = {
@@ -61,11 +61,17 @@ class Profile:
     base_url: str | None = None
     user_id: str | None = None
     source: str = ""
+    limiter: LimiterBackend | None = field(default=None, repr=False, compare=False)
+    proxy: str | None = field(default=None, repr=False)  # may carry proxy credentials
 
     def client(self, **kwargs: Any) -> OKXClient:
         """A new OKXClient for this profile (the caller closes it)."""
         if self.base_url is not None:
             kwargs.setdefault("base_url", self.base_url)
+        if self.limiter is not None:  # one store for every client of the run
+            kwargs.setdefault("limiter", self.limiter)
+        if self.proxy is not None:
+            kwargs.setdefault("proxy", self.proxy)
         return OKXClient(
             api_key=self.api_key,
             secret_key=self.secret_key,
@@ -100,8 +106,14 @@ class ProfileStore:
     """Profile fields by name from the file and from the environment."""
 
     path: Path | None = None
-    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # by env_name
+    # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
+    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
+    # `limiter_url` at the top of the file; repr=False: a Redis URL may carry a password.
+    limiter_url: str | None = field(default=None, repr=False)
+    limiter: LimiterBackend | None = None  # given to every profile resolved
+    limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
+    proxy: str | None = None  # --proxy: wins over every profile's own
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
@@ -116,11 +128,16 @@ class ProfileStore:
         )
 
     def resolve(self, name: str) -> Profile:
-        """The complete profile `name`, or ConfigError saying what is missing."""
+        """The complete profile `name`, or ConfigError saying what is missing
+        (InvalidInputError when the limiter URL is bad)."""
+        if self.limiter_error is not None:
+            raise InvalidInputError(self.limiter_error)
         if name not in self:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown profile {name!r} (known profiles: {known})")
         merged = {**self.file_fields.get(name, {}), **self.env_fields.get(env_name(name), {})}
+        if self.proxy is not None:
+            merged["proxy"] = self.proxy
         missing = [f for f in SECRET_FIELDS if not merged.get(f)]
         if missing:
             where = f" or to [profiles.{name}] in {self.path}" if self.path else ""
@@ -138,7 +155,7 @@ class ProfileStore:
             sources.append(str(self.path) if self.path else "the program")
         if env_name(name) in self.env_fields:
             sources.append("environment")
-        return Profile(name=name, source=" + ".join(sources), **merged)
+        return Profile(name=name, source=" + ".join(sources), limiter=self.limiter, **merged)
 
     def all_secrets(self) -> set[str]:
         """Every key, secret and passphrase known, complete profile or not."""
@@ -154,6 +171,7 @@ class ProfileStore:
             "demo": profile.demo,
             "base_url": profile.base_url,
             "user_id": profile.user_id,
+            "proxy": profile.proxy,
         }
 
 
@@ -174,7 +192,7 @@ def load_profiles(
     store = ProfileStore()
     if explicit or path.exists():
         store.path = path
-        store.file_fields = _read_file(path, warn)
+        store.file_fields, store.limiter_url = _read_file(path, warn)
     for name, value in env.items():
         match = _ENV_PROFILE.fullmatch(name)
         if match and value:
@@ -200,7 +218,9 @@ def _env_value(var: str, field_name: str, value: str) -> Any:
     return value
 
 
-def _read_file(path: Path, warn: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _read_file(
+    path: Path, warn: Callable[[str], None]
+) -> tuple[dict[str, dict[str, Any]], str | None]:
     try:
         mode = path.stat().st_mode
         raw = path.read_bytes()
@@ -220,7 +240,11 @@ def _read_file(path: Path, warn: Callable[[str], None]) -> dict[str, dict[str, A
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"config file {path}: `profiles` must be a table of [profiles.NAME]")
-    return {name: _check_table(path, name, table) for name, table in profiles.items()}
+    limiter_url = data.get("limiter_url")
+    if limiter_url is not None and not isinstance(limiter_url, str):
+        raise ConfigError(f"config file {path}: limiter_url must be a string")
+    tables = {name: _check_table(path, name, table) for name, table in profiles.items()}
+    return tables, limiter_url
 
 
 def _check_table(path: Path, name: str, table: object) -> dict[str, Any]:
@@ -231,7 +255,7 @@ def _check_table(path: Path, name: str, table: object) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join((*SECRET_FIELDS, *OPTIONAL_FIELDS))
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {allowed})")
-    for key in (*SECRET_FIELDS, "base_url"):
+    for key in (*SECRET_FIELDS, "base_url", "proxy"):
         if key in table and not isinstance(table[key], str):
             raise ConfigError(f"{where}: {key} must be a string")
     if "demo" in table and not isinstance(table["demo"], bool):
