@@ -68,7 +68,7 @@ def test_every_instrument_records_what_happened() -> None:
                 )
                 # Every request so far was answered within the last window: all cooling.
                 seen["slots"] = points(reader).get("okx_async.limiter.slots.in_use")
-                seen["sent_by_then"] = client.stats().sent
+                seen["sent_by_then"] = client.stats().sent + client.stats().lookups
                 # One slot per 2 s at the simulator: the second call at once gets 50011.
                 simulator.limits[SET_PATH] = (1, 2.0)
                 await asyncio.sleep(2.5)
