@@ -56,6 +56,7 @@ from ._limits import (
     RateLimit,
 )
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult
+from ._options import ClientOptions, env_flag
 from ._retry import RetryPolicy, backoff, should_retry
 from ._stats import ClientEvent, ClientStats
 from ._validation import validate_amount, validate_ccy
@@ -100,6 +101,7 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ClientEvent",
+    "ClientOptions",
     "ClientStats",
     "Credentials",
     "DeadlineExceededError",
@@ -135,6 +137,7 @@ __all__ = [
     "UnexpectedResponseError",
     "__version__",
     "backoff",
+    "env_flag",
     "format_timestamp",
     "limiter_from_url",
     "parse_timestamp",
