@@ -385,8 +385,8 @@ class OKXClient:
         holds none of). More than 20 currencies go out as several balance requests.
 
         Raises: InvalidInputError (a bad currency or `timeout`); ClientClosedError;
-        DeadlineExceededError when `timeout` (float seconds > 0, default None: no bound) runs out; after the
-        retries allowed: APIError subclasses (AuthenticationError, AccountModeError,
+        DeadlineExceededError when `timeout` (float seconds > 0, default None: no
+        bound) runs out; after the retries allowed: APIError subclasses (AuthenticationError, AccountModeError,
         ParameterError, RateLimitedError, ExchangeBusyError...), NetworkError,
         RequestTimeoutError, TLSError, TooManyOpenFilesError, UnexpectedResponseError;
         LimiterUnavailableError / QueueFullError from the rate-limit store. All are
