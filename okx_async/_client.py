@@ -386,11 +386,11 @@ class OKXClient:
 
         Raises: InvalidInputError (a bad currency or `timeout`); ClientClosedError;
         DeadlineExceededError when `timeout` (float seconds > 0, default None: no
-        bound) runs out; after the retries allowed: APIError subclasses (AuthenticationError, AccountModeError,
-        ParameterError, RateLimitedError, ExchangeBusyError...), NetworkError,
-        RequestTimeoutError, TLSError, TooManyOpenFilesError, UnexpectedResponseError;
-        LimiterUnavailableError / QueueFullError from the rate-limit store. All are
-        OKXError.
+        bound) runs out; after the retries allowed: APIError subclasses
+        (AuthenticationError, AccountModeError, ParameterError, RateLimitedError,
+        ExchangeBusyError...), NetworkError, RequestTimeoutError, TLSError,
+        TooManyOpenFilesError, UnexpectedResponseError; LimiterUnavailableError /
+        QueueFullError from the rate-limit store. All are OKXError.
         """
         if isinstance(ccys, str):
             raise InvalidInputError("ccys must be a list of currency codes, e.g. ['BTC']")
