@@ -66,9 +66,9 @@ from .._errors import (
     DeadlineExceededError,
     InvalidInputError,
     LimiterUnavailableError,
-    QueueFullError,
 )
 from .._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
+from ._queue import HeadQueue
 from ._rules import earliest_grant, gcra_allowed_at, gcra_commit, incident, recover, slot_free_at
 
 __all__ = ["SqliteKeyLimiter", "SqliteLease", "SqliteLimiterBackend"]
@@ -412,15 +412,14 @@ class SqliteKeyLimiter:
         "_backend",
         "_burst",
         "_cooling",
-        "_head_try_at",
         "_held_until",
         "_interval",
         "_key",
         "_live",
         "_name",
+        "_queue",
         "_rate",
         "_recovery",
-        "_waiters",
         "_wake",
     )
 
@@ -433,8 +432,7 @@ class SqliteKeyLimiter:
         self._rate = rate
         self._interval = rate.window / rate.limit
         self._recovery = RATE_LIMIT_RECOVERY_WINDOWS * rate.window
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._head_try_at = 0.0  # loop time the head waits for; nobody behind is earlier
+        self._queue = HeadQueue()  # this process's callers; only the head asks the file
         self._live: set[str] = set()  # lease ids in flight
         self._cooling: deque[tuple[float, float, str]] = deque()  # (loop, wall expiry, id)
         self._burst = rate.limit
@@ -465,7 +463,7 @@ class SqliteKeyLimiter:
         while cooling and cooling[0][0] <= now:
             cooling.popleft()
         return LimiterSnapshot(
-            queued=len(self._waiters),
+            queued=len(self._queue),
             in_flight=len(self._live),
             cooling=len(cooling),
             burst=self._burst,
@@ -479,40 +477,23 @@ class SqliteKeyLimiter:
         (loop time). Raises DeadlineExceededError, QueueFullError, or
         LimiterUnavailableError when the file cannot be used."""
         loop = asyncio.get_running_loop()
-        if deadline is not None and loop.time() >= deadline:
-            raise DeadlineExceededError(f"deadline passed before asking for a slot of {self._key}")
-        if self._waiters and deadline is not None and deadline <= self._head_try_at:
-            raise DeadlineExceededError(
-                f"the caller ahead waits for {self._key} until past the deadline"
-            )
-        # The head (talking to the file) does not count: `max_pending` callers may wait.
-        if len(self._waiters) > self._backend._max_pending:
-            raise QueueFullError(
-                f"{len(self._waiters) - 1} calls already wait for {self._key} "
-                f"(max_pending={self._backend._max_pending})"
-            )
+        queue = self._queue
+        turn = queue.join(
+            loop, key=self._key, deadline=deadline, max_pending=self._backend._max_pending
+        )
         backend = self._backend
         lease_id = backend._new_id()  # also the id of its ticket, if it needs one
-        turn: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(turn)
-        if len(self._waiters) == 1:
-            turn.set_result(None)
         ticket = False
         try:
             if not turn.done():
                 # Take a ticket now: a caller of another process arriving later must not
                 # overtake this one while it waits behind this process's head.
-                try_at = backend._clock() + max(0.0, self._head_try_at - loop.time())
+                try_at = backend._clock() + max(0.0, self._queue.head_try_at - loop.time())
                 await backend._run(
                     functools.partial(self._enqueue, lease_id=lease_id, try_at=try_at)
                 )
                 ticket = True
-                timeout = None if deadline is None else deadline - loop.time()
-                await asyncio.wait((turn,), timeout=timeout)
-                if not turn.done():
-                    raise DeadlineExceededError(
-                        f"deadline passed while queued locally for {self._key}"
-                    )
+                await queue.wait(turn, loop, key=self._key, deadline=deadline)
             ticket = False  # from here on the head's code owns it
             return await self._acquire_as_head(loop, deadline, lease_id)
         except BaseException:
@@ -520,7 +501,7 @@ class SqliteKeyLimiter:
                 self._drop_ticket(lease_id)
             raise
         finally:
-            self._leave(turn)
+            queue.leave(turn)
 
     def _enqueue(
         self, conn: sqlite3.Connection, now: float, *, lease_id: str, try_at: float
@@ -545,14 +526,6 @@ class SqliteKeyLimiter:
             ),
             "dropping a ticket",
         )
-
-    def _leave(self, turn: asyncio.Future[None]) -> None:
-        if self._waiters and self._waiters[0] is turn:
-            self._waiters.popleft()
-            if self._waiters:
-                self._waiters[0].set_result(None)
-        else:
-            self._waiters.remove(turn)
 
     async def _acquire_as_head(
         self, loop: asyncio.AbstractEventLoop, deadline: float | None, lease_id: str
@@ -579,14 +552,14 @@ class SqliteKeyLimiter:
                     raise DeadlineExceededError(
                         f"the next slot of {self._key} frees in {wait:.3f}s, after the deadline"
                     )
-                self._head_try_at = loop.time() + wait
+                self._queue.head_try_at = loop.time() + wait
                 await self._sleep(loop, wait)
         except BaseException:
             if ticket:  # cancelled, failed or past the deadline holding a ticket
                 self._drop_ticket(lease_id)
             raise
         finally:
-            self._head_try_at = 0.0
+            self._queue.head_try_at = 0.0
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
         """Until the try-at, or until one of our leases is released (it may free ours)."""
