@@ -143,17 +143,7 @@ async def execute(
         )
         outcomes = [Outcome(row) for row in plan.rows]
 
-        # A row repeating the previous value of its (account, currency) changes nothing:
-        # it is sent once, and the repeat shares that row's outcome.
-        previous: dict[tuple[str, str], int] = {}
-        repeats: dict[int, int] = {}  # row index -> the index of the row it repeats
-        for index, outcome in enumerate(outcomes):
-            group = (account_of[outcome.row.profile], outcome.row.ccy)
-            before = previous.get(group)
-            if before is not None and outcomes[before].row.amount == outcome.row.amount:
-                repeats[index] = before
-            else:
-                previous[group] = index
+        repeats = _repeats(plan.rows, account_of)
         tasks: dict[int, asyncio.Future[None]] = {}
 
         async def run(outcome: Outcome, original: int | None = None) -> None:
@@ -201,13 +191,7 @@ async def execute(
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
             bar.close()
-        accounts: dict[str, Account] = {}
-        for name in sorted(clients):
-            key = account_of[name]
-            account = accounts.setdefault(key, Account(key, [], clients[name]))
-            account.profiles.append(name)
-            account.sent += counts[name][0]
-            account.rate_limited += counts[name][1]
+        accounts = _accounts(clients, account_of, counts)
         # One clock for the progress line, the summary and the demo's figures.
         report = Report(plan, outcomes, accounts, account_of, loop.time() - sending)
         report.lookup_s = sending - started
@@ -215,6 +199,36 @@ async def execute(
         if verify and not interrupted:
             await _verify(report, timeout)
     return report
+
+
+def _repeats(rows: list[Row], account_of: dict[str, str]) -> dict[int, int]:
+    """Row index -> the index of the row it repeats. A row repeating the previous value
+    of its (account, currency) changes nothing: it is sent once, and the repeat shares
+    that row's outcome."""
+    previous: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}
+    for index, row in enumerate(rows):
+        group = (account_of[row.profile], row.ccy)
+        before = previous.get(group)
+        if before is not None and rows[before].amount == row.amount:
+            repeats[index] = before
+        else:
+            previous[group] = index
+    return repeats
+
+
+def _accounts(
+    clients: dict[str, OKXClient], account_of: dict[str, str], counts: dict[str, list[int]]
+) -> dict[str, Account]:
+    """The profiles' clients and request counts gathered per account."""
+    accounts: dict[str, Account] = {}
+    for name in sorted(clients):
+        key = account_of[name]
+        account = accounts.setdefault(key, Account(key, [], clients[name]))
+        account.profiles.append(name)
+        account.sent += counts[name][0]
+        account.rate_limited += counts[name][1]
+    return accounts
 
 
 def _uncancel() -> None:

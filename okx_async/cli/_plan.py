@@ -159,48 +159,70 @@ def _parse_json(plan: Plan, text: str) -> None:
 
 def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
     """Check every record and its profile; fill `rows`, `profiles`, `errors`, `warnings`."""
-    bad_profiles: dict[str, str] = {}
+    bad_profiles: dict[str, str] = {}  # profile -> its problem
     reported: set[str] = set()  # a profile's problem is told once, not once per row
     for line, values in plan.records:
-        problems: list[str] = []
         name = values["profile"]
         wrong = _json_type_problems(values) if plan.kind == "json" else {}
-        if "profile" in wrong or not isinstance(name, str) or not name:
-            problems.append(wrong.get("profile", "profile must be a non-empty string"))
-        elif name not in plan.profiles and name not in bad_profiles:
-            try:
-                profile = store.resolve(name)
-                profile.client()  # refuses a bad base_url or user_id now, not later
-                plan.profiles[name] = profile
-            except (ConfigError, InvalidInputError) as exc:
-                bad_profiles[name] = cli_text(exc)
-        bad_profile = isinstance(name, str) and name in bad_profiles
-        if bad_profile and bad_profiles[str(name)] not in reported:
-            problems.append(bad_profiles[str(name)])
-            reported.add(bad_profiles[str(name)])
-        try:
-            ccy = validate_ccy(values["ccy"]) if "ccy" not in wrong else ""
-        except InvalidInputError as exc:
-            problems.append(f"bad ccy: {exc}")
-        try:
-            text, amount = (
-                validate_amount(values["amount"]) if "amount" not in wrong else ("", Decimal(0))
-            )
-        except InvalidInputError as exc:
-            problems.append(f"bad amount: {exc}")
-        problems += [wrong[c] for c in ("ccy", "amount") if c in wrong]
-        if bad_profile and not problems:
-            continue  # its profile's problem is reported at the profile's first row
-        if problems:
-            for problem in problems:
-                plan.error(line, problem)
-        else:
+        problems = _profile_problems(plan, store, name, wrong, bad_profiles, reported)
+        value_problems, ccy, text, amount = _value_problems(values, wrong)
+        problems += value_problems
+        if not problems:
+            if isinstance(name, str) and name in bad_profiles:
+                continue  # its profile's problem is reported at the profile's first row
             plan.rows.append(Row(line, str(name), ccy, text, amount))
+        for problem in problems:
+            plan.error(line, problem)
     plan.errors.sort(key=lambda e: e[0])
     if not plan.records and not plan.errors:
         plan.errors.append((0, f"{plan.source}: the plan has no rows"))
     plan.warnings = [w for _, w in duplicate_warnings(plan, offline_account)]
     return plan
+
+
+def _profile_problems(
+    plan: Plan,
+    store: ProfileStore,
+    name: object,
+    wrong: dict[str, str],
+    bad_profiles: dict[str, str],
+    reported: set[str],
+) -> list[str]:
+    """The row's profile problem, if not told already; resolves each profile once."""
+    if "profile" in wrong or not isinstance(name, str) or not name:
+        return [wrong.get("profile", "profile must be a non-empty string")]
+    if name not in plan.profiles and name not in bad_profiles:
+        try:
+            profile = store.resolve(name)
+            profile.client()  # refuses a bad base_url or user_id now, not later
+            plan.profiles[name] = profile
+        except (ConfigError, InvalidInputError) as exc:
+            bad_profiles[name] = cli_text(exc)
+    problem = bad_profiles.get(name)
+    if problem is None or problem in reported:
+        return []
+    reported.add(problem)
+    return [problem]
+
+
+def _value_problems(
+    values: dict[str, object], wrong: dict[str, str]
+) -> tuple[list[str], str, str, Decimal]:
+    """(problems, ccy, amount as sent, amount) of a row's currency and amount."""
+    problems: list[str] = []
+    ccy, text, amount = "", "", Decimal(0)
+    if "ccy" not in wrong:
+        try:
+            ccy = validate_ccy(values["ccy"])
+        except InvalidInputError as exc:
+            problems.append(f"bad ccy: {exc}")
+    if "amount" not in wrong:
+        try:
+            text, amount = validate_amount(values["amount"])
+        except InvalidInputError as exc:
+            problems.append(f"bad amount: {exc}")
+    problems += [wrong[c] for c in ("ccy", "amount") if c in wrong]
+    return problems, ccy, text, amount
 
 
 def _json_type_problems(values: dict[str, object]) -> dict[str, str]:
