@@ -336,14 +336,8 @@ class LocalKeyLimiter:
         self._bursts.incident(now, self._window)
         self._dispatch(now)
 
-    def _now(self) -> float:
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return time.monotonic()  # the default loop clock (repr outside a loop)
-
     def snapshot(self) -> LimiterSnapshot:
-        now = self._now()
+        now = _loop_time()
         held_until = self._bursts.held_until
         return LimiterSnapshot(
             queued=self._queued,
@@ -361,6 +355,13 @@ class LocalKeyLimiter:
             f"burst={s.burst}/{self._bursts.max_burst} in_flight={s.in_flight} "
             f"cooling={s.cooling} queued={s.queued}{held}>"
         )
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()  # the default loop clock (repr outside a loop)
 
 
 class LocalLimiterBackend:
