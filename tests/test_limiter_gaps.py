@@ -18,7 +18,7 @@ from virtual_time import VirtualTimeLoop, run_virtual
 from okx_async._defaults import RATE_LIMIT_RECOVERY_WINDOWS, SET_RISK_OFFSET_PATH
 from okx_async._errors import DeadlineExceededError, QueueFullError
 from okx_async._limits import Lease, LimiterKey, RateLimit
-from okx_async._ratelimit import LocalKeyLimiter, LocalLimiterBackend
+from okx_async._ratelimit import LocalKeyLimiter, LocalLimiterBackend, Pacer
 
 KEY = LimiterKey("www.okx.com|live", "uid:7", SET_RISK_OFFSET_PATH)
 TEN = RateLimit(10, 2.0, "user")  # the endpoint's limit: pacer interval 0.2 s
@@ -93,10 +93,11 @@ def test_burst_recovers_on_the_fast_path_while_a_lease_is_held() -> None:
         limiter = LocalKeyLimiter(KEY, TEN, max_pending=0)
         held = acquire_now(limiter)  # in flight throughout: the key never goes idle
         await limiter.on_rate_limited()  # burst 10 -> 5, recovers at RECOVERY
-        await sleep_until(RECOVERY + 1.0)
+        await sleep_until(RECOVERY)
+        assert limiter.snapshot().burst == 10  # from this very instant
         # The other nine slots at once, on the spot: the burst is 10 again.
         leases = [acquire_now(limiter) for _ in range(9)]
-        assert now() == RECOVERY + 1.0
+        assert now() == RECOVERY
         with pytest.raises(QueueFullError):
             await limiter.acquire()  # all ten slots taken: this one would have to wait
         for lease in [held, *leases]:
@@ -267,6 +268,7 @@ def test_a_deadline_met_only_because_the_burst_recovers_meanwhile_is_accepted() 
         await sleep_until(RECOVERY - 0.125)
         first = [acquire_now(limiter) for _ in range(4)]
         # With burst 4 the pacer allows the next at 20.125; with 8 (from 20) at once.
+        assert decide(limiter, RECOVERY) == "refused"  # recovering at the deadline is late
         waiter = asyncio.create_task(timed(limiter, deadline=RECOVERY + 0.0625))
         await asyncio.sleep(0)
         await sleep_until(RECOVERY + 0.03125)
@@ -282,23 +284,111 @@ def test_a_deadline_met_only_because_the_burst_recovers_meanwhile_is_accepted() 
 
 def test_a_waiter_is_never_granted_at_or_after_its_deadline() -> None:
     """The loop was busy past a waiter's deadline (its expiry timer has not run yet); the
-    next call to the limiter must expire it and give the slot to the one behind."""
+    next call to the limiter must expire it and give the slot to the one behind, and keep
+    counting the one still waiting."""
 
+    async def main() -> None:
+        backend = LocalLimiterBackend()
+        limiter = backend.limiter(KEY, TEN)
+        leases = [acquire_now(limiter) for _ in range(10)]
+        late = asyncio.create_task(limiter.acquire(deadline=2.5))
+        patient = asyncio.create_task(timed(limiter))
+        await asyncio.sleep(0)
+        await limiter.release(leases[0])  # frees at 2.0
+        stall(2.5)
+        assert now() == 2.5
+        coro = limiter.acquire()  # a call arrives first: the expired head leaves,
+        pending = coro.send(None)  # `patient` gets the free slot, this one waits
+        with pytest.raises(DeadlineExceededError):
+            await late
+        assert await patient == 2.5
+        await limiter.release(leases[1])  # the next slot frees at 4.5
+        await asyncio.wait([asyncio.ensure_future(pending)])
+        with pytest.raises(StopIteration) as stop:
+            coro.send(None)
+        assert now() == 4.5
+        for lease in [*leases[2:], stop.value.value]:
+            await limiter.release(lease)
+        await sleep_until(6.5 + 0.01)
+        assert KEY not in backend  # nothing is counted as waiting any more: dropped
+
+    run_virtual(main)
+
+
+def test_a_timer_that_runs_late_judges_by_the_real_time() -> None:
     async def main() -> None:
         limiter = LocalKeyLimiter(KEY, TEN)
         leases = [acquire_now(limiter) for _ in range(10)]
         late = asyncio.create_task(limiter.acquire(deadline=2.5))
         await asyncio.sleep(0)
-        await limiter.release(leases[0])  # frees at 2.0
-        stall(2.5)
-        assert now() == 2.5
-        newcomer = acquire_now(limiter)  # the expired head leaves, the slot is ours
+        await limiter.release(leases[0])  # frees at 2.0: the limiter's timer is for 2.0
+        stall(2.5)  # it runs at 2.5, at the waiter's deadline: too late for a grant
         with pytest.raises(DeadlineExceededError):
             await late
-        for lease in [*leases[1:], newcomer]:
+        assert now() == 2.5
+        for lease in [*leases[1:], acquire_now(limiter)]:
             await limiter.release(lease)
 
     run_virtual(main)
+
+
+def test_granted_on_the_spot_at_the_exact_instant_each_constraint_lifts() -> None:
+    """max_pending=0 refuses any call that would have to wait, so the fast path itself
+    must see each constraint lift at its instant (not a moment later through the queue);
+    snapshot() agrees."""
+
+    async def main() -> None:
+        # Two slots: one cooling until 2.0, one held throughout (so the key stays busy and
+        # no idle check clears the cooled slot before the call does).
+        cooling = LocalKeyLimiter(KEY, RateLimit(2, 2.0, "user"), max_pending=0)
+        busy = acquire_now(cooling)
+        await cooling.release(acquire_now(cooling))
+        held = LocalKeyLimiter(KEY, TEN, max_pending=0)
+        await held.on_rate_limited()  # held until 2.0
+        paced = LocalKeyLimiter(KEY, EIGHT, burst=1, max_pending=0)  # one per 0.25 s
+        leases = [acquire_now(paced)]
+
+        await sleep_until(0.25)
+        leases.append(acquire_now(paced))
+        with pytest.raises(QueueFullError):
+            await paced.acquire()
+
+        await sleep_until(2.0)
+        assert cooling.snapshot().cooling == 0
+        leases.append(acquire_now(cooling))
+        assert held.snapshot().held_until is None
+        assert repr(held).endswith("in_flight=0 cooling=0 queued=0>")
+        leases.append(acquire_now(held))
+        for lease, limiter in zip(
+            [*leases, busy], [paced, paced, cooling, held, cooling], strict=True
+        ):
+            await limiter.release(lease)
+
+    run_virtual(main)
+
+
+def test_a_deadline_counts_on_recovery_when_the_limit_is_2() -> None:
+    """2 per 4 s, halved to 1: the pacer is a whole interval (2 s) ahead after one send.
+    A deadline after the recovery can use the full burst's tolerance, one before cannot."""
+
+    async def main() -> None:
+        rate = RateLimit(2, 4.0, "user")
+        recovery = RATE_LIMIT_RECOVERY_WINDOWS * 4.0
+        limiter = LocalKeyLimiter(KEY, rate)
+        await limiter.on_rate_limited()  # burst 1 until `recovery`
+        await sleep_until(recovery - 1.0)
+        lease = acquire_now(limiter)  # next paced to recovery + 1.0 at burst 1
+        assert decide(limiter, recovery + 0.5) == "queued"  # at burst 2: from now
+        assert decide(limiter, recovery) == "refused"
+        await limiter.release(lease)
+
+    run_virtual(main)
+
+
+def test_a_pacer_defaults_to_no_burst() -> None:
+    pacer = Pacer(0.25)
+    assert (pacer.burst, pacer.tolerance) == (1, 0.0)
+    assert pacer.try_commit(0.0) and not pacer.try_commit(0.125) and pacer.try_commit(0.25)
 
 
 # -- grants handed back before they ran ----------------------------------------------------
