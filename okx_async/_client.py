@@ -7,7 +7,6 @@ decides when, and the lanes of `_ordering` decide which value goes out per curre
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,6 @@ from ._defaults import (
     ENV_BASE_URL,
     ENV_DEMO,
     ENV_PASSPHRASE,
-    ENV_REDIS_URL,
     ENV_SECRET_KEY,
     REGION_URLS,
     REQUEST_TIMEOUT,
@@ -45,6 +43,8 @@ from ._errors import (
     TimestampExpiredError,
     UnexpectedResponseError,
 )
+from ._identity import cold_start_key, host_key, mode, user_key
+from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
@@ -79,10 +79,10 @@ class OKXClient:
         "_coalesce",
         "_credentials",
         "_demo",
-        "_environment",
-        "_key_subject",
         "_lanes",
+        "_last_error",
         "_limiter_keys",
+        "_mode",
         "_on_event",
         "_outstanding",
         "_owns_backend",
@@ -108,6 +108,7 @@ class OKXClient:
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         redis_url: str | None = None,
+        limiter_url: str | None = None,
         redis_fallback_share: float | None = None,
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
@@ -122,6 +123,11 @@ class OKXClient:
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        if "://" not in base_url:
+            raise InvalidInputError(
+                f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
+                f"{', '.join(REGION_URLS)} or a URL such as {DEFAULT_BASE_URL}"
+            )
         self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
         for name, value in (
             ("request_timeout", request_timeout),
@@ -132,12 +138,10 @@ class OKXClient:
         if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
             raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
         self._demo = bool(demo)
-        # Live and demo trading are separate budgets even on one host.
-        self._environment = f"{self._base_url}{'#demo' if self._demo else ''}"
+        # Budgets and lanes are the user's (see _identity): live and demo are separate.
+        self._mode = mode(self._demo)
         self._uid = user_id
         self._uid_lookup: asyncio.Future[str] | None = None
-        # Before the User ID is known, the config lookup is limited per API key.
-        self._key_subject = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
         self._coalesce = coalesce
         self._retry = retry or RetryPolicy()
         self._transport = Transport(
@@ -157,19 +161,16 @@ class OKXClient:
         self._all_idle: asyncio.Event | None = None
         self._stopping: set[asyncio.Task[Any]] = set()
         self._closed = False
-        if redis_url is None and limiter is None:
-            redis_url = os.environ.get(ENV_REDIS_URL) or None
-        if limiter is not None:
-            self._backend: LimiterBackend | None = limiter
-            self._owns_backend = False
-        elif redis_url is not None:
-            from ._redis_limiter import RedisLimiterBackend
-
-            self._backend = RedisLimiterBackend(redis_url, fallback_share=redis_fallback_share)
-            self._owns_backend = True
-        else:
-            self._backend = None  # the loop's shared in-process backend, found on first use
-            self._owns_backend = False
+        # (loop time, error) of the latest failed attempt: what a deadline error names.
+        self._last_error: tuple[float, OKXError] | None = None
+        # None: the loop's shared in-process backend, found on first use.
+        self._backend: LimiterBackend | None
+        self._backend, self._owns_backend = client_backend(
+            limiter_url=limiter_url,
+            redis_url=redis_url,
+            limiter=limiter,
+            redis_fallback_share=redis_fallback_share,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
@@ -207,12 +208,14 @@ class OKXClient:
         deadline = None if timeout is None else self._deadline(timeout)
         if self._closed:
             self._check_open()  # raises
-        uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
+        uid = self._uid or await _within(
+            deadline, self._user_id(), "looking up the User ID", self._error_since
+        )
         loop = asyncio.get_running_loop()
         lanes = self._lanes
         if lanes is None or lanes[0] is not loop:
             lanes = self._lanes = (loop, lanes_for_running_loop())
-        lane = lanes[1].lane((self._environment, uid, ccy))
+        lane = lanes[1].lane((self._mode, uid, ccy))
         update = Update(
             ccy=ccy,
             text=text,
@@ -237,9 +240,11 @@ class OKXClient:
         except asyncio.TimeoutError:
             if update.future.done() and not update.future.cancelled():
                 raise  # the update itself failed with a timeout of its own
+            started = None if deadline is None or timeout is None else deadline - timeout
+            cause = None if started is None else self._error_since(started)
             raise DeadlineExceededError(
-                f"setting {ccy} to {text} did not finish within {timeout:g} s"
-            ) from None
+                f"setting {ccy} to {text} did not finish within {timeout:g} s{_last(cause)}"
+            ) from cause
         finally:
             self._outstanding.discard(update)
         if result.superseded:
@@ -386,20 +391,24 @@ class OKXClient:
         if lookup.cancelled() or lookup.exception() is not None:
             self._uid_lookup = None  # let the next call try again
 
-    def _subject(self, path: str) -> str | None:
-        """Who the budget of `path` belongs to, or None while the User ID is unknown."""
+    def _known_limiter_key(self, path: str) -> LimiterKey | None:
+        """The budget `path` spends now, or None while it waits for the User ID."""
         if ENDPOINT_LIMITS[path].scope == "ip":
-            return "ip"
+            return host_key(self._base_url, path)
         if self._uid is not None:
-            return "uid:" + self._uid
-        return self._key_subject if path == ACCOUNT_CONFIG_PATH else None
+            return user_key(self._demo, self._uid, path)
+        if path == ACCOUNT_CONFIG_PATH:  # the User ID lookup itself: the cold-start budget
+            return cold_start_key(self._demo, self._base_url, path)
+        return None
 
     async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
-        subject = self._subject(path)
-        if subject is None:
-            subject = "uid:" + await _within(deadline, self._user_id(), "looking up the User ID")
-        key = LimiterKey(self._environment, subject, path)
-        if not subject.startswith("key:"):  # final once the User ID is known: keep it
+        key = self._known_limiter_key(path)
+        if key is None:
+            uid = await _within(
+                deadline, self._user_id(), "looking up the User ID", self._error_since
+            )
+            key = user_key(self._demo, uid, path)
+        if self._uid is not None or key.environment == "ip":  # final: keep it
             self._limiter_keys[path] = key
         return key
 
@@ -414,6 +423,7 @@ class OKXClient:
                     deadline,
                     clock.ensure_synced(self._fetch_server_time),
                     "syncing with OKX's clock",
+                    self._error_since,
                 )
             except ClientClosedError:
                 if self._closed:
@@ -423,7 +433,7 @@ class OKXClient:
 
     def _backend_now(self) -> LimiterBackend:
         if self._backend is None:
-            from ._ratelimit import default_local_backend
+            from ._limiter._memory import default_local_backend
 
             self._backend = default_local_backend()
         return self._backend
@@ -551,6 +561,7 @@ class OKXClient:
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
     ) -> None:
         """Return to retry, or raise: the error itself, or SupersededError."""
+        self._last_error = (asyncio.get_running_loop().time(), error)
         if isinstance(error, TimestampExpiredError) and attempt == 1:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
         if self._closed or not should_retry(error, attempt, self._retry):
@@ -575,6 +586,11 @@ class OKXClient:
             if lane is not None and lane.has_newer():
                 raise SupersededError
 
+    def _error_since(self, start: float) -> OKXError | None:
+        """The latest failed attempt's error if it came after loop time `start`."""
+        last = self._last_error
+        return last[1] if last is not None and last[0] >= start else None
+
     def _fail(self, error: OKXError, path: str, attempt: int) -> None:
         if path == SET_RISK_OFFSET_PATH:
             self._stats.failed += 1
@@ -594,18 +610,32 @@ class OKXClient:
             )
 
 
-async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
+async def _within(
+    deadline: float | None,
+    step: Awaitable[_T],
+    what: str,
+    error_since: Callable[[float], OKXError | None] | None = None,
+) -> _T:
     """Await a shared step (clock sync, User ID lookup) no longer than the caller's
-    deadline; the step itself is shielded inside and goes on for other callers."""
+    deadline; the step itself is shielded inside and goes on for other callers.
+    `error_since(t)` gives the error that used up the time (the latest failed attempt
+    after loop time t): the DeadlineExceededError names it and has it as `__cause__`."""
     if deadline is None:
         return await step
-    remaining = deadline - asyncio.get_running_loop().time()
+    started = asyncio.get_running_loop().time()
     try:
-        return await asyncio.wait_for(step, max(remaining, 0.0))
+        return await asyncio.wait_for(step, max(deadline - started, 0.0))
     except asyncio.TimeoutError as exc:
         if isinstance(exc, OKXError):
             raise  # the step's own typed timeout
-        raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
+        cause = None if error_since is None else error_since(started)
+        raise DeadlineExceededError(
+            f"{what} did not finish before the deadline{_last(cause)}"
+        ) from cause
+
+
+def _last(cause: BaseException | None) -> str:
+    return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
 
 
 def _reason(error: BaseException) -> str:

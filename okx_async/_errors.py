@@ -7,7 +7,7 @@ The tree::
     ├── ClientClosedError                    the client was closed
     ├── QueueFullError                       too many calls already wait for this key
     ├── DeadlineExceededError (TimeoutError) a call's `timeout=` ran out
-    ├── LimiterUnavailableError              the shared (Redis) limiter cannot be reached
+    ├── LimiterUnavailableError              the shared limiter store cannot be used
     ├── TransportError                       no OKX answer was read
     │   ├── NetworkError                     connection refused, reset or dropped
     │   ├── RequestTimeoutError (TimeoutError) no response within the request timeout
@@ -17,7 +17,7 @@ The tree::
         ├── ExchangeBusyError                50001, 50004, 50013, 50026, 50040, other 5xx
         ├── AuthenticationError              50100, 50101, 50103-50107, 50110-50114, 50119, 50120
         │   └── TimestampExpiredError        50102
-        ├── ParameterError                   51000
+        ├── ParameterError                   51000, 50000, 50002, 50006, 50014
         └── AccountModeError                 51010, 59648, 59651, 59652
 
 `retryable` on each class says whether the same request may succeed if sent again;
@@ -71,7 +71,7 @@ class DeadlineExceededError(OKXError, TimeoutError):
 
 
 class LimiterUnavailableError(OKXError):
-    """The shared limiter's store (Redis) did not answer; nothing was sent."""
+    """The shared limiter's store (Redis, sqlite) did not answer; nothing was sent."""
 
 
 class TransportError(OKXError):
@@ -142,7 +142,32 @@ class ExchangeBusyError(APIError):
 
 
 class AuthenticationError(APIError):
-    """The key, passphrase, signature, permission or environment was refused."""
+    """The key, passphrase, signature, permission or environment was refused.
+
+    `hint` says what to check for the codes where that is known (else "")."""
+
+    @property
+    def hint(self) -> str:
+        return _AUTH_HINTS.get(self.code, "")
+
+    def __str__(self) -> str:
+        hint = self.hint
+        return f"{super().__str__()}; {hint}" if hint else super().__str__()
+
+
+# What to check per code, in the words of the setting a user can change.
+_AUTH_HINTS = {
+    "50101": "the key is for live trading or for demo trading, not the one asked for: "
+    "set demo to match the key (OKXClient(demo=...), OKX_DEMO, or the profile's demo)",
+    "50102": "this computer's clock is too far from OKX's",
+    "50105": "check the passphrase (the one chosen when the API key was created)",
+    "50110": "this computer's IP address is not on the API key's IP whitelist",
+    "50111": "check the API key: OKX does not know it",
+    "50113": "check the secret key (or this computer's clock)",
+    "50119": "the key belongs to another region's host: use base_url 'global', 'eea' or 'us' "
+    "as the key's account was opened",
+    "50120": "the key lacks the permission this call needs (set-riskOffset-amt needs Trade)",
+}
 
 
 class TimestampExpiredError(AuthenticationError):
@@ -152,7 +177,8 @@ class TimestampExpiredError(AuthenticationError):
 
 
 class ParameterError(APIError):
-    """51000: OKX refused a parameter."""
+    """51000 (and 50000, 50002, 50006, 50014 for the body itself): OKX refused a
+    parameter."""
 
 
 class AccountModeError(APIError):
@@ -168,6 +194,10 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     "50040": ExchangeBusyError,
     "50102": TimestampExpiredError,
     "51000": ParameterError,
+    "50000": ParameterError,  # empty POST body
+    "50002": ParameterError,  # JSON syntax error
+    "50006": ParameterError,  # Content-Type is not application/json
+    "50014": ParameterError,  # a required parameter is empty
     "51010": AccountModeError,
     "59648": AccountModeError,
     "59651": AccountModeError,
