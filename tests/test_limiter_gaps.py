@@ -17,8 +17,8 @@ from virtual_time import VirtualTimeLoop, run_virtual
 
 from okx_async._defaults import RATE_LIMIT_RECOVERY_WINDOWS, SET_RISK_OFFSET_PATH
 from okx_async._errors import DeadlineExceededError, QueueFullError
+from okx_async._limiter._memory import LocalKeyLimiter, LocalLimiterBackend, Pacer
 from okx_async._limits import Lease, LimiterKey, RateLimit
-from okx_async._ratelimit import LocalKeyLimiter, LocalLimiterBackend, Pacer
 
 KEY = LimiterKey("www.okx.com|live", "uid:7", SET_RISK_OFFSET_PATH)
 TEN = RateLimit(10, 2.0, "user")  # the endpoint's limit: pacer interval 0.2 s
