@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Coroutine
+from math import inf
 from typing import Any
 
 import pytest
@@ -18,12 +19,12 @@ from virtual_time import VirtualTimeLoop, run_virtual
 from okx_async._defaults import RATE_LIMIT_RECOVERY_WINDOWS, SET_RISK_OFFSET_PATH
 from okx_async._errors import DeadlineExceededError, QueueFullError
 from okx_async._limiter._memory import LocalKeyLimiter, LocalLimiterBackend, Pacer
+from okx_async._limiter._rules import earliest_grant, gcra_allowed_at, recover
 from okx_async._limits import Lease, LimiterKey, RateLimit
 
 KEY = LimiterKey("www.okx.com|live", "uid:7", SET_RISK_OFFSET_PATH)
 TEN = RateLimit(10, 2.0, "user")  # the endpoint's limit: pacer interval 0.2 s
 EIGHT = RateLimit(8, 2.0, "user")  # pacer interval 0.25 s
-TWO = RateLimit(2, 1.0, "user")  # pacer interval 0.5 s
 ONE = RateLimit(1, 2.0, "user")
 RECOVERY = RATE_LIMIT_RECOVERY_WINDOWS * 2.0  # for the 2 s windows
 
@@ -394,22 +395,26 @@ def test_a_pacer_defaults_to_no_burst() -> None:
 # -- grants handed back before they ran ----------------------------------------------------
 
 
-def test_a_grant_cancelled_before_it_ran_hands_its_slot_on_and_is_accounted_once() -> None:
-    """Two waiters are granted at 1.0; the first to run cancels the second, whose grant is
-    then handed back (no cooldown, its pacer turn returned). While that grant is pending a
-    newcomer's deadline counts on it; after it, refusals are decided as if it never was."""
+@pytest.mark.parametrize("w", [1.0, 4.0])  # pacer interval 0.5 s and 2 s
+def test_a_grant_cancelled_before_it_ran_hands_its_slot_on_and_is_accounted_once(
+    w: float,
+) -> None:
+    """2 per `w` seconds. Two waiters are granted at w; the first to run cancels the second,
+    whose grant is then handed back (no cooldown, its pacer turn returned). While that
+    grant is pending a newcomer's deadline counts on it; after it, refusals are decided as
+    if it never was."""
 
     async def main() -> None:
-        limiter = LocalKeyLimiter(KEY, TWO)
+        limiter = LocalKeyLimiter(KEY, RateLimit(2, w, "user"))
         for lease in [acquire_now(limiter), acquire_now(limiter)]:
-            await limiter.release(lease)  # both free at 1.0
+            await limiter.release(lease)  # both free at w
         second: asyncio.Task[float] | None = None
 
         async def first() -> tuple[Lease, Awaitable[Any], Coroutine[Any, Any, Lease]]:
             lease = await limiter.acquire()
-            assert now() == 1.0
+            assert now() == w
             # `second` holds a grant but has not run: it may still hand it back.
-            coro = limiter.acquire(deadline=1.375)
+            coro = limiter.acquire(deadline=1.375 * w)
             pending = coro.send(None)  # not refused: queued
             assert second is not None
             second.cancel()
@@ -423,15 +428,36 @@ def test_a_grant_cancelled_before_it_ran_hands_its_slot_on_and_is_accounted_once
         await asyncio.wait([asyncio.ensure_future(pending)])
         with pytest.raises(StopIteration) as stop:
             coro.send(None)  # the handed-back slot and pacer turn went to the newcomer
-        assert now() == 1.0
+        assert now() == w
         lease_n: Lease = stop.value.value
 
         # Both slots in flight and no grant pending: the earliest is one window from now
-        # (the pacer would allow 1.5), so 2.5 is refused at once and 2.625 may wait.
-        await sleep_until(1.5)
-        assert decide(limiter, 2.5) == "refused"
-        assert decide(limiter, 2.625) == "queued"
+        # (the pacer would allow 1.5 w), so 2.5 w is refused at once and 2.625 w may wait.
+        await sleep_until(1.5 * w)
+        assert decide(limiter, 2.5 * w) == "refused"
+        assert decide(limiter, 2.625 * w) == "queued"
         for lease in (lease_1, lease_n):
             await limiter.release(lease)
 
     run_virtual(main)
+
+
+# -- the pure rules, at the edges the stores do not reach ---------------------------------
+
+
+def test_gcra_counts_sends_ahead_from_now_when_the_pacer_is_rested() -> None:
+    # The sqlite store asks for the `ahead`-th send after the next one.
+    assert gcra_allowed_at(tat=0.0, interval=0.25, burst=1, now=10.0, ahead=2) == 10.5
+    assert gcra_allowed_at(tat=10.5, interval=0.25, burst=2, now=10.0, ahead=2) == 10.75
+
+
+def test_recovery_stops_at_the_maximum_burst() -> None:
+    # Doubling 5 -> 10 at 20; at 50 nothing more to recover: recover_at stays at 40.
+    assert recover(burst=5, max_burst=10, recover_at=20.0, recovery=20.0, now=50.0) == (10, 40.0)
+    assert recover(burst=2, max_burst=10, recover_at=20.0, recovery=20.0, now=45.0) == (8, 60.0)
+
+
+def test_earliest_grant_is_never_in_the_past() -> None:
+    kw = {"window": 2.0, "held_until": -inf, "paced_at": -inf}
+    assert earliest_grant(slot_at=1.0, now=5.0, **kw) == 5.0
+    assert earliest_grant(slot_at=inf, now=5.0, **kw) == 7.0
