@@ -28,6 +28,8 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     TimestampExpiredError,
+    TLSError,
+    TooManyOpenFilesError,
     TransportError,
     UnexpectedResponseError,
 )
@@ -111,7 +113,9 @@ __all__ = [
     "RiskOffsetResult",
     "SqliteKeyLimiter",
     "SqliteLimiterBackend",
+    "TLSError",
     "TimestampExpiredError",
+    "TooManyOpenFilesError",
     "TransportError",
     "UnexpectedResponseError",
     "__version__",

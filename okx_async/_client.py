@@ -11,12 +11,14 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from ssl import SSLContext
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import orjson
 
-from ._auth import Credentials, mask
+from ._auth import Credentials, RequestHeaders, mask
 from ._clock import ServerClock, shared_clock
 from ._defaults import (
     ACCOUNT_CONFIG_PATH,
@@ -50,8 +52,12 @@ from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_de
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
-from ._transport import Transport, check_base_url
+from ._telemetry import client_metrics
+from ._transport import Transport, check_base_url, refuse_url_credentials
 from ._validation import validate_amount, validate_ccy
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 __all__ = ["OKXClient"]
 
@@ -67,6 +73,16 @@ class OKXClient:
 
     Every OKXClient in one event loop whose keys belong to one user shares that user's
     rate-limit budget and per-currency ordering, whichever API key it uses.
+
+    Network options (InvalidInputError when malformed, credentials masked):
+    `proxy` (str | None): "http://[user:pass@]host:port", https, or socks4/socks5/socks5h
+    (the `socks` extra). `trust_env` (bool, default False): the proxy from HTTPS_PROXY /
+    HTTP_PROXY, honouring NO_PROXY. `local_addr` (str | (str, int) | None): the IPv4 or
+    IPv6 source address. Clients of one loop with equal options share one connection
+    pool (at most 100 connections). `session` (aiohttp.ClientSession | None): the
+    caller's own, never closed here; excludes the three options above.
+    `meter_provider` (opentelemetry MeterProvider | None): where OpenTelemetry metrics
+    go (default: the global provider, when opentelemetry-api is installed).
     """
 
     __slots__ = (
@@ -82,6 +98,7 @@ class OKXClient:
         "_lanes",
         "_last_error",
         "_limiter_keys",
+        "_metrics",
         "_mode",
         "_on_event",
         "_outstanding",
@@ -101,7 +118,7 @@ class OKXClient:
         secret_key: str,
         passphrase: str,
         base_url: str = DEFAULT_BASE_URL,
-        demo: bool = False,
+        demo: bool | str = False,
         user_id: str | None = None,
         coalesce: bool = True,
         retry: RetryPolicy | None = None,
@@ -113,16 +130,28 @@ class OKXClient:
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
         on_event: Callable[[ClientEvent], None] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        local_addr: str | tuple[str, int] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        meter_provider: MeterProvider | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
-        self._credentials = Credentials(
-            api_key=api_key, secret_key=secret_key, passphrase=passphrase
-        )
+        try:
+            self._credentials = Credentials(
+                api_key=api_key, secret_key=secret_key, passphrase=passphrase
+            )
+        finally:
+            # Reporters that capture frame locals show this frame in every traceback
+            # raised from here on: keep no secret in it.
+            del secret_key, passphrase
         if not isinstance(base_url, str):
             raise InvalidInputError(
                 f"base_url must be a URL or a region name (global, eea, us), "
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        refuse_url_credentials(base_url)  # first: no later message may echo them
         if "://" not in base_url:
             raise InvalidInputError(
                 f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
@@ -137,7 +166,12 @@ class OKXClient:
                 raise InvalidInputError(f"{name} must be a positive number of seconds")
         if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
             raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
-        self._demo = bool(demo)
+        self._demo = _demo_flag(demo)
+        if ssl is not None and not isinstance(ssl, SSLContext):
+            raise InvalidInputError(
+                "ssl must be an ssl.SSLContext (e.g. ssl.create_default_context("
+                f"cafile='/path/to/ca.pem')) or None, not {type(ssl).__name__}"
+            )
         # Budgets and lanes are the user's (see _identity): live and demo are separate.
         self._mode = mode(self._demo)
         self._uid = user_id
@@ -148,12 +182,18 @@ class OKXClient:
             base_url=self._base_url,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
+            proxy=proxy,
+            trust_env=trust_env,
+            local_addr=local_addr,
+            session=session,
+            ssl=ssl,
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
         # The loop's lane registry, remembered: looking it up costs a weakref per call.
         self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
         self._stats = StatsRecorder()
+        self._metrics = client_metrics(meter_provider, self._base_url)
         self._on_event = on_event
         self._outstanding: set[Update] = set()
         # Tasks inside _request now, so close() can stop exactly those (see close()).
@@ -171,26 +211,37 @@ class OKXClient:
             limiter=limiter,
             redis_fallback_share=redis_fallback_share,
         )
+        if self._metrics is not None and self._backend is not None:
+            self._metrics.watch(self._backend)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
         """Credentials from OKX_API_KEY, OKX_SECRET_KEY, OKX_PASSPHRASE (and optionally
         OKX_BASE_URL, OKX_DEMO); keyword arguments win over the environment."""
         names = {"api_key": ENV_API_KEY, "secret_key": ENV_SECRET_KEY, "passphrase": ENV_PASSPHRASE}
-        missing = [
-            env for arg, env in names.items() if arg not in overrides and not os.environ.get(env)
-        ]
-        if missing:
-            raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
-        kwargs: dict[str, Any] = {
-            arg: os.environ[env] for arg, env in names.items() if arg not in overrides
-        }
-        if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
-            kwargs["base_url"] = os.environ[ENV_BASE_URL]
-        if "demo" not in overrides and ENV_DEMO in os.environ:
-            kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        kwargs: dict[str, Any] = {}
+        try:
+            missing = [
+                env
+                for arg, env in names.items()
+                if arg not in overrides and not os.environ.get(env)
+            ]
+            if missing:
+                raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
+            if "demo" not in overrides and ENV_DEMO in os.environ:
+                kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
+            if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
+                kwargs["base_url"] = os.environ[ENV_BASE_URL]
+            kwargs.update(
+                (arg, os.environ[env]) for arg, env in names.items() if arg not in overrides
+            )
+            kwargs.update(overrides)
+            return cls(**kwargs)
+        finally:
+            # This frame is in the traceback of any error raised here or by the
+            # constructor, and reporters may capture its locals: keep no secret in them.
+            kwargs.clear()
+            overrides.clear()
 
     # -- public calls -------------------------------------------------------------------
 
@@ -249,6 +300,8 @@ class OKXClient:
             self._outstanding.discard(update)
         if result.superseded:
             self._stats.superseded += 1
+            if self._metrics is not None:
+                self._metrics.superseded()
             self._emit("superseded", SET_RISK_OFFSET_PATH, 0)
         return result
 
@@ -352,6 +405,8 @@ class OKXClient:
         await self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):  # __init__ raised: reporters print its `self`
+            return "OKXClient(<not constructed>)"
         state = "closed" if self._closed else "open"
         return (
             f"OKXClient(api_key={mask(self._credentials.api_key)!r}, "
@@ -436,6 +491,8 @@ class OKXClient:
             from ._limiter._memory import default_local_backend
 
             self._backend = default_local_backend()
+            if self._metrics is not None:
+                self._metrics.watch(self._backend)
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
@@ -483,6 +540,7 @@ class OKXClient:
         loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
         rate = ENDPOINT_LIMITS[path]
         stats = self._stats
+        metrics = self._metrics
         target = path + query
         attempt = 0
         try:
@@ -504,14 +562,17 @@ class OKXClient:
                     lease = await limiter.acquire(deadline=deadline)
                 finally:
                     stats.queued -= 1
-                stats.record_wait(loop.time() - asked)
+                waited = loop.time() - asked
+                stats.record_wait(waited)
+                if metrics is not None:
+                    metrics.limiter_wait(waited)
                 stats.in_flight += 1
                 stats.sent += 1
                 try:
                     headers = (
-                        self._credentials.headers(clock.timestamp(), method, target, body)
+                        self._credentials.request_headers(clock.timestamp(), method, target, body)
                         if signed
-                        else {}
+                        else RequestHeaders()
                     )
                     if body:
                         headers["Content-Type"] = "application/json"
@@ -522,16 +583,23 @@ class OKXClient:
                         timeout = None
                     if self._on_event is not None:
                         self._emit("sent", path, attempt)
+                    sent_at = loop.time() if metrics is not None else 0.0
                     data = await self._transport.send(
-                        method, target, body=body, headers=headers, timeout=timeout
+                        method, target, body=body, headers=headers, timeout=timeout, loop=loop
                     )
                 except OKXError as exc:
                     error: OKXError = exc
+                    if metrics is not None:
+                        metrics.request(method, loop.time() - sent_at, exc)
                     if isinstance(exc, RateLimitedError):
+                        if metrics is not None:
+                            metrics.rate_limited()
                         stats.rate_limited += 1
                         self._emit("rate_limited", path, attempt, exc)
                         await limiter.on_rate_limited()
                 else:
+                    if metrics is not None:
+                        metrics.request(method, loop.time() - sent_at, None)
                     if path == SET_RISK_OFFSET_PATH:
                         stats.succeeded += 1
                     if self._on_event is not None:
@@ -551,11 +619,13 @@ class OKXClient:
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:  # Python 3.11+: keep asyncio.timeout() honest
                 uncancel()
-            raise ClientClosedError("the client was closed before this request finished") from None
         finally:
             self._active.discard(task)
             if not self._active and self._all_idle is not None:
                 self._all_idle.set()
+        # Raised here, not in the except clause: the CancelledError would be its __context__,
+        # and its traceback runs through aiohttp's frames, which hold the signed headers.
+        raise ClientClosedError("the client was closed before this request finished")
 
     async def _before_retry(
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
@@ -577,6 +647,8 @@ class OKXClient:
                 f"gave up after attempt {attempt}: no time left for a retry ({error})"
             ) from error
         self._stats.retried += 1
+        if self._metrics is not None:
+            self._metrics.retry(_reason(error))
         self._emit("retry", path, attempt, error, delay)
         logger.debug(
             "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, _reason(error)
@@ -659,6 +731,15 @@ def _is_positive_number(value: object) -> bool:
     return (
         isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
     )
+
+
+def _demo_flag(demo: object) -> bool:
+    """`demo=` as a bool: a str is read exactly as OKX_DEMO is (`_env_flag`)."""
+    if isinstance(demo, bool):
+        return demo
+    if isinstance(demo, str):
+        return _env_flag("demo", demo)
+    raise InvalidInputError(f"demo must be a bool (or 'true'/'false'), not {type(demo).__name__}")
 
 
 def _env_flag(name: str, value: str) -> bool:

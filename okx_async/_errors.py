@@ -11,6 +11,8 @@ The tree::
     ├── TransportError                       no OKX answer was read
     │   ├── NetworkError                     connection refused, reset or dropped
     │   ├── RequestTimeoutError (TimeoutError) no response within the request timeout
+    │   ├── TLSError                         certificate not trusted or TLS handshake failed
+    │   ├── TooManyOpenFilesError            no file descriptor left for a connection
     │   └── UnexpectedResponseError          a body that is not OKX JSON (HTML, empty, truncated)
     └── APIError                             OKX answered with a non-zero `code`
         ├── RateLimitedError                 50011
@@ -22,9 +24,16 @@ The tree::
 
 `retryable` on each class says whether the same request may succeed if sent again;
 the retry policy in `_retry.py` reads only that attribute.
+
+Every class survives `pickle` and `copy.deepcopy` (type, message, code, status, path), so
+errors cross process boundaries (`ProcessPoolExecutor`, multiprocessing queues).
+No error holds a secret: transport errors carry a description of aiohttp's error, not the
+error itself (its `request_info` and traceback hold the signed request headers).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "APIError",
@@ -41,7 +50,9 @@ __all__ = [
     "QueueFullError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "TLSError",
     "TimestampExpiredError",
+    "TooManyOpenFilesError",
     "TransportError",
     "UnexpectedResponseError",
     "api_error_for",
@@ -52,6 +63,20 @@ class OKXError(Exception):
     """Root of every exception okx_async raises on purpose."""
 
     retryable: bool = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args), which keyword-only constructors refuse:
+        # rebuild from args without __init__, then restore the attributes.
+        return (_new_error, (type(self), *self.args), self.__dict__.copy())
+
+
+def _new_error(cls: type[OKXError], *args: Any) -> OKXError:
+    # __init__ is skipped (keyword-only); __setstate__ then restores the attributes.
+    # OSError's __new__ (TimeoutError's base) leaves .args unset when a subclass defines
+    # __init__: set them here.
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class InvalidInputError(OKXError, ValueError):
@@ -92,6 +117,23 @@ class RequestTimeoutError(TransportError, TimeoutError):
     """No complete response within the request timeout."""
 
     retryable = True
+
+
+class TLSError(TransportError):
+    """The TLS handshake failed: most often the server's certificate was not trusted.
+
+    Not retried: the same certificate fails the same way. A proxy or private CA that
+    re-signs traffic needs its CA bundle: `OKXClient(ssl=ssl.create_default_context(
+    cafile="/path/to/ca.pem"))`.
+    """
+
+
+class TooManyOpenFilesError(TransportError):
+    """The process has no file descriptor left (EMFILE/ENFILE) to open a connection.
+
+    Not retried: more attempts only queue for descriptors that other calls hold. Raise
+    the limit (`ulimit -n`) or let clients share pools (the default on one event loop).
+    """
 
 
 class UnexpectedResponseError(TransportError):

@@ -20,10 +20,12 @@ def test_documented_names_are_public() -> None:
         "OKXError",
         "APIError",
         "RateLimitedError",
+        "TLSError",
         "RiskOffsetResult",
         "AccountConfig",
         "RiskOffsetAmount",
         "RetryPolicy",
+        "TooManyOpenFilesError",
         "sign",
         "__version__",
     ]:
