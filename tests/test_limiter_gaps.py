@@ -209,6 +209,13 @@ def test_a_backend_gives_its_limiters_its_max_pending_and_burst() -> None:
         paced = LocalLimiterBackend(burst=3)
         assert await granted_at_once(paced.limiter(KEY, TEN)) == 3
 
+        # Every live key's state, for the slots-in-use metric.
+        fresh = LocalLimiterBackend()
+        lease = acquire_now(fresh.limiter(KEY, ONE))
+        assert fresh.snapshots() == [(KEY, fresh.limiter(KEY, ONE).snapshot())]
+        assert fresh.snapshots()[0][1].in_flight == 1
+        await fresh.limiter(KEY, ONE).release(lease)
+
     run_virtual(main)
 
 
