@@ -31,6 +31,7 @@ from ._defaults import (
     ENV_DEMO,
     ENV_PASSPHRASE,
     ENV_SECRET_KEY,
+    LANDING_HORIZON,
     REQUEST_TIMEOUT,
     SERVER_TIME_PATH,
     SET_RISK_OFFSET_PATH,
@@ -50,7 +51,7 @@ from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._options import ClientOptions, env_flag, is_positive_number
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
-from ._retry import RetryPolicy, retry_delay, should_retry
+from ._retry import RetryPolicy, outcome_unknown, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
 from ._transport import Transport
@@ -128,6 +129,7 @@ class OKXClient:
         "_coalesce",
         "_credentials",
         "_demo",
+        "_landing_horizon",
         "_lanes",
         "_last_error",
         "_limiter_keys",
@@ -169,6 +171,7 @@ class OKXClient:
         session: aiohttp.ClientSession | None = None,
         meter_provider: MeterProvider | None = None,
         ssl: SSLContext | None = None,
+        landing_horizon: float = LANDING_HORIZON,
     ) -> None:
         try:
             self._credentials = Credentials(
@@ -198,6 +201,7 @@ class OKXClient:
             session=session,
             meter_provider=meter_provider,
             ssl=ssl,
+            landing_horizon=landing_horizon,
         )
         self._wire(options)
 
@@ -210,6 +214,8 @@ class OKXClient:
         self._uid = options.user_id
         self._uid_lookup: asyncio.Future[str] | None = None
         self._coalesce = options.coalesce
+        # Seconds after an uncertain outcome before the newest value is sent again.
+        self._landing_horizon = options.landing_horizon
         self._retry = options.retry
         self._transport = Transport(
             base_url=self._base_url,
@@ -286,8 +292,10 @@ class OKXClient:
         """Set the user-defined spot risk offset amount of `ccy` (portfolio margin only).
 
         Values of one currency go out one at a time in submission order; a newer value
-        replaces older ones still waiting (their results say `superseded=True`).
-        `timeout` bounds queueing, retries and the request together.
+        replaces older ones still waiting (their results say `superseded=True`: never
+        sent). `timeout` bounds queueing, retries and the request together. After a
+        request with an unknown outcome, the newest applied value is re-asserted once
+        the client's `landing_horizon` (seconds) has passed; see `RiskOffsetResult`.
         """
         ccy = validate_ccy(ccy)
         text, value = validate_amount(amount)
@@ -440,6 +448,10 @@ class OKXClient:
         closed = ClientClosedError("the client was closed before this update finished")
         for update in list(self._outstanding):
             update.fail(closed)
+        if self._lanes is not None:  # no more re-asserts of values this client set
+            unsettled = self._lanes[1].stop_settling(self._send_update)
+            if unsettled:
+                logger.debug("closed with %d currencies not yet settled", unsettled)
         # Requests still waiting for a slot or on the wire are this client's alone to stop;
         # the tasks running them may be shared lane workers, which carry on afterwards.
         if self._active:
@@ -556,6 +568,9 @@ class OKXClient:
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        if update.reassert:
+            self._stats.reasserted += 1
+            self._emit("reasserted", SET_RISK_OFFSET_PATH, 0)
         body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
@@ -603,6 +618,7 @@ class OKXClient:
         metrics = self._metrics
         target = path + query
         attempt = 0
+        resynced = False  # after a 50102, once per call
         try:
             while True:
                 attempt += 1
@@ -627,7 +643,11 @@ class OKXClient:
                 if metrics is not None:
                     metrics.limiter_wait(waited)
                 stats.in_flight += 1
-                stats.sent += 1
+                if lane is not None:  # set requests, the only ones that go through a lane
+                    stats.sent += 1
+                    lane.attempt_sent()
+                else:
+                    stats.lookups += 1
                 try:
                     headers = (
                         self._credentials.request_headers(clock.timestamp(), method, target, body)
@@ -654,9 +674,14 @@ class OKXClient:
                     if isinstance(exc, RateLimitedError):
                         if metrics is not None:
                             metrics.rate_limited()
-                        stats.rate_limited += 1
+                        if lane is not None:
+                            stats.rate_limited += 1
                         self._emit("rate_limited", path, attempt, exc)
                         await limiter.on_rate_limited()
+                except asyncio.CancelledError:
+                    if lane is not None:  # it may have reached OKX: settle it later
+                        lane.note_uncertain(loop.time() + self._landing_horizon)
+                    raise
                 else:
                     if metrics is not None:
                         metrics.request(method, loop.time() - sent_at, None)
@@ -668,7 +693,7 @@ class OKXClient:
                 finally:
                     stats.in_flight -= 1
                     await limiter.release(lease)
-                await self._before_retry(error, attempt, path, deadline, lane)
+                resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
         except asyncio.CancelledError as exc:
             # Identify close()'s cancellation by message *or* by task: a library below
             # may re-raise CancelledError without the message.
@@ -688,19 +713,34 @@ class OKXClient:
         raise ClientClosedError("the client was closed before this request finished")
 
     async def _before_retry(
-        self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
-    ) -> None:
-        """Return to retry, or raise: the error itself, or SupersededError."""
-        self._last_error = (asyncio.get_running_loop().time(), error)
-        if isinstance(error, TimestampExpiredError) and attempt == 1:
+        self,
+        error: OKXError,
+        attempt: int,
+        path: str,
+        deadline: float | None,
+        lane: Lane | None,
+        resynced: bool,
+    ) -> bool:
+        """Return to retry (with whether the clock was resynced in this call), or raise:
+        the error itself, or SupersededError."""
+        loop = asyncio.get_running_loop()
+        self._last_error = (loop.time(), error)
+        if lane is not None and outcome_unknown(error):
+            # OKX may still apply it: the lane re-asserts the newest value after this.
+            lane.note_uncertain(loop.time() + self._landing_horizon)
+        if isinstance(error, TimestampExpiredError) and not resynced:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
-        if self._closed or not should_retry(error, attempt, self._retry):
+            resynced, clock_resynced = True, False  # this 50102 came before the resync
+        else:
+            clock_resynced = resynced
+        if self._closed or not should_retry(
+            error, attempt, self._retry, clock_resynced=clock_resynced
+        ):
             self._fail(error, path, attempt)
             raise error
         if lane is not None and lane.has_newer():
             raise SupersededError  # a newer value waits: retrying this one could undo it
         delay = retry_delay(error, attempt, self._retry)
-        loop = asyncio.get_running_loop()
         if deadline is not None and loop.time() + delay >= deadline:
             self._fail(error, path, attempt)
             raise DeadlineExceededError(
@@ -717,6 +757,7 @@ class OKXClient:
             await asyncio.sleep(delay)
             if lane is not None and lane.has_newer():
                 raise SupersededError
+        return resynced
 
     def _error_since(self, start: float) -> OKXError | None:
         """The latest failed attempt's error if it came after loop time `start`."""

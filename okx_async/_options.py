@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Final
 
-from ._defaults import CONNECT_TIMEOUT, DEFAULT_BASE_URL, REQUEST_TIMEOUT
+from ._defaults import CONNECT_TIMEOUT, DEFAULT_BASE_URL, LANDING_HORIZON, REQUEST_TIMEOUT
 from ._errors import InvalidInputError
 from ._retry import RetryPolicy
 from ._urls import mask_url_credentials, resolve_base_url
@@ -90,6 +90,7 @@ class ClientOptions:
     session: aiohttp.ClientSession | None = field(repr=False)
     meter_provider: MeterProvider | None = field(repr=False)
     ssl: SSLContext | None = field(repr=False)
+    landing_horizon: float = LANDING_HORIZON  # seconds; see the README's "last value"
 
     @classmethod
     def build(
@@ -114,12 +115,14 @@ class ClientOptions:
         session: aiohttp.ClientSession | None = None,
         meter_provider: MeterProvider | None = None,
         ssl: SSLContext | None = None,
+        landing_horizon: float = LANDING_HORIZON,
     ) -> ClientOptions:
         """Validated options. Raises InvalidInputError (a URL's credentials masked)."""
         checked_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
         for name, value in (
             ("request_timeout", request_timeout),
             ("connect_timeout", connect_timeout),
+            ("landing_horizon", landing_horizon),
         ):
             if not is_positive_number(value):
                 raise InvalidInputError(f"{name} must be a positive number of seconds")
@@ -151,6 +154,7 @@ class ClientOptions:
             session=session,
             meter_provider=meter_provider,
             ssl=ssl,
+            landing_horizon=float(landing_horizon),
         )
 
     def __repr__(self) -> str:

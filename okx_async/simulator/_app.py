@@ -12,7 +12,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Final
 
@@ -99,6 +99,7 @@ class Simulator:
         self._fault_rng = random.Random(config.faults.seed)
         self._script: deque[tuple[str | None, bool | None]] = deque()
         self._stalls: set[asyncio.Future[None]] = set()
+        self._holds: dict[str, deque[float]] = {}  # ccy -> seconds, see hold_next
         self.app = web.Application()
         self.app[SIMULATOR_KEY] = self
         for path in (TIME_PATH, CONFIG_PATH, BALANCE_PATH):
@@ -143,6 +144,16 @@ class Simulator:
                 raise ValueError(f"unknown fault kind {kind!r}")
             queued.append((kind, applied))
         self._script.extend(queued)
+
+    def hold_next(self, ccy: str, seconds: float) -> None:
+        """Hold the next set request of `ccy` (any user) for `seconds` after it passed auth
+        and rate limiting, then apply it whether or not its client still waits, and
+        answer if it does: a request OKX applies late, after the client timed out. Its
+        record says fault "hold". Holds of one currency queue up; a held request gets no
+        other fault."""
+        if not seconds >= 0:
+            raise ValueError("seconds must be >= 0")
+        self._holds.setdefault(ccy, deque()).append(seconds)
 
     def reset_records(self) -> None:
         """Forget records, the admission log and 50011 counts; windows keep limiting."""
@@ -200,7 +211,10 @@ class Simulator:
         fault, applied_first = self._next_fault(path)
         process = partial(self._process, path, request, user, key, parsed, raw)
         reply, applied = NO_REPLY, False
-        if fault is None:
+        if fault is None and (hold := self._take_hold(path, parsed)) is not None:
+            fault = "hold"
+            reply, applied = await self._held(hold, request, process)
+        elif fault is None:
             reply, applied = process()
         elif fault in FAULT_REPLIES:
             reply = FAULT_REPLIES[fault]
@@ -240,6 +254,20 @@ class Simulator:
         low, high = self.latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
+
+    def _take_hold(self, path: str, parsed: object) -> float | None:
+        ccy = parsed.get("ccy") if path == SET_PATH and isinstance(parsed, dict) else None
+        holds = self._holds.get(ccy) if isinstance(ccy, str) else None
+        return holds.popleft() if holds else None
+
+    async def _held(
+        self, seconds: float, request: web.Request, process: Callable[[], tuple[Reply, bool]]
+    ) -> tuple[Reply, bool]:
+        if await self._stall(seconds):
+            return NO_REPLY, False  # shutting down: never applied
+        reply, applied = process()  # applied late, whoever still waits
+        transport = request.transport
+        return (NO_REPLY if transport is None or transport.is_closing() else reply), applied
 
     async def _stall(self, seconds: float) -> bool:
         """Sleep `seconds`; True when woken early by `release_stalls`."""
