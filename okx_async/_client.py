@@ -41,12 +41,18 @@ from ._errors import (
     DeadlineExceededError,
     InvalidInputError,
     OKXError,
-    UnexpectedResponseError,
 )
 from ._identity import mode
 from ._limiter._urls import client_backend
 from ._limits import LimiterBackend, LimiterKey
-from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
+from ._models import (
+    AccountConfig,
+    RiskOffsetAmount,
+    RiskOffsetResult,
+    account_config_from_row,
+    parse_decimal,
+    risk_offset_amounts,
+)
 from ._options import ClientOptions, env_flag, is_positive_number
 from ._ordering import Lane, LaneRegistry, Update, lanes_for_running_loop
 from ._retry import RetryPolicy
@@ -350,25 +356,9 @@ class OKXClient(AttemptLoop):
         deadline = self._deadline(timeout)
         self._check_open()
         data = await self._request("GET", ACCOUNT_CONFIG_PATH, deadline=deadline)
-        row = first_row(data, ACCOUNT_CONFIG_PATH)
-        uid = row.get("uid")
-        if not isinstance(uid, str) or not uid:
-            raise UnexpectedResponseError(
-                "account config without a uid",
-                path=ACCOUNT_CONFIG_PATH,
-                status=200,
-                body_preview=str(row)[:200],
-            )
-        main_uid = row.get("mainUid")
-        perm = row.get("perm")
-        config = AccountConfig(
-            uid=uid,
-            main_uid=main_uid if isinstance(main_uid, str) and main_uid else uid,
-            acct_lv=str(row.get("acctLv", "")),
-            permissions=frozenset(p for p in str(perm or "").split(",") if p),
-        )
+        config = account_config_from_row(first_row(data, ACCOUNT_CONFIG_PATH))
         if self._uid is None:
-            self._uid = uid
+            self._uid = config.uid
         return config
 
     async def get_risk_offset_amounts(
@@ -401,17 +391,7 @@ class OKXClient(AttemptLoop):
             data = await self._request(
                 "GET", BALANCE_PATH, query="?ccy=" + ",".join(chunk), deadline=deadline
             )
-            details = first_row(data, BALANCE_PATH).get("details", [])
-            for item in details if isinstance(details, list) else []:
-                if isinstance(item, dict) and isinstance(item.get("ccy"), str):
-                    found[item["ccy"]] = RiskOffsetAmount(
-                        ccy=item["ccy"],
-                        user_defined=parse_decimal(item.get("clSpotInUseAmt")),
-                        in_use=parse_decimal(item.get("spotInUseAmt")),
-                        maximum=parse_decimal(
-                            item.get("maxSpotInUse", item.get("maxSpotInUseAmt"))
-                        ),
-                    )
+            found.update(risk_offset_amounts(first_row(data, BALANCE_PATH).get("details")))
         return found
 
     def stats(self) -> ClientStats:
