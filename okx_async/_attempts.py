@@ -100,7 +100,9 @@ class AttemptLoop:
         signed: bool = True,
     ) -> list[Any]:
         """Send with rate limiting and retries; return OKX's `data`."""
-        task = self._enter()
+        task = asyncio.current_task()
+        assert task is not None
+        self._active[task] = False  # not stopped by close()
         loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
         rate, target, stats = ENDPOINT_LIMITS[path], path + query, self._stats
         attempt, resynced = 0, False  # resynced: after a 50102, once per call
@@ -112,7 +114,7 @@ class AttemptLoop:
                 if signed and not clock.synced:
                     await self._sync_clock(clock, deadline)
                 key = self._limiter_keys.get(path) or await self._limiter_key(path, deadline)
-                limiter = self._backend_now().limiter(key, rate)
+                limiter = (self._backend or self._backend_now()).limiter(key, rate)
                 asked = loop.time()
                 stats.queued += 1
                 try:
@@ -122,8 +124,9 @@ class AttemptLoop:
                 sent_at = self._count_sent(asked, lane, loop)
                 try:
                     headers = self._headers(clock, method, target, body, signed)
-                    timeout = self._attempt_timeout(deadline, loop)
-                    self._emit("sent", path, attempt)
+                    timeout = None if deadline is None else self._attempt_timeout(deadline, loop)
+                    if self._on_event is not None:
+                        self._emit("sent", path, attempt)
                     data = await self._transport.send(
                         method, target, body=body, headers=headers, timeout=timeout, loop=loop
                     )
@@ -151,12 +154,6 @@ class AttemptLoop:
         raise ClientClosedError("the client was closed before this request finished")
 
     # -- the steps of one attempt, in order ---------------------------------------------
-
-    def _enter(self) -> asyncio.Task[Any]:
-        task = asyncio.current_task()
-        assert task is not None
-        self._active[task] = False
-        return task
 
     def _bind_clock(self) -> ServerClock:
         self._clock = shared_clock(self._base_url)
@@ -212,13 +209,12 @@ class AttemptLoop:
         return key
 
     def _backend_now(self) -> LimiterBackend:
-        """The client's store; None means the loop's in-process store, found on first use."""
-        if self._backend is None:
-            from ._limiter._memory import default_local_backend
+        """The first use of the loop's in-process store (when the client has no other)."""
+        from ._limiter._memory import default_local_backend
 
-            self._backend = default_local_backend()
-            if self._metrics is not None:
-                self._metrics.watch(self._backend)
+        self._backend = default_local_backend()
+        if self._metrics is not None:
+            self._metrics.watch(self._backend)
         return self._backend
 
     def _count_sent(
@@ -254,12 +250,8 @@ class AttemptLoop:
             headers["x-simulated-trading"] = "1"
         return headers
 
-    def _attempt_timeout(
-        self, deadline: float | None, loop: asyncio.AbstractEventLoop
-    ) -> float | None:
-        """The attempt's own bound: the transport's, unless the deadline is sooner."""
-        if deadline is None:
-            return None
+    def _attempt_timeout(self, deadline: float, loop: asyncio.AbstractEventLoop) -> float | None:
+        """The attempt's own bound: the transport's (None), unless the deadline is sooner."""
         timeout = max(deadline - loop.time(), 0.001)
         return None if timeout > self._transport.request_timeout else timeout
 
@@ -275,7 +267,8 @@ class AttemptLoop:
             self._metrics.request(method, loop.time() - sent_at, None)
         if path == SET_RISK_OFFSET_PATH:
             self._stats.succeeded += 1
-        self._emit("succeeded", path, attempt)
+        if self._on_event is not None:
+            self._emit("succeeded", path, attempt)
 
     def _answered_error(
         self,
