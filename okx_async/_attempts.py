@@ -114,7 +114,8 @@ class AttemptLoop:
                 if signed and not clock.synced:
                     await self._sync_clock(clock, deadline)
                 key = self._limiter_keys.get(path) or await self._limiter_key(path, deadline)
-                limiter = (self._backend or self._backend_now()).limiter(key, rate)
+                backend = self._backend if self._backend is not None else self._backend_now()
+                limiter = backend.limiter(key, rate)
                 asked = loop.time()
                 stats.queued += 1
                 try:
