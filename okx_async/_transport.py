@@ -279,6 +279,12 @@ def _translate(exc: aiohttp.ClientError, base_url: str, path: str) -> TransportE
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return NetworkError(f"the response body was cut off: {_describe(exc)}", path=path)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        unsent = NetworkError(
+            f"connection to OKX failed, nothing sent: {_describe(exc)}", path=path
+        )
+        unsent.sent = False  # no connection, so no request: nothing for OKX to count
+        return unsent
     return NetworkError(f"connection to OKX failed: {_describe(exc)}", path=path)
 
 
