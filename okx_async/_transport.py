@@ -39,6 +39,7 @@ from ._pool import (
     release_pool,
 )
 from ._urls import (
+    MaskedURL,
     check_base_url,
     mask_credentials_in_text,
     refuse_url_credentials,
@@ -249,7 +250,7 @@ def _env_proxy(base_url: str) -> str | None:
         return None
     if auth is not None:  # aiohttp strips credentials from the URL: put them back
         proxy = proxy.with_user(auth.login).with_password(auth.password)
-    return str(proxy)
+    return MaskedURL(str(proxy))
 
 
 async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
