@@ -7,6 +7,7 @@ and raises typed errors. See README.md.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from ._auth import Credentials, format_timestamp, parse_timestamp, sign
 from ._client import OKXClient
@@ -27,14 +28,44 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     TimestampExpiredError,
+    TLSError,
     TransportError,
     UnexpectedResponseError,
 )
-from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey, LimiterSnapshot, RateLimit
+from ._limiter._memory import LocalKeyLimiter, LocalLimiterBackend
+from ._limiter._sqlite import SqliteKeyLimiter, SqliteLimiterBackend
+from ._limiter._urls import limiter_from_url
+from ._limits import (
+    ENDPOINT_LIMITS,
+    KeyLimiter,
+    Lease,
+    LimiterBackend,
+    LimiterKey,
+    LimiterSnapshot,
+    RateLimit,
+)
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult
 from ._retry import RetryPolicy, backoff, should_retry
 from ._stats import ClientEvent, ClientStats
 from ._validation import validate_amount, validate_ccy
+
+if TYPE_CHECKING:
+    from ._redis_limiter import RedisKeyLimiter, RedisLimiterBackend
+
+# Imported on first use, so that the `redis` package stays optional.
+_LAZY = {"RedisKeyLimiter": "._redis_limiter", "RedisLimiterBackend": "._redis_limiter"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = version("okx_async")
@@ -58,10 +89,14 @@ __all__ = [
     "DeadlineExceededError",
     "ExchangeBusyError",
     "InvalidInputError",
+    "KeyLimiter",
+    "Lease",
     "LimiterBackend",
     "LimiterKey",
     "LimiterSnapshot",
     "LimiterUnavailableError",
+    "LocalKeyLimiter",
+    "LocalLimiterBackend",
     "NetworkError",
     "OKXClient",
     "OKXError",
@@ -69,16 +104,22 @@ __all__ = [
     "QueueFullError",
     "RateLimit",
     "RateLimitedError",
+    "RedisKeyLimiter",
+    "RedisLimiterBackend",
     "RequestTimeoutError",
     "RetryPolicy",
     "RiskOffsetAmount",
     "RiskOffsetResult",
+    "SqliteKeyLimiter",
+    "SqliteLimiterBackend",
+    "TLSError",
     "TimestampExpiredError",
     "TransportError",
     "UnexpectedResponseError",
     "__version__",
     "backoff",
     "format_timestamp",
+    "limiter_from_url",
     "parse_timestamp",
     "should_retry",
     "sign",

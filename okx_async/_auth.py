@@ -7,10 +7,13 @@ import binascii
 import hashlib
 import hmac
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import lru_cache
 
-__all__ = ["Credentials", "format_timestamp", "sign"]
+__all__ = ["Credentials", "RequestHeaders", "format_timestamp", "sign"]
+
+_SECRET_HEADERS = frozenset({"OK-ACCESS-SIGN", "OK-ACCESS-PASSPHRASE"})
 
 
 def sign(secret_key: str, timestamp: str, method: str, request_path: str, body: bytes = b"") -> str:
@@ -41,22 +44,52 @@ def parse_timestamp(text: str) -> float:
     return parsed.replace(tzinfo=timezone.utc).timestamp()
 
 
+class RequestHeaders:
+    """The headers of one request, as aiohttp takes them (an iterable of name-value pairs).
+
+    Neither a dict nor a Mapping on purpose: error reporters that capture the locals of a
+    traceback's frames (`capture_locals=True`, Sentry-style) print this object with its
+    repr, which masks OK-ACCESS-SIGN and OK-ACCESS-PASSPHRASE, instead of walking into it.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, str] | None = None) -> None:
+        self._items = {} if items is None else items
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._items[name] = value
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items.items())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        shown = {k: "***" if k in _SECRET_HEADERS else v for k, v in self._items.items()}
+        return f"RequestHeaders({shown!r})"
+
+
 class Credentials:
-    """An API key with its secret and passphrase. The repr never shows the secrets."""
+    """An API key with its secret and passphrase. The repr never shows the secrets.
+
+    Raises InvalidInputError naming the field (never the value) when a value is empty, not
+    a str, has surrounding whitespace or contains a control character (a trailing newline
+    copied from a file, for one): HTTP refuses such header values only after a rate-limit
+    slot was taken.
+    """
 
     __slots__ = ("_inner", "_outer", "_passphrase", "_secret_key", "api_key")
 
     def __init__(self, *, api_key: str, secret_key: str, passphrase: str) -> None:
-        for name, value in (
-            ("api_key", api_key),
-            ("secret_key", secret_key),
-            ("passphrase", passphrase),
-        ):
-            if not isinstance(value, str) or not value:
-                # The message names the field, never the value.
-                from ._errors import InvalidInputError
+        problem = _credentials_problem(api_key, secret_key, passphrase)
+        if problem is not None:
+            # Reporters that capture frame locals would show this frame's arguments.
+            del secret_key, passphrase
+            from ._errors import InvalidInputError
 
-                raise InvalidInputError(f"{name} must be a non-empty string")
+            raise InvalidInputError(problem)
         self.api_key = api_key
         self._secret_key = secret_key
         self._passphrase = passphrase
@@ -73,7 +106,14 @@ class Credentials:
     def headers(
         self, timestamp: str, method: str, request_path: str, body: bytes
     ) -> dict[str, str]:
-        """The four OK-ACCESS-* headers of one request.
+        """The four OK-ACCESS-* headers of one request, as a plain dict."""
+        return dict(self.request_headers(timestamp, method, request_path, body))
+
+    def request_headers(
+        self, timestamp: str, method: str, request_path: str, body: bytes
+    ) -> RequestHeaders:
+        """The four OK-ACCESS-* headers of one request, in a `RequestHeaders` whose repr
+        masks the signature and passphrase (what the client sends).
 
         Signs from the SHA-256 halves keyed once (see `_keyed_hmac_halves`): the same
         HMAC as `sign()` at about half of hmac.new's CPU, done here rather than in a
@@ -83,18 +123,42 @@ class Credentials:
         inner.update((timestamp + method + request_path).encode() + body)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return {
-            "OK-ACCESS-KEY": self.api_key,
-            "OK-ACCESS-SIGN": binascii.b2a_base64(outer.digest(), newline=False).decode(),
-            "OK-ACCESS-TIMESTAMP": timestamp,
-            "OK-ACCESS-PASSPHRASE": self._passphrase,
-        }
+        return RequestHeaders(
+            {
+                "OK-ACCESS-KEY": self.api_key,
+                "OK-ACCESS-SIGN": binascii.b2a_base64(outer.digest(), newline=False).decode(),
+                "OK-ACCESS-TIMESTAMP": timestamp,
+                "OK-ACCESS-PASSPHRASE": self._passphrase,
+            }
+        )
 
     def __repr__(self) -> str:
-        return f"Credentials(api_key={mask(self.api_key)!r}, secret_key='***', passphrase='***')"
+        # getattr: a constructor that raised leaves a half-built object in its frame's
+        # locals, which reporters print with repr.
+        api_key = mask(getattr(self, "api_key", ""))
+        return f"Credentials(api_key={api_key!r}, secret_key='***', passphrase='***')"
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("Credentials cannot be pickled (they hold secrets)")
+
+
+def _credentials_problem(api_key: object, secret_key: object, passphrase: object) -> str | None:
+    """What is wrong with the three values, naming the field and never the value."""
+    for name, value in (
+        ("api_key", api_key),
+        ("secret_key", secret_key),
+        ("passphrase", passphrase),
+    ):
+        if not isinstance(value, str) or not value:
+            return f"{name} must be a non-empty string"
+        # isprintable() is False for control characters (\n, \r, \t, \x00...), format
+        # characters and non-ASCII spaces; none belongs in an HTTP header value.
+        if value != value.strip() or not value.isprintable():
+            return (
+                f"{name} has surrounding whitespace or a control character (a trailing "
+                "newline copied from a file?); remove it"
+            )
+    return None
 
 
 _BLOCK = 64  # SHA-256's block size in bytes

@@ -7,17 +7,17 @@ decides when, and the lanes of `_ordering` decide which value goes out per curre
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 
 import orjson
 
-from ._auth import Credentials, mask
+from ._auth import Credentials, RequestHeaders, mask
 from ._clock import ServerClock, shared_clock
 from ._defaults import (
     ACCOUNT_CONFIG_PATH,
@@ -29,7 +29,6 @@ from ._defaults import (
     ENV_BASE_URL,
     ENV_DEMO,
     ENV_PASSPHRASE,
-    ENV_REDIS_URL,
     ENV_SECRET_KEY,
     REGION_URLS,
     REQUEST_TIMEOUT,
@@ -45,12 +44,14 @@ from ._errors import (
     TimestampExpiredError,
     UnexpectedResponseError,
 )
+from ._identity import cold_start_key, host_key, mode, user_key
+from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
-from ._transport import Transport, check_base_url
+from ._transport import Transport, check_base_url, refuse_url_credentials
 from ._validation import validate_amount, validate_ccy
 
 __all__ = ["OKXClient"]
@@ -79,10 +80,10 @@ class OKXClient:
         "_coalesce",
         "_credentials",
         "_demo",
-        "_environment",
-        "_key_subject",
         "_lanes",
+        "_last_error",
         "_limiter_keys",
+        "_mode",
         "_on_event",
         "_outstanding",
         "_owns_backend",
@@ -101,27 +102,40 @@ class OKXClient:
         secret_key: str,
         passphrase: str,
         base_url: str = DEFAULT_BASE_URL,
-        demo: bool = False,
+        demo: bool | str = False,
         user_id: str | None = None,
         coalesce: bool = True,
         retry: RetryPolicy | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         redis_url: str | None = None,
+        limiter_url: str | None = None,
         redis_fallback_share: float | None = None,
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
         on_event: Callable[[ClientEvent], None] | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
-        self._credentials = Credentials(
-            api_key=api_key, secret_key=secret_key, passphrase=passphrase
-        )
+        try:
+            self._credentials = Credentials(
+                api_key=api_key, secret_key=secret_key, passphrase=passphrase
+            )
+        finally:
+            # Reporters that capture frame locals show this frame in every traceback
+            # raised from here on: keep no secret in it.
+            del secret_key, passphrase
         if not isinstance(base_url, str):
             raise InvalidInputError(
                 f"base_url must be a URL or a region name (global, eea, us), "
                 f"not {type(base_url).__name__}"
             )
         base_url = REGION_URLS.get(base_url, base_url)
+        refuse_url_credentials(base_url)  # first: no later message may echo them
+        if "://" not in base_url:
+            raise InvalidInputError(
+                f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
+                f"{', '.join(REGION_URLS)} or a URL such as {DEFAULT_BASE_URL}"
+            )
         self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
         for name, value in (
             ("request_timeout", request_timeout),
@@ -131,19 +145,23 @@ class OKXClient:
                 raise InvalidInputError(f"{name} must be a positive number of seconds")
         if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
             raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
-        self._demo = bool(demo)
-        # Live and demo trading are separate budgets even on one host.
-        self._environment = f"{self._base_url}{'#demo' if self._demo else ''}"
+        self._demo = _demo_flag(demo)
+        if ssl is not None and not isinstance(ssl, SSLContext):
+            raise InvalidInputError(
+                "ssl must be an ssl.SSLContext (e.g. ssl.create_default_context("
+                f"cafile='/path/to/ca.pem')) or None, not {type(ssl).__name__}"
+            )
+        # Budgets and lanes are the user's (see _identity): live and demo are separate.
+        self._mode = mode(self._demo)
         self._uid = user_id
         self._uid_lookup: asyncio.Future[str] | None = None
-        # Before the User ID is known, the config lookup is limited per API key.
-        self._key_subject = "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
         self._coalesce = coalesce
         self._retry = retry or RetryPolicy()
         self._transport = Transport(
             base_url=self._base_url,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
+            ssl=ssl,
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
@@ -157,39 +175,45 @@ class OKXClient:
         self._all_idle: asyncio.Event | None = None
         self._stopping: set[asyncio.Task[Any]] = set()
         self._closed = False
-        if redis_url is None and limiter is None:
-            redis_url = os.environ.get(ENV_REDIS_URL) or None
-        if limiter is not None:
-            self._backend: LimiterBackend | None = limiter
-            self._owns_backend = False
-        elif redis_url is not None:
-            from ._redis_limiter import RedisLimiterBackend
-
-            self._backend = RedisLimiterBackend(redis_url, fallback_share=redis_fallback_share)
-            self._owns_backend = True
-        else:
-            self._backend = None  # the loop's shared in-process backend, found on first use
-            self._owns_backend = False
+        # (loop time, error) of the latest failed attempt: what a deadline error names.
+        self._last_error: tuple[float, OKXError] | None = None
+        # None: the loop's shared in-process backend, found on first use.
+        self._backend: LimiterBackend | None
+        self._backend, self._owns_backend = client_backend(
+            limiter_url=limiter_url,
+            redis_url=redis_url,
+            limiter=limiter,
+            redis_fallback_share=redis_fallback_share,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
         """Credentials from OKX_API_KEY, OKX_SECRET_KEY, OKX_PASSPHRASE (and optionally
         OKX_BASE_URL, OKX_DEMO); keyword arguments win over the environment."""
         names = {"api_key": ENV_API_KEY, "secret_key": ENV_SECRET_KEY, "passphrase": ENV_PASSPHRASE}
-        missing = [
-            env for arg, env in names.items() if arg not in overrides and not os.environ.get(env)
-        ]
-        if missing:
-            raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
-        kwargs: dict[str, Any] = {
-            arg: os.environ[env] for arg, env in names.items() if arg not in overrides
-        }
-        if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
-            kwargs["base_url"] = os.environ[ENV_BASE_URL]
-        if "demo" not in overrides and ENV_DEMO in os.environ:
-            kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        kwargs: dict[str, Any] = {}
+        try:
+            missing = [
+                env
+                for arg, env in names.items()
+                if arg not in overrides and not os.environ.get(env)
+            ]
+            if missing:
+                raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
+            if "demo" not in overrides and ENV_DEMO in os.environ:
+                kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
+            if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
+                kwargs["base_url"] = os.environ[ENV_BASE_URL]
+            kwargs.update(
+                (arg, os.environ[env]) for arg, env in names.items() if arg not in overrides
+            )
+            kwargs.update(overrides)
+            return cls(**kwargs)
+        finally:
+            # This frame is in the traceback of any error raised here or by the
+            # constructor, and reporters may capture its locals: keep no secret in them.
+            kwargs.clear()
+            overrides.clear()
 
     # -- public calls -------------------------------------------------------------------
 
@@ -207,12 +231,14 @@ class OKXClient:
         deadline = None if timeout is None else self._deadline(timeout)
         if self._closed:
             self._check_open()  # raises
-        uid = self._uid or await _within(deadline, self._user_id(), "looking up the User ID")
+        uid = self._uid or await _within(
+            deadline, self._user_id(), "looking up the User ID", self._error_since
+        )
         loop = asyncio.get_running_loop()
         lanes = self._lanes
         if lanes is None or lanes[0] is not loop:
             lanes = self._lanes = (loop, lanes_for_running_loop())
-        lane = lanes[1].lane((self._environment, uid, ccy))
+        lane = lanes[1].lane((self._mode, uid, ccy))
         update = Update(
             ccy=ccy,
             text=text,
@@ -237,9 +263,11 @@ class OKXClient:
         except asyncio.TimeoutError:
             if update.future.done() and not update.future.cancelled():
                 raise  # the update itself failed with a timeout of its own
+            started = None if deadline is None or timeout is None else deadline - timeout
+            cause = None if started is None else self._error_since(started)
             raise DeadlineExceededError(
-                f"setting {ccy} to {text} did not finish within {timeout:g} s"
-            ) from None
+                f"setting {ccy} to {text} did not finish within {timeout:g} s{_last(cause)}"
+            ) from cause
         finally:
             self._outstanding.discard(update)
         if result.superseded:
@@ -347,6 +375,8 @@ class OKXClient:
         await self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):  # __init__ raised: reporters print its `self`
+            return "OKXClient(<not constructed>)"
         state = "closed" if self._closed else "open"
         return (
             f"OKXClient(api_key={mask(self._credentials.api_key)!r}, "
@@ -386,20 +416,24 @@ class OKXClient:
         if lookup.cancelled() or lookup.exception() is not None:
             self._uid_lookup = None  # let the next call try again
 
-    def _subject(self, path: str) -> str | None:
-        """Who the budget of `path` belongs to, or None while the User ID is unknown."""
+    def _known_limiter_key(self, path: str) -> LimiterKey | None:
+        """The budget `path` spends now, or None while it waits for the User ID."""
         if ENDPOINT_LIMITS[path].scope == "ip":
-            return "ip"
+            return host_key(self._base_url, path)
         if self._uid is not None:
-            return "uid:" + self._uid
-        return self._key_subject if path == ACCOUNT_CONFIG_PATH else None
+            return user_key(self._demo, self._uid, path)
+        if path == ACCOUNT_CONFIG_PATH:  # the User ID lookup itself: the cold-start budget
+            return cold_start_key(self._demo, self._base_url, path)
+        return None
 
     async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
-        subject = self._subject(path)
-        if subject is None:
-            subject = "uid:" + await _within(deadline, self._user_id(), "looking up the User ID")
-        key = LimiterKey(self._environment, subject, path)
-        if not subject.startswith("key:"):  # final once the User ID is known: keep it
+        key = self._known_limiter_key(path)
+        if key is None:
+            uid = await _within(
+                deadline, self._user_id(), "looking up the User ID", self._error_since
+            )
+            key = user_key(self._demo, uid, path)
+        if self._uid is not None or key.environment == "ip":  # final: keep it
             self._limiter_keys[path] = key
         return key
 
@@ -414,6 +448,7 @@ class OKXClient:
                     deadline,
                     clock.ensure_synced(self._fetch_server_time),
                     "syncing with OKX's clock",
+                    self._error_since,
                 )
             except ClientClosedError:
                 if self._closed:
@@ -423,7 +458,7 @@ class OKXClient:
 
     def _backend_now(self) -> LimiterBackend:
         if self._backend is None:
-            from ._ratelimit import default_local_backend
+            from ._limiter._memory import default_local_backend
 
             self._backend = default_local_backend()
         return self._backend
@@ -499,9 +534,9 @@ class OKXClient:
                 stats.sent += 1
                 try:
                     headers = (
-                        self._credentials.headers(clock.timestamp(), method, target, body)
+                        self._credentials.request_headers(clock.timestamp(), method, target, body)
                         if signed
-                        else {}
+                        else RequestHeaders()
                     )
                     if body:
                         headers["Content-Type"] = "application/json"
@@ -541,16 +576,19 @@ class OKXClient:
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:  # Python 3.11+: keep asyncio.timeout() honest
                 uncancel()
-            raise ClientClosedError("the client was closed before this request finished") from None
         finally:
             self._active.discard(task)
             if not self._active and self._all_idle is not None:
                 self._all_idle.set()
+        # Raised here, not in the except clause: the CancelledError would be its __context__,
+        # and its traceback runs through aiohttp's frames, which hold the signed headers.
+        raise ClientClosedError("the client was closed before this request finished")
 
     async def _before_retry(
         self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
     ) -> None:
         """Return to retry, or raise: the error itself, or SupersededError."""
+        self._last_error = (asyncio.get_running_loop().time(), error)
         if isinstance(error, TimestampExpiredError) and attempt == 1:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
         if self._closed or not should_retry(error, attempt, self._retry):
@@ -575,6 +613,11 @@ class OKXClient:
             if lane is not None and lane.has_newer():
                 raise SupersededError
 
+    def _error_since(self, start: float) -> OKXError | None:
+        """The latest failed attempt's error if it came after loop time `start`."""
+        last = self._last_error
+        return last[1] if last is not None and last[0] >= start else None
+
     def _fail(self, error: OKXError, path: str, attempt: int) -> None:
         if path == SET_RISK_OFFSET_PATH:
             self._stats.failed += 1
@@ -594,18 +637,32 @@ class OKXClient:
             )
 
 
-async def _within(deadline: float | None, step: Awaitable[_T], what: str) -> _T:
+async def _within(
+    deadline: float | None,
+    step: Awaitable[_T],
+    what: str,
+    error_since: Callable[[float], OKXError | None] | None = None,
+) -> _T:
     """Await a shared step (clock sync, User ID lookup) no longer than the caller's
-    deadline; the step itself is shielded inside and goes on for other callers."""
+    deadline; the step itself is shielded inside and goes on for other callers.
+    `error_since(t)` gives the error that used up the time (the latest failed attempt
+    after loop time t): the DeadlineExceededError names it and has it as `__cause__`."""
     if deadline is None:
         return await step
-    remaining = deadline - asyncio.get_running_loop().time()
+    started = asyncio.get_running_loop().time()
     try:
-        return await asyncio.wait_for(step, max(remaining, 0.0))
+        return await asyncio.wait_for(step, max(deadline - started, 0.0))
     except asyncio.TimeoutError as exc:
         if isinstance(exc, OKXError):
             raise  # the step's own typed timeout
-        raise DeadlineExceededError(f"{what} did not finish before the deadline") from None
+        cause = None if error_since is None else error_since(started)
+        raise DeadlineExceededError(
+            f"{what} did not finish before the deadline{_last(cause)}"
+        ) from cause
+
+
+def _last(cause: BaseException | None) -> str:
+    return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
 
 
 def _reason(error: BaseException) -> str:
@@ -629,6 +686,15 @@ def _is_positive_number(value: object) -> bool:
     return (
         isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
     )
+
+
+def _demo_flag(demo: object) -> bool:
+    """`demo=` as a bool: a str is read exactly as OKX_DEMO is (`_env_flag`)."""
+    if isinstance(demo, bool):
+        return demo
+    if isinstance(demo, str):
+        return _env_flag("demo", demo)
+    raise InvalidInputError(f"demo must be a bool (or 'true'/'false'), not {type(demo).__name__}")
 
 
 def _env_flag(name: str, value: str) -> bool:

@@ -24,7 +24,8 @@ ENV_SECRET_KEY: Final = "OKX_SECRET_KEY"
 ENV_PASSPHRASE: Final = "OKX_PASSPHRASE"
 ENV_BASE_URL: Final = "OKX_BASE_URL"
 ENV_DEMO: Final = "OKX_DEMO"
-ENV_REDIS_URL: Final = "OKX_ASYNC_REDIS_URL"
+ENV_REDIS_URL: Final = "OKX_ASYNC_REDIS_URL"  # an alias of ENV_LIMITER_URL for Redis URLs
+ENV_LIMITER_URL: Final = "OKX_ASYNC_LIMITER_URL"
 
 # Transport.
 CONNECT_TIMEOUT: Final = 5.0
@@ -51,7 +52,14 @@ REDIS_KEY_PREFIX: Final = "okx_async"
 REDIS_INFLIGHT_TTL: Final = 60.0  # a lease whose holder died expires after this
 REDIS_OPERATION_TIMEOUT: Final = 1.0
 REDIS_TICKET_GRACE: Final = 2.0  # a waiter's ticket outlives its answered try-at by this
-REDIS_FALLBACK_PROBE_INTERVAL: Final = 1.0  # while on the local fallback, ping Redis this often
+REDIS_FALLBACK_PROBE_INTERVAL: Final = 1.0  # during an outage, ping Redis this often
+REDIS_EPOCH_TTL: Final = 86_400.0  # a budget's epoch marker outlives its idle state this long
+
+# sqlite limiter.
+SQLITE_INFLIGHT_TTL: Final = REDIS_INFLIGHT_TTL  # a lease whose holder died expires after this
+SQLITE_BUSY_TIMEOUT: Final = 1.0  # seconds to wait for the write lock before giving up
+SQLITE_TICKET_GRACE: Final = 2.0  # a waiter's ticket outlives its answered try-at by this
+DEFAULT_LIMITER_URL: Final = "memory://"
 
 # Input limits.
 CCY_MAX_LENGTH: Final = 20

@@ -7,24 +7,32 @@ The tree::
     ├── ClientClosedError                    the client was closed
     ├── QueueFullError                       too many calls already wait for this key
     ├── DeadlineExceededError (TimeoutError) a call's `timeout=` ran out
-    ├── LimiterUnavailableError              the shared (Redis) limiter cannot be reached
+    ├── LimiterUnavailableError              the shared limiter store cannot be used
     ├── TransportError                       no OKX answer was read
     │   ├── NetworkError                     connection refused, reset or dropped
     │   ├── RequestTimeoutError (TimeoutError) no response within the request timeout
+    │   ├── TLSError                         certificate not trusted or TLS handshake failed
     │   └── UnexpectedResponseError          a body that is not OKX JSON (HTML, empty, truncated)
     └── APIError                             OKX answered with a non-zero `code`
         ├── RateLimitedError                 50011
         ├── ExchangeBusyError                50001, 50004, 50013, 50026, 50040, other 5xx
         ├── AuthenticationError              50100, 50101, 50103-50107, 50110-50114, 50119, 50120
         │   └── TimestampExpiredError        50102
-        ├── ParameterError                   51000
+        ├── ParameterError                   51000, 50000, 50002, 50006, 50014
         └── AccountModeError                 51010, 59648, 59651, 59652
 
 `retryable` on each class says whether the same request may succeed if sent again;
 the retry policy in `_retry.py` reads only that attribute.
+
+Every class survives `pickle` and `copy.deepcopy` (type, message, code, status, path), so
+errors cross process boundaries (`ProcessPoolExecutor`, multiprocessing queues).
+No error holds a secret: transport errors carry a description of aiohttp's error, not the
+error itself (its `request_info` and traceback hold the signed request headers).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "APIError",
@@ -41,6 +49,7 @@ __all__ = [
     "QueueFullError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "TLSError",
     "TimestampExpiredError",
     "TransportError",
     "UnexpectedResponseError",
@@ -52,6 +61,20 @@ class OKXError(Exception):
     """Root of every exception okx_async raises on purpose."""
 
     retryable: bool = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args), which keyword-only constructors refuse:
+        # rebuild from args without __init__, then restore the attributes.
+        return (_new_error, (type(self), *self.args), self.__dict__.copy())
+
+
+def _new_error(cls: type[OKXError], *args: Any) -> OKXError:
+    # __init__ is skipped (keyword-only); __setstate__ then restores the attributes.
+    # OSError's __new__ (TimeoutError's base) leaves .args unset when a subclass defines
+    # __init__: set them here.
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class InvalidInputError(OKXError, ValueError):
@@ -71,7 +94,7 @@ class DeadlineExceededError(OKXError, TimeoutError):
 
 
 class LimiterUnavailableError(OKXError):
-    """The shared limiter's store (Redis) did not answer; nothing was sent."""
+    """The shared limiter's store (Redis, sqlite) did not answer; nothing was sent."""
 
 
 class TransportError(OKXError):
@@ -92,6 +115,15 @@ class RequestTimeoutError(TransportError, TimeoutError):
     """No complete response within the request timeout."""
 
     retryable = True
+
+
+class TLSError(TransportError):
+    """The TLS handshake failed: most often the server's certificate was not trusted.
+
+    Not retried: the same certificate fails the same way. A proxy or private CA that
+    re-signs traffic needs its CA bundle: `OKXClient(ssl=ssl.create_default_context(
+    cafile="/path/to/ca.pem"))`.
+    """
 
 
 class UnexpectedResponseError(TransportError):
@@ -142,7 +174,32 @@ class ExchangeBusyError(APIError):
 
 
 class AuthenticationError(APIError):
-    """The key, passphrase, signature, permission or environment was refused."""
+    """The key, passphrase, signature, permission or environment was refused.
+
+    `hint` says what to check for the codes where that is known (else "")."""
+
+    @property
+    def hint(self) -> str:
+        return _AUTH_HINTS.get(self.code, "")
+
+    def __str__(self) -> str:
+        hint = self.hint
+        return f"{super().__str__()}; {hint}" if hint else super().__str__()
+
+
+# What to check per code, in the words of the setting a user can change.
+_AUTH_HINTS = {
+    "50101": "the key is for live trading or for demo trading, not the one asked for: "
+    "set demo to match the key (OKXClient(demo=...), OKX_DEMO, or the profile's demo)",
+    "50102": "this computer's clock is too far from OKX's",
+    "50105": "check the passphrase (the one chosen when the API key was created)",
+    "50110": "this computer's IP address is not on the API key's IP whitelist",
+    "50111": "check the API key: OKX does not know it",
+    "50113": "check the secret key (or this computer's clock)",
+    "50119": "the key belongs to another region's host: use base_url 'global', 'eea' or 'us' "
+    "as the key's account was opened",
+    "50120": "the key lacks the permission this call needs (set-riskOffset-amt needs Trade)",
+}
 
 
 class TimestampExpiredError(AuthenticationError):
@@ -152,7 +209,8 @@ class TimestampExpiredError(AuthenticationError):
 
 
 class ParameterError(APIError):
-    """51000: OKX refused a parameter."""
+    """51000 (and 50000, 50002, 50006, 50014 for the body itself): OKX refused a
+    parameter."""
 
 
 class AccountModeError(APIError):
@@ -168,6 +226,10 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     "50040": ExchangeBusyError,
     "50102": TimestampExpiredError,
     "51000": ParameterError,
+    "50000": ParameterError,  # empty POST body
+    "50002": ParameterError,  # JSON syntax error
+    "50006": ParameterError,  # Content-Type is not application/json
+    "50014": ParameterError,  # a required parameter is empty
     "51010": AccountModeError,
     "59648": AccountModeError,
     "59651": AccountModeError,

@@ -4,7 +4,8 @@ Same rules as the in-process limiter (`_ratelimit.LocalKeyLimiter`): a request t
 lease when it is sent, `release` starts the lease's last window, at most `limit` leases
 exist at once, a 50011 holds the key for a window and halves the burst (GCRA pacing). Here
 the leases, the pacer and the hold live in Redis (or Valkey), so every process of the user
-obeys one budget. The scripts and the data layout are in `_redis_scripts`.
+obeys one budget. The scripts and the data layout are in `_redis_scripts`; the connection
+(client, timeouts, outage, probe) is `_redis_link.RedisLink`.
 
 Inside one process a local FIFO lets only its head talk to Redis: about one round trip
 per acquire and one per release.
@@ -16,16 +17,13 @@ import asyncio
 import contextlib
 import logging
 import math
-import secrets
-import sys
-import time
 from collections import deque
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
 
 from ._defaults import (
     MAX_PENDING_PER_KEY,
     RATE_LIMIT_RECOVERY_WINDOWS,
+    REDIS_EPOCH_TTL,
     REDIS_FALLBACK_PROBE_INTERVAL,
     REDIS_INFLIGHT_TTL,
     REDIS_KEY_PREFIX,
@@ -36,64 +34,53 @@ from ._errors import (
     ClientClosedError,
     DeadlineExceededError,
     InvalidInputError,
-    LimiterUnavailableError,
     QueueFullError,
 )
 from ._limits import KeyLimiter, Lease, LimiterKey, LimiterSnapshot, RateLimit
+from ._redis_link import RedisDown, RedisLink
 from ._redis_scripts import (
-    ACQUIRE_LUA,
     GRANTED,
-    RATE_LIMITED_LUA,
     REFUSED,
+    RESYNC,
     SETTLE_CANCEL,
     SETTLE_IN_FLIGHT,
-    SETTLE_LUA,
     budget_keys,
     idle_ms,
     int_list,
     mask_url,
-    url_secrets,
 )
 
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.asyncio.cluster import RedisCluster
-    from redis.commands.core import AsyncScript
-
-__all__ = ["RedisKeyLimiter", "RedisLease", "RedisLimiterBackend", "mask_url"]
+__all__ = [
+    "RedisKeyLimiter",
+    "RedisLease",
+    "RedisLimiterBackend",
+    "RedisLimiterSettings",
+    "mask_url",
+]
 
 logger = logging.getLogger("okx_async.redis")
 
-_T = TypeVar("_T")
-
 
 def _loop_time() -> float:
+    import time
+
     try:
         return asyncio.get_running_loop().time()
     except RuntimeError:  # no loop running (a repr or stats read from sync code)
         return time.monotonic()
 
 
-_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+@dataclass(frozen=True, slots=True)
+class RedisLimiterSettings:
+    """What a key needs to know of its backend's configuration (see RedisLimiterBackend)."""
 
-
-def _cluster_url(url: str, cluster: bool) -> tuple[str, bool]:
-    """The URL for redis-py and whether it names a Redis Cluster: `redis+cluster://`
-    and `rediss+cluster://` become `redis://` and `rediss://`."""
-    scheme, sep, rest = url.partition("://")
-    plain = _CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
-    if plain is not None:
-        return f"{plain}://{rest}", True
-    return url, cluster
-
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-class _RedisDown(Exception):
-    """Redis did not answer (in time); `__cause__` is the original error."""
+    fallback_share: float | None
+    max_pending: int
+    key_prefix: str
+    inflight_ttl: float
+    ticket_grace: float
+    probe_interval: float
+    epoch_ttl: float
 
 
 class RedisLease:
@@ -122,12 +109,19 @@ class RedisLimiterBackend:
     """Limiters whose budgets live in Redis, shared by every process that uses the same
     Redis and key prefix.
 
-    `fallback_share=None` (the default) fails fast: when Redis does not answer within
-    `operation_timeout`, `acquire` raises LimiterUnavailableError and nothing is sent.
-    With a share (0 < share <= 1) each key falls back to a local limiter allowing
+    `fallback_share=None` (the default) fails fast: once a Redis call fails or takes
+    longer than `operation_timeout` (s), that caller, every caller queued on any key and
+    every new one get LimiterUnavailableError at once (nothing is sent) until a ping (one
+    at once, then one every `probe_interval` s) is answered. With a share
+    (0 < share <= 1) each key falls back instead to a local limiter allowing
     `max(1, floor(limit * share))` per window (after this process's Redis leases have
-    cooled), logs one WARNING per outage, pings Redis every `probe_interval` and goes back
-    to it when it answers, first registering the fallback's leases there.
+    cooled), and goes back to Redis when a ping is answered, first registering the
+    fallback's leases there. One WARNING per outage.
+
+    A store that lost its state (restarted empty, FLUSHALL, a failover that lost writes)
+    is detected by each budget's epoch marker: the key is held one window and every
+    process registers its live and cooling leases again before it is granted (see
+    `_redis_scripts`).
 
     URLs (anything redis-py's `from_url` takes; a password in it is masked in every
     message): `redis://[[user]:password@]host:port/db`, `rediss://...` (TLS),
@@ -141,31 +135,11 @@ class RedisLimiterBackend:
     `inflight_ttl`: how long a lease whose holder died stays (must exceed the window).
     `ticket_grace`: how long a waiter's place in the cross-process queue outlives the
     try-at time Redis gave it (a dead process's ticket blocks others that long).
+    `epoch_ttl`: how long a budget's epoch marker outlives its last use (s).
+    Raises InvalidInputError for a bad URL or setting, ImportError without redis-py.
     """
 
-    __slots__ = (
-        "_acquire_script",
-        "_client",
-        "_closed",
-        "_counter",
-        "_fallback_share",
-        "_inflight_ttl",
-        "_key_prefix",
-        "_limiters",
-        "_max_pending",
-        "_outage_since",
-        "_pool_closed",
-        "_probe",
-        "_probe_interval",
-        "_rate_limited_script",
-        "_secrets",
-        "_settle_script",
-        "_tasks",
-        "_ticket_grace",
-        "_timeout",
-        "_token",
-        "_url",
-    )
+    __slots__ = ("_closed", "_limiters", "_link", "_settings")
 
     def __init__(
         self,
@@ -178,14 +152,11 @@ class RedisLimiterBackend:
         inflight_ttl: float = REDIS_INFLIGHT_TTL,
         ticket_grace: float = REDIS_TICKET_GRACE,
         probe_interval: float = REDIS_FALLBACK_PROBE_INTERVAL,
+        epoch_ttl: float = REDIS_EPOCH_TTL,
         cluster: bool = False,
     ) -> None:
         try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.cluster import RedisCluster
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import RedisClusterException
+            import redis.asyncio  # noqa: F401
         except ImportError as exc:
             raise ImportError(
                 "RedisLimiterBackend needs the redis package: pip install 'okx_async[redis]'"
@@ -201,56 +172,41 @@ class RedisLimiterBackend:
             ("inflight_ttl", inflight_ttl),
             ("ticket_grace", ticket_grace),
             ("probe_interval", probe_interval),
+            ("epoch_ttl", epoch_ttl),
         ):
             if not value > 0:
                 raise InvalidInputError(f"{name} must be positive, got {value!r}")
-        self._url = mask_url(url)
-        self._secrets = url_secrets(url)
-        redis_url, cluster = _cluster_url(url, cluster)
-        options: dict[str, Any] = {
-            "socket_timeout": operation_timeout,
-            "socket_connect_timeout": operation_timeout,
-            # One immediate retry on a fresh connection (a pooled one may be stale; in a
-            # cluster, after refreshing the topology). Each script is idempotent per
-            # lease id, so a retry cannot take two slots.
-            "retry": Retry(NoBackoff(), 1),
-        }
-        try:
-            client: Redis | RedisCluster
-            if cluster:
-                client = RedisCluster.from_url(redis_url, **options)
-            else:
-                client = aioredis.Redis.from_url(redis_url, **options)
-        except (ValueError, TypeError, RedisClusterException) as exc:
-            raise InvalidInputError(
-                f"invalid Redis URL {self._url}: {self._scrub(str(exc))}"
-            ) from None
-        self._client = client
-        self._acquire_script: AsyncScript = client.register_script(ACQUIRE_LUA)
-        self._settle_script: AsyncScript = client.register_script(SETTLE_LUA)
-        self._rate_limited_script: AsyncScript = client.register_script(RATE_LIMITED_LUA)
-        self._fallback_share = fallback_share
-        self._max_pending = max_pending
-        self._key_prefix = key_prefix
-        self._timeout = operation_timeout
-        self._inflight_ttl = inflight_ttl
-        self._ticket_grace = ticket_grace
-        self._probe_interval = probe_interval
+        mode = (
+            "failing fast"
+            if fallback_share is None
+            else f"falling back to local limiters with {fallback_share:g} of each budget"
+        )
+        self._link = RedisLink(
+            url,
+            operation_timeout=operation_timeout,
+            probe_interval=probe_interval,
+            cluster=cluster,
+            mode=mode,
+        )
+        self._settings = RedisLimiterSettings(
+            fallback_share=fallback_share,
+            max_pending=max_pending,
+            key_prefix=key_prefix,
+            inflight_ttl=inflight_ttl,
+            ticket_grace=ticket_grace,
+            probe_interval=probe_interval,
+            epoch_ttl=epoch_ttl,
+        )
         self._limiters: dict[tuple[LimiterKey, RateLimit], RedisKeyLimiter] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._outage_since: float | None = None
-        self._probe: asyncio.Task[None] | None = None
         self._closed = False
-        self._pool_closed = False
-        self._token = secrets.token_hex(6)  # this backend's lease ids: <token>:<counter>
-        self._counter = 0
 
     def __repr__(self) -> str:
-        mode = "fail fast" if self._fallback_share is None else f"fallback {self._fallback_share}"
-        state = "closed" if self._closed else "outage" if self._outage_since else "ok"
+        share = self._settings.fallback_share
+        mode = "fail fast" if share is None else f"fallback {share}"
+        state = "closed" if self._closed else "outage" if self._link.in_outage else "ok"
         return (
-            f"<RedisLimiterBackend {self._url} prefix={self._key_prefix!r} {mode} "
-            f"keys={len(self._limiters)} {state}>"
+            f"<RedisLimiterBackend {self._link.url} prefix={self._settings.key_prefix!r} "
+            f"{mode} keys={len(self._limiters)} {state}>"
         )
 
     async def __aenter__(self) -> RedisLimiterBackend:
@@ -262,16 +218,16 @@ class RedisLimiterBackend:
     @property
     def url(self) -> str:
         """The Redis URL with its password masked."""
-        return self._url
+        return self._link.url
 
     @property
     def fallback_share(self) -> float | None:
-        return self._fallback_share
+        return self._settings.fallback_share
 
     @property
     def in_outage(self) -> bool:
-        """Whether the last Redis operation failed (and no later one succeeded)."""
-        return self._outage_since is not None
+        """Whether a Redis call failed and no probe has been answered since."""
+        return self._link.in_outage
 
     def limiter(self, key: LimiterKey, rate: RateLimit) -> RedisKeyLimiter:
         if self._closed:
@@ -280,11 +236,12 @@ class RedisLimiterBackend:
         if limiter is None:
             if rate.limit < 1 or not rate.window > 0:
                 raise InvalidInputError(f"invalid rate limit {rate!r}")
-            if not self._inflight_ttl > rate.window:
+            if not self._settings.inflight_ttl > rate.window:
                 raise InvalidInputError(
-                    f"inflight_ttl ({self._inflight_ttl}s) must exceed the window ({rate.window}s)"
+                    f"inflight_ttl ({self._settings.inflight_ttl}s) must exceed the window "
+                    f"({rate.window}s)"
                 )
-            limiter = RedisKeyLimiter(self, key, rate)
+            limiter = RedisKeyLimiter(key=key, rate=rate, link=self._link, settings=self._settings)
             self._limiters[(key, rate)] = limiter
         return limiter
 
@@ -293,142 +250,22 @@ class RedisLimiterBackend:
         if self._closed:
             return
         self._closed = True
-        if self._probe is not None:
-            self._probe.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self._timeout)
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._probe is not None:
-            await asyncio.gather(self._probe, return_exceptions=True)
-            self._probe = None
-        self._pool_closed = True
-        await self._client.aclose()
-
-    # -- internals -----------------------------------------------------------------------
-
-    def _new_id(self) -> str:
-        self._counter += 1
-        return f"{self._token}:{self._counter}"
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_consume)
-        return task
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("the Redis limiter backend is closed")
-
-    def _unavailable(self, down: _RedisDown) -> LimiterUnavailableError:
-        cause = down.__cause__
-        what = type(cause).__name__ if cause is not None else "error"
-        text = self._scrub(str(cause)) if cause is not None else ""
-        return LimiterUnavailableError(
-            f"the Redis limiter at {self._url} did not answer ({what}: {text}); nothing was sent"
-        )
-
-    def _use_fallback(self) -> bool:
-        return self._fallback_share is not None and self._outage_since is not None
-
-    def _failed(self, exc: BaseException) -> None:
-        if self._outage_since is not None:
-            return
-        self._outage_since = asyncio.get_running_loop().time()
-        text = self._scrub(f"{type(exc).__name__}: {exc}")
-        if self._fallback_share is None:
-            logger.warning("Redis limiter %s unreachable (%s); failing fast", self._url, text)
-            return
-        logger.warning(
-            "Redis limiter %s unreachable (%s); falling back to local limiters with %g of "
-            "each budget until it answers again",
-            self._url,
-            text,
-            self._fallback_share,
-        )
-        if not self._closed and (self._probe is None or self._probe.done()):
-            self._probe = asyncio.ensure_future(self._probe_loop())
-
-    def _answered(self) -> None:
-        if self._outage_since is None:
-            return
-        down_for = asyncio.get_running_loop().time() - self._outage_since
-        self._outage_since = None
-        logger.info("Redis limiter %s answers again after %.1fs", self._url, down_for)
-
-    async def _probe_loop(self) -> None:
-        while self._outage_since is not None and not self._closed:
-            await asyncio.sleep(self._probe_interval)
-            try:
-                await asyncio.wait_for(self._client.ping(), self._timeout)
-            except Exception:  # see _eval
-                continue
-            self._answered()
-
-    async def _run_script(
-        self, script: AsyncScript, keys: list[str], args: list[str | int]
-    ) -> object:
-        # A cluster client routes a keyed command by slot only once its slot map is loaded:
-        # a call made before then (redis-py gives it no default node, so no slot) goes to
-        # a random master and gets MOVED, and after a few MOVEDs redis-py closes every
-        # connection, including ones other calls are using (AttributeError on a None
-        # writer in redis-py 8, unclosed sockets in 7). So load the map first: initialize()
-        # does it once under redis-py's lock, and is a flag check after that (a no-op for a
-        # plain client).
-        await self._client.initialize()
-        return await script(keys=keys, args=args)
-
-    async def _eval(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> object:
-        if self._pool_closed:
-            raise _RedisDown from ClientClosedError("the Redis limiter backend is closed")
-        try:
-            if sys.version_info >= (3, 11):  # no extra task, unlike wait_for
-                async with asyncio.timeout(self._timeout):
-                    raw: object = await self._run_script(script, keys, args)
-            else:
-                # Not wait_for: on 3.10 it waits for the call it cancels to end, and redis-py's
-                # read timeout (async_timeout, due at the same moment) can take that
-                # cancellation for its own timeout and retry, so the caller waited for every
-                # retry. Wait at most the timeout; a late call is cancelled and ends alone.
-                call = self._spawn(self._run_script(script, keys, args))
-                try:
-                    done, _ = await asyncio.wait({call}, timeout=self._timeout)
-                finally:
-                    call.cancel()
-                if not done:
-                    raise asyncio.TimeoutError
-                raw = call.result()
-        except Exception as exc:
-            # Not only RedisError, OSError and timeouts: redis-py's cluster client also
-            # fails with AttributeError when a topology refresh (after one command's
-            # timeout) closes a connection under another running command (redis-py 8.1).
-            # To the limiter, any failure of the call means Redis gave no answer.
-            self._failed(exc)
-            raise _RedisDown from exc
-        self._answered()
-        return raw
+        await self._link.aclose()
 
 
 class RedisKeyLimiter:
     """The budget of one key, kept in Redis (rules above; what Redis decides: `_redis_scripts`).
 
-    `snapshot()` uses what this process knows: its own queued callers and leases in
-    flight, its own released leases still cooling (other processes' are not counted), and
-    the burst and hold Redis reported at the last contact.
+    Talks to Redis only through `link` (one script call per operation) and reads only
+    `settings`. `snapshot()` uses what this process knows: its own queued callers and
+    leases in flight, its own released leases still cooling (other processes' are not
+    counted), and the burst and hold Redis reported at the last contact.
     """
 
     __slots__ = (
-        "_backend",
         "_burst",
         "_cooling",
+        "_epoch",
         "_fallback",
         "_fb_leases",
         "_head_try_at",
@@ -437,6 +274,9 @@ class RedisKeyLimiter:
         "_in_flight",
         "_key",
         "_keys",
+        "_last_contact",
+        "_link",
+        "_nap",
         "_pending",
         "_pending_limited",
         "_quiet",
@@ -444,22 +284,30 @@ class RedisKeyLimiter:
         "_recovery_us",
         "_redis_cool_end",
         "_redis_in_flight",
+        "_resync",
+        "_resynced",
+        "_settings",
         "_waiters",
         "_window_us",
     )
 
-    def __init__(self, backend: RedisLimiterBackend, key: LimiterKey, rate: RateLimit) -> None:
-        self._backend = backend
+    def __init__(
+        self, *, key: LimiterKey, rate: RateLimit, link: RedisLink, settings: RedisLimiterSettings
+    ) -> None:
+        self._link = link
+        self._settings = settings
         self._key = key
         self._rate = rate
-        self._keys = budget_keys(backend._key_prefix, key)
+        self._keys = budget_keys(settings.key_prefix, key)
         self._window_us = max(1, round(rate.window * 1e6))
         self._recovery_us = round(RATE_LIMIT_RECOVERY_WINDOWS * rate.window * 1e6)
-        self._idle_ms = idle_ms(rate, backend._inflight_ttl, backend._ticket_grace)
+        self._idle_ms = idle_ms(rate, settings.inflight_ttl, settings.ticket_grace)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._head_try_at = 0.0  # loop time the head waits for; nobody behind is earlier
+        self._nap: asyncio.Future[None] | None = None  # the head's wait; an outage ends it
         self._in_flight: set[RedisLease] = set()
-        self._cooling: deque[float] = deque()  # loop times our released leases stop cooling
+        # (loop time it stops cooling, lease id) of our released leases, oldest first.
+        self._cooling: deque[tuple[float, str]] = deque()
         self._burst = rate.limit
         self._held_until = 0.0  # loop time
         # Redis has yet to hear these: lease id -> (loop time, True: released then;
@@ -471,6 +319,13 @@ class RedisKeyLimiter:
         self._redis_in_flight = 0
         self._redis_cool_end = 0.0
         self._quiet = asyncio.Event()
+        # The epoch Redis last reported (id, seq), and when: see _redis_scripts.
+        self._epoch: tuple[str, int] = ("", 0)
+        self._last_contact = 0.0
+        # Losses seen, and up to which one this process's leases are registered again.
+        self._resync = 0
+        self._resynced = 0
+        link.on_outage(self._outage)
 
     @property
     def key(self) -> LimiterKey:
@@ -482,11 +337,11 @@ class RedisKeyLimiter:
 
     @property
     def redis_keys(self) -> tuple[str, ...]:
-        """The Redis keys of this budget: leases, queue, beats, state."""
+        """The Redis keys of this budget: leases, queue, beats, state, epoch."""
         return tuple(self._keys)
 
     def __repr__(self) -> str:
-        mode = "fallback" if self._backend._use_fallback() else "redis"
+        mode = "fallback" if self._use_fallback() else "redis"
         return (
             f"<RedisKeyLimiter {self._key} {self._rate.limit}/{self._rate.window:g}s "
             f"{mode} queued={len(self._waiters)} in_flight={len(self._in_flight)} "
@@ -495,10 +350,10 @@ class RedisKeyLimiter:
 
     def snapshot(self) -> LimiterSnapshot:
         now = _loop_time()
-        while self._cooling and self._cooling[0] <= now:
+        while self._cooling and self._cooling[0][0] <= now:
             self._cooling.popleft()
         burst = self._burst
-        if self._backend._use_fallback() and self._fallback is not None:
+        if self._use_fallback() and self._fallback is not None:
             burst = self._fallback.snapshot().burst
         return LimiterSnapshot(
             queued=len(self._waiters),
@@ -508,10 +363,29 @@ class RedisKeyLimiter:
             held_until=self._held_until if self._held_until > now else None,
         )
 
+    def _use_fallback(self) -> bool:
+        return self._settings.fallback_share is not None and self._link.in_outage
+
+    def _check_open(self) -> None:
+        if self._link.closing:
+            raise ClientClosedError("the Redis limiter backend is closed")
+
+    def _outage(self, began: bool) -> None:
+        """The link's outage began (True) or ended (False)."""
+        if began:
+            # The head looks again now: it fails (and so, one after another without a
+            # round trip, does everyone queued behind it) or moves to the fallback.
+            if self._nap is not None and not self._nap.done():
+                self._nap.set_result(None)
+        elif self._pending or self._fb_leases or self._resync > self._resynced:
+            self._flush_soon()
+
     # -- acquire -------------------------------------------------------------------------
 
     async def acquire(self, *, deadline: float | None = None) -> RedisLease:
-        self._backend._check_open()
+        self._check_open()
+        if self._link.in_outage and self._settings.fallback_share is None:
+            raise self._link.outage_error()
         loop = asyncio.get_running_loop()
         if deadline is not None and loop.time() >= deadline:
             raise DeadlineExceededError(f"deadline passed before asking for a slot of {self._key}")
@@ -520,10 +394,10 @@ class RedisKeyLimiter:
                 f"the caller ahead waits for {self._key} until past the deadline"
             )
         # The head (talking to Redis) does not count: `max_pending` callers may wait.
-        if len(self._waiters) > self._backend._max_pending:
+        if len(self._waiters) > self._settings.max_pending:
             raise QueueFullError(
                 f"{len(self._waiters) - 1} calls already wait for {self._key} "
-                f"(max_pending={self._backend._max_pending})"
+                f"(max_pending={self._settings.max_pending})"
             )
         turn: asyncio.Future[None] = loop.create_future()
         self._waiters.append(turn)
@@ -550,17 +424,20 @@ class RedisKeyLimiter:
             self._waiters.remove(turn)
 
     async def _acquire_as_head(self, deadline: float | None) -> RedisLease:
-        backend = self._backend
         loop = asyncio.get_running_loop()
-        lease_id = backend._new_id()
+        lease_id = self._link.new_id()
         ticket = False  # whether Redis holds a ticket under lease_id (no call under way)
         try:
             while True:
-                backend._check_open()
+                self._check_open()
                 now = loop.time()
                 if deadline is not None and now >= deadline:
                     raise DeadlineExceededError(f"deadline passed waiting for {self._key}")
-                if backend._use_fallback():
+                if self._use_fallback():
+                    if ticket:
+                        self._forget(lease_id)  # sent when Redis is back
+                        ticket = False
+                        lease_id = self._link.new_id()
                     lease = await self._try_fallback(lease_id, deadline)
                     if lease is not None:
                         return lease
@@ -569,18 +446,20 @@ class RedisKeyLimiter:
                 ticket = False  # while the call is under way, `_ask` cleans up after it
                 try:
                     status, wait_us = await self._ask(lease_id, max_wait)
-                except _RedisDown as down:
+                except RedisDown as down:
                     # Redis may or may not have run the script: undo it when it answers.
                     self._forget(lease_id)
-                    if backend._fallback_share is None:
-                        raise backend._unavailable(down) from down.__cause__
-                    lease_id = backend._new_id()
-                    continue  # the backend is in outage now: the loop turns to the fallback
+                    if self._settings.fallback_share is None:
+                        raise self._link.unavailable(down) from down.__cause__
+                    lease_id = self._link.new_id()
+                    continue  # the link is in outage now: the loop turns to the fallback
                 if status == GRANTED:
                     lease = RedisLease(lease_id)
                     self._in_flight.add(lease)
                     self._redis_in_flight += 1
                     return lease
+                if status == RESYNC:
+                    continue  # the next ask carries this process's leases first
                 if status == REFUSED:  # the script dropped any ticket
                     raise DeadlineExceededError(
                         f"the next slot of {self._key} frees in {wait_us / 1e6:.3f}s, "
@@ -588,7 +467,8 @@ class RedisKeyLimiter:
                     )
                 ticket = True
                 self._head_try_at = loop.time() + wait_us / 1e6
-                await asyncio.sleep(wait_us / 1e6)
+                self._nap = loop.create_future()
+                await asyncio.wait((self._nap,), timeout=wait_us / 1e6)
         except BaseException:
             if ticket:
                 # Cancelled or past the deadline while holding a ticket: give it back.
@@ -596,24 +476,23 @@ class RedisKeyLimiter:
             raise
         finally:
             self._head_try_at = 0.0
+            self._nap = None
 
     async def _ask(self, lease_id: str, max_wait: int) -> tuple[int, int]:
-        entries, sent, adopted = self._settle_entries()
+        entries, sent, adopted, resync = self._settle_entries()
         args: list[str | int] = [
             *self._common_args(),
             lease_id,
             self._rate.limit,
             self._rate.limit,
-            round(self._backend._ticket_grace * 1e6),
+            round(self._settings.ticket_grace * 1e6),
             max_wait,
             self._recovery_us,
             1 if self._pending_limited else 0,
             *entries,
         ]
         limited = self._pending_limited
-        task = self._backend._spawn(
-            self._backend._eval(self._backend._acquire_script, self._keys, args)
-        )
+        task = self._link.spawn(self._link.eval("acquire", self._keys, args))
         try:
             # Shielded: if our caller goes away mid-call, Redis's decision still arrives,
             # and only then is it undone (a clean-up sent earlier could overtake it).
@@ -621,8 +500,8 @@ class RedisKeyLimiter:
         except asyncio.CancelledError:
             task.add_done_callback(lambda t: self._abandoned(t, lease_id, limited))
             raise
-        status, wait_us, burst, hold_us = int_list(raw, 4)
-        self._synced(sent, adopted)
+        status, wait_us, burst, hold_us, *epoch = int_list(raw, 7)
+        self._synced(sent, adopted, resync, epoch)
         if limited:
             self._pending_limited = False
         self._learned(burst, hold_us)
@@ -631,11 +510,23 @@ class RedisKeyLimiter:
     def _abandoned(self, task: asyncio.Task[object], lease_id: str, limited: bool) -> None:
         if limited and not task.cancelled() and task.exception() is None:
             self._pending_limited = False
-        if not self._backend._pool_closed:
+        if not self._link.closed:
             self._forget(lease_id)
 
     def _common_args(self) -> list[str | int]:
-        return [self._window_us, round(self._backend._inflight_ttl * 1e6), self._idle_ms]
+        now = _loop_time()
+        known_id, known_seq = self._epoch
+        if now - self._last_contact > self._settings.epoch_ttl:
+            known_id, known_seq = "", 0  # the marker may have expired since: not a loss
+        return [
+            self._window_us,
+            round(self._settings.inflight_ttl * 1e6),
+            self._idle_ms,
+            known_id,
+            known_seq,
+            self._link.new_epoch_id(),
+            math.ceil(self._settings.epoch_ttl * 1000),
+        ]
 
     def _learned(self, burst: int, hold_us: int) -> None:
         self._burst = burst
@@ -646,7 +537,7 @@ class RedisKeyLimiter:
     def _forget(self, lease_id: str) -> None:
         """Undo whatever Redis holds under `lease_id` (an unused lease or a ticket)."""
         self._pending[lease_id] = (_loop_time(), False)
-        if not self._backend._use_fallback():
+        if not self._link.in_outage:
             self._flush_soon()
 
     # -- fallback ------------------------------------------------------------------------
@@ -661,7 +552,7 @@ class RedisKeyLimiter:
         remaining = None if deadline is None else deadline - now
         if self._redis_in_flight > 0:
             self._quiet.clear()
-            timeout = self._backend._probe_interval
+            timeout = self._settings.probe_interval
             if remaining is not None:
                 timeout = min(timeout, remaining)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -672,7 +563,7 @@ class RedisKeyLimiter:
                 raise DeadlineExceededError(
                     f"{self._key} is on its local fallback and cools past the deadline"
                 )
-            await asyncio.sleep(min(self._redis_cool_end - now, self._backend._probe_interval))
+            await asyncio.sleep(min(self._redis_cool_end - now, self._settings.probe_interval))
             return None
         fallback = self._fallback_limiter()
         inner = await fallback.acquire(deadline=deadline)
@@ -690,11 +581,11 @@ class RedisKeyLimiter:
         if self._fallback is None:
             from ._ratelimit import LocalKeyLimiter
 
-            share = self._backend._fallback_share or 1.0
+            share = self._settings.fallback_share or 1.0
             limit = max(1, math.floor(self._rate.limit * share))
             rate = RateLimit(limit, self._rate.window, self._rate.scope)
             self._fallback = LocalKeyLimiter(
-                self._key, rate, max_pending=self._backend._max_pending
+                self._key, rate, max_pending=self._settings.max_pending
             )
         return self._fallback
 
@@ -714,9 +605,9 @@ class RedisKeyLimiter:
         lease.released_at = now
         self._in_flight.discard(lease)
         cooling = self._cooling
-        while cooling and cooling[0] <= now:
+        while cooling and cooling[0][0] <= now:
             cooling.popleft()
-        cooling.append(now + self._rate.window)
+        cooling.append((now + self._rate.window, lease.lease_id))
         if lease._inner is not None:
             if self._fallback is not None:
                 await self._fallback.release(lease._inner)
@@ -728,7 +619,7 @@ class RedisKeyLimiter:
             if self._redis_in_flight == 0:
                 self._quiet.set()
         self._pending[lease.lease_id] = (now, True)
-        if not self._backend._use_fallback():
+        if not self._link.in_outage:
             try:
                 await self._flush()
             except asyncio.CancelledError:
@@ -738,30 +629,33 @@ class RedisKeyLimiter:
                 raise
 
     def _flush_soon(self) -> asyncio.Task[None]:
-        return self._backend._spawn(self._flush())
+        return self._link.spawn(self._flush())
 
     async def _flush(self) -> None:
         """Send every pending settle entry (one round trip); on failure keep them."""
-        if self._backend._use_fallback():
+        if self._link.in_outage:
             return
-        entries, sent, adopted = self._settle_entries()
+        entries, sent, adopted, resync = self._settle_entries()
         if not entries:
             return
         args: list[str | int] = [*self._common_args(), *entries]
         try:
-            await self._backend._eval(self._backend._settle_script, self._keys, args)
-        except _RedisDown:
+            raw = await self._link.eval("settle", self._keys, args)
+        except RedisDown:
             return  # kept; the next successful operation on this key carries them
-        self._synced(sent, adopted)
+        _, *epoch = int_list(raw, 4)
+        self._synced(sent, adopted, resync, epoch)
 
     def _settle_entries(
         self,
-    ) -> tuple[list[str | int], dict[str, tuple[float, bool]], list[RedisLease]]:
+    ) -> tuple[list[str | int], dict[str, tuple[float, bool]], list[RedisLease], int]:
         """Pending releases and clean-ups, plus (when Redis is back) the fallback's leases
-        Redis must count: (id, remaining µs of cooling | -1 in flight | -2 forget) pairs."""
+        Redis must count, plus (after a loss) every lease of ours still live or cooling:
+        (id, remaining µs of cooling | -1 in flight | -2 forget) pairs. Also returns
+        which loss the entries re-register for (0: none)."""
         now = asyncio.get_running_loop().time()
         entries: list[str | int] = []
-        ttl = self._backend._inflight_ttl
+        ttl = self._settings.inflight_ttl
         for lease_id, (when, _) in list(self._pending.items()):
             if now - when > ttl:  # Redis has let whatever it was lapse by now
                 del self._pending[lease_id]
@@ -770,7 +664,7 @@ class RedisKeyLimiter:
             remaining = self._remaining_us(when, now) if released else SETTLE_CANCEL
             entries += [lease_id, remaining]
         adopted: list[RedisLease] = []
-        if self._fb_leases and not self._backend._use_fallback():
+        if self._fb_leases and not self._link.in_outage:
             keep: list[RedisLease] = []
             for lease in self._fb_leases:
                 if lease.released and lease.released_at + self._rate.window <= now:
@@ -784,12 +678,26 @@ class RedisKeyLimiter:
                 adopted.append(lease)
                 keep.append(lease)
             self._fb_leases = keep
-        return entries, sent, adopted
+        resync = 0
+        if self._resync > self._resynced:
+            resync = self._resync
+            for lease in self._in_flight:
+                entries += [lease.lease_id, SETTLE_IN_FLIGHT]
+            for until, lease_id in self._cooling:
+                if until > now:
+                    entries += [lease_id, math.ceil((until - now) * 1e6)]
+        return entries, sent, adopted, resync
 
     def _remaining_us(self, released_at: float, now: float) -> int:
         return max(0, math.ceil((released_at + self._rate.window - now) * 1e6))
 
-    def _synced(self, sent: dict[str, tuple[float, bool]], adopted: list[RedisLease]) -> None:
+    def _synced(
+        self,
+        sent: dict[str, tuple[float, bool]],
+        adopted: list[RedisLease],
+        resync: int,
+        epoch: list[int],
+    ) -> None:
         for lease_id, value in sent.items():
             if lease_id in self._pending and self._pending[lease_id] == value:
                 del self._pending[lease_id]
@@ -801,6 +709,24 @@ class RedisKeyLimiter:
             if lease.released and was_in_flight and lease.lease_id not in self._pending:
                 # Released while its adoption (as in flight) was on the way.
                 self._pending[lease.lease_id] = (lease.released_at, True)
+        epoch_id, seq, lost = epoch
+        known_id, known_seq = self._epoch
+        if str(epoch_id) == known_id:
+            seq = max(seq, known_seq)
+        self._epoch = (str(epoch_id), seq)
+        self._last_contact = _loop_time()
+        if lost:
+            self._resync += 1
+            logger.warning(
+                "Redis limiter %s lost the state of %s; registering this process's %d "
+                "live and cooling leases again, the key is held for a window",
+                self._link.url,
+                self._key,
+                len(self._in_flight) + len(self._cooling),
+            )
+            self._flush_soon()
+        elif resync:
+            self._resynced = max(self._resynced, resync)
 
     # -- 50011 ---------------------------------------------------------------------------
 
@@ -813,16 +739,17 @@ class RedisKeyLimiter:
         if self._fallback is not None:
             await self._fallback.on_rate_limited()
         self._pending_limited = True
-        if self._backend._use_fallback():
+        if self._link.in_outage:
             return
-        await asyncio.shield(self._backend._spawn(self._push_limited()))
+        await asyncio.shield(self._link.spawn(self._push_limited()))
 
     async def _push_limited(self) -> None:
         args: list[str | int] = [*self._common_args(), self._rate.limit]
         try:
-            raw = await self._backend._eval(self._backend._rate_limited_script, self._keys, args)
-        except _RedisDown:
+            raw = await self._link.eval("rate_limited", self._keys, args)
+        except RedisDown:
             return  # stays pending
-        hold_us, burst = int_list(raw, 2)
+        hold_us, burst, *epoch = int_list(raw, 5)
         self._pending_limited = False
         self._learned(burst, hold_us)
+        self._synced({}, [], 0, epoch)

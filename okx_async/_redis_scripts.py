@@ -13,6 +13,23 @@ touches a single Redis Cluster slot::
                 burst, clean_since (µs, start of the run without 50011: the burst
                 doubles every RATE_LIMIT_RECOVERY_WINDOWS windows after it),
                 next_ticket (arrival counter)
+    ...:epoch   HASH id (the budget's epoch, chosen by whoever created it), seq (bumped
+                by every script run); lives REDIS_EPOCH_TTL, far longer than the rest
+
+A store that lost its state (restarted empty, FLUSHALL, a failover to a replica that
+missed writes) would grant slots that were spent. Every script first checks the epoch
+against the one the calling process last saw (ARGV `known id`, `known seq`):
+
+    marker missing, caller knew one      -> lost: new epoch, hold the key one window
+    same id, seq lower than caller saw   -> rolled back: the same
+    another id than the caller knew      -> someone else found the loss first
+    marker missing, caller knew none     -> a new budget (or one idle past the TTL)
+
+In the first three cases the caller re-registers its own live and cooling leases (acquire
+answers RESYNC without deciding, so they are in place before it is granted). The hold
+covers the other processes' leases: a lease cooling at the loss frees within a window.
+A process that never saw the budget cannot tell a lost store from a new one, so it is
+not held; a rollback is seen only by a process that saw a write the new primary missed.
 
 Each operation is one script (EVALSHA): acquire, settle (release and clean-up) and
 rate-limited. Redis `TIME` is the only clock. A ticket id is the lease id of the same
@@ -40,6 +57,7 @@ __all__ = [
     "GRANTED",
     "RATE_LIMITED_LUA",
     "REFUSED",
+    "RESYNC",
     "SETTLE_CANCEL",
     "SETTLE_IN_FLIGHT",
     "SETTLE_LUA",
@@ -55,16 +73,20 @@ __all__ = [
 GRANTED = 1
 WAIT = 0
 REFUSED = -1
+RESYNC = 2  # the store lost state this process saw: register its leases, then ask again
 # Settle entries: (lease id, remaining µs of cooling) or one of these.
 SETTLE_IN_FLIGHT = -1
 SETTLE_CANCEL = -2
 
-# Every script gets KEYS = leases, queue, beats, state and
-# ARGV[1..3] = window µs, in-flight TTL µs, idle TTL ms.
+# Every script gets KEYS = leases, queue, beats, state, epoch and the common ARGV:
+#   [1] window µs, [2] in-flight TTL µs, [3] idle TTL ms,
+#   [4] known epoch id ('' when none), [5] known seq, [6] a fresh epoch id (used if this
+#   run has to start a new epoch), [7] epoch TTL ms.
+# Every reply ends with: epoch id (integer), seq, 1 if the epoch changed under the caller.
 
 _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
-local leases, queue, beats, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local leases, queue, beats, state, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local window = tonumber(ARGV[1])
 local inflight_ttl = tonumber(ARGV[2])
 local idle_ms = tonumber(ARGV[3])
@@ -77,9 +99,40 @@ local function extend(key, ms)
   if p == -1 or (p >= 0 and p < ms) then redis.call('PEXPIRE', key, ms) end
 end
 
+-- The epoch check (see the module docstring). A lost or rolled-back store starts a new
+-- epoch and holds the key for one window: every lease counted before the loss was
+-- released by now (or is in flight and registered again by its holder).
+local epoch_id, lost
+do
+  local known_id, known_seq = ARGV[4], tonumber(ARGV[5])
+  local m = redis.call('HMGET', marker, 'id', 'seq')
+  local seq = tonumber(m[2]) or 0
+  epoch_id = m[1]
+  lost = epoch_id ~= false and known_id ~= '' and epoch_id ~= known_id
+  if (not epoch_id and known_id ~= '') or (epoch_id == known_id and seq < known_seq) then
+    epoch_id = ARGV[6]
+    lost = true
+    redis.call('DEL', marker)
+    local held = tonumber(redis.call('HGET', state, 'held_until')) or 0
+    if held < now + window then redis.call('HSET', state, 'held_until', now + window) end
+    extend(state, idle_ms)
+  elseif not epoch_id then
+    epoch_id = ARGV[6]
+  end
+  redis.call('HSET', marker, 'id', epoch_id)
+end
+local epoch_seq = redis.call('HINCRBY', marker, 'seq', 1)
+redis.call('PEXPIRE', marker, tonumber(ARGV[7]))
+local function tail(reply)
+  reply[#reply + 1] = tonumber(epoch_id)
+  reply[#reply + 1] = epoch_seq
+  reply[#reply + 1] = lost and 1 or 0
+  return reply
+end
+
 -- rem > 0: the lease cools for rem more µs (release); rem <= 0: it has cooled;
--- -1: it is in flight (adopted from the local fallback); -2: forget id entirely
--- (a lease never used, or a ticket given up).
+-- -1: it is in flight (adopted from the local fallback, or registered again after a
+-- loss); -2: forget id entirely (a lease never used, or a ticket given up).
 local function settle(id, rem)
   if rem == -2 then
     redis.call('ZREM', leases, id)
@@ -104,20 +157,25 @@ local function settle(id, rem)
 end
 """
 
-# ARGV[4..9] = lease id, limit, max burst, ticket grace µs, max wait µs (-1: none),
-# recovery µs (clean time before the burst doubles), ARGV[10] = 1 to apply a pending 50011
-# first, ARGV[11..] = settle pairs. Returns {status, wait µs, burst, hold left µs}.
+# Acquire: take a slot for lease id, or a place in the queue.
+#   KEYS: leases, queue, beats, state, epoch (one hash tag).
+#   ARGV: the common seven, then [8] lease id, [9] limit, [10] max burst, [11] ticket
+#   grace µs, [12] max wait µs (-1: none), [13] recovery µs (clean time before the burst
+#   doubles), [14] 1 to apply a pending 50011 first, [15..] settle pairs (id, rem).
+#   Returns {status, wait µs, burst, hold left µs, epoch id, seq, lost}: status GRANTED,
+#   WAIT (come back in wait µs; the caller holds a ticket), REFUSED (the wait reaches max
+#   wait; no ticket), RESYNC (the epoch changed: settle pairs applied, nothing decided).
 ACQUIRE_LUA = (
     _PRELUDE
     + """
-local id = ARGV[4]
-local limit = tonumber(ARGV[5])
-local max_burst = tonumber(ARGV[6])
-local grace = tonumber(ARGV[7])
-local max_wait = tonumber(ARGV[8])
-local recovery = tonumber(ARGV[9])
-local limited_now = ARGV[10] == '1'
-for i = 11, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
+local id = ARGV[8]
+local limit = tonumber(ARGV[9])
+local max_burst = tonumber(ARGV[10])
+local grace = tonumber(ARGV[11])
+local max_wait = tonumber(ARGV[12])
+local recovery = tonumber(ARGV[13])
+local limited_now = ARGV[14] == '1'
+for i = 15, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
 
 local st = redis.call('HMGET', state, 'tat', 'held_until', 'burst', 'clean_since')
 local tat = tonumber(st[1]) or 0
@@ -146,10 +204,18 @@ local function save()
   if dirty then redis.call('HSET', state, 'burst', burst, 'clean_since', clean) end
 end
 
+if lost then
+  -- The caller's own leases go in first (its next ask carries them), then the decision.
+  save()
+  extend(state, idle_ms)
+  redis.call('PEXPIRE', leases, idle_ms)
+  return tail({2, 0, burst, hold_left})
+end
+
 if redis.call('ZSCORE', leases, id) then
   -- An earlier try of this very acquire was granted but its answer was lost.
   save()
-  return {1, 0, burst, hold_left}
+  return tail({1, 0, burst, hold_left})
 end
 
 redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
@@ -190,7 +256,7 @@ if at <= now then
   save()
   redis.call('PEXPIRE', leases, idle_ms)
   extend(state, idle_ms)
-  return {1, 0, burst, hold_left}
+  return tail({1, 0, burst, hold_left})
 end
 
 local wait = math.ceil(at - now)
@@ -201,7 +267,7 @@ if max_wait >= 0 and wait >= max_wait then
   end
   save()
   if dirty then extend(state, idle_ms) end
-  return {-1, wait, burst, hold_left}
+  return tail({-1, wait, burst, hold_left})
 end
 if not rank then
   redis.call('ZADD', queue, redis.call('HINCRBY', state, 'next_ticket', 1), id)
@@ -212,25 +278,31 @@ local keep = math.max(idle_ms, math.ceil((wait + grace) / 1000))
 extend(queue, keep)
 extend(beats, keep)
 extend(state, keep)
-return {0, wait, burst, hold_left}
+return tail({0, wait, burst, hold_left})
 """
 )
 
-# ARGV[4..] = settle pairs. Returns 1.
+# Settle: releases, clean-ups and leases registered again (after a loss or an outage).
+#   KEYS: leases, queue, beats, state, epoch.
+#   ARGV: the common seven, then [8..] settle pairs (id, rem).
+#   Returns {1, epoch id, seq, lost}.
 SETTLE_LUA = (
     _PRELUDE
     + """
-for i = 4, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
+for i = 8, #ARGV - 1, 2 do settle(ARGV[i], tonumber(ARGV[i + 1])) end
 redis.call('PEXPIRE', leases, idle_ms)
-return 1
+return tail({1})
 """
 )
 
-# ARGV[4] = max burst. Returns {hold left µs, burst}.
+# Rate limited: a 50011 came back; hold the key one window, halve the burst.
+#   KEYS: leases, queue, beats, state, epoch.
+#   ARGV: the common seven, then [8] max burst.
+#   Returns {hold left µs, burst, epoch id, seq, lost}.
 RATE_LIMITED_LUA = (
     _PRELUDE
     + """
-local max_burst = tonumber(ARGV[4])
+local max_burst = tonumber(ARGV[8])
 local st = redis.call('HMGET', state, 'held_until', 'burst')
 local held = tonumber(st[1]) or 0
 local burst = tonumber(st[2]) or max_burst
@@ -240,16 +312,16 @@ if now >= held then burst = math.max(1, math.floor(burst / 2)) end
 held = now + window
 redis.call('HSET', state, 'held_until', held, 'burst', burst, 'clean_since', now)
 extend(state, idle_ms)
-return {math.ceil(held - now), burst}
+return tail({math.ceil(held - now), burst})
 """
 )
 
 
 def budget_keys(prefix: str, key: LimiterKey) -> list[str]:
-    """The Redis keys of one budget: leases, queue, beats, state (one hash tag)."""
+    """The Redis keys of one budget: leases, queue, beats, state, epoch (one hash tag)."""
     tag = f"{{{_tag_part(key.environment)}|{_tag_part(key.subject)}}}"
     base = f"{prefix}:{tag}:{key.endpoint}"
-    return [f"{base}:leases", f"{base}:queue", f"{base}:beats", f"{base}:state"]
+    return [f"{base}:{part}" for part in ("leases", "queue", "beats", "state", "epoch")]
 
 
 def _tag_part(text: str) -> str:

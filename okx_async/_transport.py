@@ -1,14 +1,17 @@
 """Sends exactly one HTTP request and turns every answer into OKX data or a typed error.
 
-This is the only module that sees aiohttp exceptions; each is translated here
-(`raise ... from exc`), so the layers above deal in `okx_async` errors only.
+This is the only module that sees aiohttp exceptions; each is translated here, so the
+layers above deal in `okx_async` errors only. The translated error carries a description
+of aiohttp's error, not the error itself: its `request_info` and the frames of its
+traceback hold the signed request headers (signature and passphrase).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping
+import ssl as _ssl
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -21,31 +24,51 @@ from ._errors import (
     InvalidInputError,
     NetworkError,
     RequestTimeoutError,
+    TLSError,
+    TransportError,
     UnexpectedResponseError,
     api_error_for,
 )
+from ._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
 
-__all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url"]
+__all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url", "refuse_url_credentials"]
 
 MAX_RESPONSE_BYTES = 1 << 20  # no answer of these endpoints comes near 1 MiB
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
-    """The base URL without a trailing slash; plain http only for loopback hosts."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInputError(f"base_url {base_url!r} must look like https://www.okx.com")
+    """The base URL without a trailing slash; plain http only for loopback hosts.
+
+    Raises InvalidInputError. Credentials (`user:pw@`) are checked first, and every
+    message shows the URL with them masked, so a secret in the URL is never echoed.
+    """
+    refuse_url_credentials(base_url)
+    shown = repr(base_url)
+    try:
+        parts = urlsplit(base_url)
+        hostname = parts.hostname
+    except ValueError:  # a malformed IPv6 literal, for one
+        raise InvalidInputError(f"base_url {shown} is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise InvalidInputError(f"base_url {shown} must look like https://www.okx.com")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url {base_url!r} must not have a path or query")
-    if parts.username or parts.password:
-        raise InvalidInputError("base_url must not carry credentials")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidInputError(f"base_url {shown} must not have a path or query")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(hostname):
         raise InvalidInputError(
-            f"base_url {base_url!r} uses plain http to a non-loopback host; use https "
+            f"base_url {shown} uses plain http to a non-loopback host; use https "
             "(or pass allow_insecure_http=True if you really mean it)"
         )
     return base_url.rstrip("/")
+
+
+def refuse_url_credentials(base_url: str) -> None:
+    """InvalidInputError if `base_url` carries credentials (`user:pw@`, `password=`); the
+    message shows the URL with them masked. Runs before any other check of the URL."""
+    if has_url_credentials(base_url):
+        raise InvalidInputError(
+            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -67,6 +90,7 @@ class Transport:
         "_default_timeout",
         "_request_timeout",
         "_session",
+        "_ssl",
     )
 
     def __init__(
@@ -75,8 +99,11 @@ class Transport:
         base_url: str,
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         self._base_url = base_url
+        # Per request rather than per connector: aiohttp keys pooled connections by it.
+        self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -108,7 +135,7 @@ class Transport:
         path: str,
         *,
         body: bytes = b"",
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
         timeout: float | None = None,
     ) -> list[Any]:
         """Send one request; return OKX's `data` list when `code` is "0", else raise."""
@@ -120,6 +147,7 @@ class Transport:
             if timeout is not None
             else self._default_timeout
         )
+        failure: TransportError
         try:
             async with session.request(
                 method,
@@ -128,6 +156,7 @@ class Transport:
                 headers=headers,
                 timeout=per_request,
                 allow_redirects=False,
+                ssl=self._ssl,
             ) as response:
                 length = response.content_length
                 if length is not None and length <= MAX_RESPONSE_BYTES:
@@ -135,16 +164,18 @@ class Transport:
                 else:  # unknown or too long: read no more than we would keep
                     raw = await _read_capped(response.content, MAX_RESPONSE_BYTES + 1)
                 status = response.status
-        except asyncio.TimeoutError as exc:
-            raise RequestTimeoutError(
+        except asyncio.TimeoutError:
+            failure = RequestTimeoutError(
                 f"no response from OKX within {request_timeout:g} s", path=path
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise NetworkError(f"the response body was cut off: {exc}", path=path) from exc
+            )
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"connection to OKX failed: {_describe(exc)}", path=path) from exc
-        # The headers outlive the closed response; _decode reads them only on errors.
-        return _decode(raw, status=status, headers_of=response, path=path)
+            failure = _translate(exc, self._base_url, path)
+        else:
+            # The headers outlive the closed response; _decode reads them only on errors.
+            return _decode(raw, status=status, headers_of=response, path=path)
+        # Raised here, outside the except clauses, so aiohttp's error is neither the
+        # __cause__ nor the __context__ of ours (see the module docstring).
+        raise failure
 
     async def aclose(self) -> None:
         self._closed = True
@@ -170,10 +201,29 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _translate(exc: aiohttp.ClientError, base_url: str, path: str) -> TransportError:
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            what = f"the TLS certificate of {base_url} was not trusted"
+        else:
+            what = f"the TLS handshake with {base_url} failed"
+        return TLSError(
+            f"{what} ({_describe(exc)}). Retrying cannot fix this. If a "
+            "proxy or private CA signs this host's certificate, pass its CA bundle: "
+            "OKXClient(..., ssl=ssl.create_default_context(cafile='/path/to/ca.pem'))",
+            path=path,
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return NetworkError(f"the response body was cut off: {_describe(exc)}", path=path)
+    return NetworkError(f"connection to OKX failed: {_describe(exc)}", path=path)
+
+
 def _describe(exc: BaseException) -> str:
-    # aiohttp's messages may include the full URL; ours never carry secrets, but keep
-    # the text short and typed for a person.
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # Only the type and message, never the exception: a ClientResponseError's
+    # request_info holds the request headers. Messages name URLs (our base URL has no
+    # credentials, but a proxy URL may): mask any user:password@ all the same.
+    text = mask_credentials_in_text(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _unexpected(reason: str, raw: bytes, *, status: int, path: str) -> UnexpectedResponseError:

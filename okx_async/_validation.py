@@ -17,6 +17,8 @@ _AMOUNT_TEXT = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # The usual input, "12.25": ASCII digits, no sign, exponent or redundant leading zero, not
 # zero. Such text is already what format(Decimal(text), "f") gives, so it is sent as is.
 _PLAIN_NONZERO = re.compile(r"[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*")
+# Zero with a minus sign ("-0", "-0.00"): zero, as Decimal('-0') is.
+_NEGATIVE_ZERO = re.compile(r"-(0+\.?0*|\.0+)([eE][+-]?\d+)?")
 
 
 def validate_ccy(ccy: object) -> str:
@@ -42,6 +44,8 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
     if isinstance(amount, str):  # the common case first
         if len(amount) <= AMOUNT_MAX_DIGITS and _PLAIN_NONZERO.fullmatch(amount):
             return amount, Decimal(amount)  # in range: at most AMOUNT_MAX_DIGITS digits
+        if _NEGATIVE_ZERO.fullmatch(amount) is not None:
+            return "0", Decimal(0)
         if _AMOUNT_TEXT.fullmatch(amount) is None:
             shown = amount[:40]
             hint = " (negative amounts are not allowed)" if shown.startswith("-") else ""
@@ -53,6 +57,8 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
     elif isinstance(amount, bool):
         raise InvalidInputError("amount must be a number as str, Decimal or int, not a bool")
     elif isinstance(amount, float):
+        if amount != amount or amount in (float("inf"), float("-inf")):
+            raise InvalidInputError(f"amount must be a finite number, not the float {amount!r}")
         raise InvalidInputError(
             f"amount {amount!r} is a float, which loses precision: pass a str such as "
             f"'{amount}' or a Decimal"

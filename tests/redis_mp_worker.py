@@ -2,8 +2,9 @@
 one user) sharing the user's budget through Redis with the other processes.
 
 Protocol: argv[1] is a JSON spec; after warming up (clock sync, Redis scripts loaded) the
-worker prints "ready"; it then reads the common start time (time.time()) from stdin,
-sends its set calls at that moment and prints one JSON line with the outcome.
+worker prints "ready". For each burst (spec "bursts", a list of currency lists, or one
+burst of spec "ccys") it reads the common start time (time.time()) from stdin, sends
+that burst's set calls at that moment and prints one JSON line with the outcome.
 """
 
 from __future__ import annotations
@@ -29,26 +30,32 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         )
         for key, secret, passphrase in spec["keys"]
     ]
+    bursts: list[list[str]] = spec.get("bursts") or [spec["ccys"]]
     try:
         # Warm up off the measured endpoint: syncs the clock, opens the connections.
-        await asyncio.gather(*(c.get_risk_offset_amounts([spec["ccys"][0]]) for c in clients))
+        await asyncio.gather(*(c.get_risk_offset_amounts([bursts[0][0]]) for c in clients))
         print("ready", flush=True)
-        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        await asyncio.sleep(max(0.0, float(line) - time.time()))
-        results = await asyncio.gather(
-            *(
-                clients[i % len(clients)].set_risk_offset_amount(ccy, str(i + 1), timeout=25)
-                for i, ccy in enumerate(spec["ccys"])
-            ),
-            return_exceptions=True,
-        )
-        errors = [repr(r) for r in results if isinstance(r, BaseException)]
-        return {"ok": len(results) - len(errors), "errors": errors}
+        outcome: dict[str, Any] = {}
+        for burst, ccys in enumerate(bursts):
+            line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            await asyncio.sleep(max(0.0, float(line) - time.time()))
+            results = await asyncio.gather(
+                *(
+                    clients[i % len(clients)].set_risk_offset_amount(
+                        ccy, str(burst * 1000 + i + 1), timeout=25
+                    )
+                    for i, ccy in enumerate(ccys)
+                ),
+                return_exceptions=True,
+            )
+            errors = [repr(r) for r in results if isinstance(r, BaseException)]
+            outcome = {"ok": len(results) - len(errors), "errors": errors}
+            print(json.dumps(outcome), flush=True)
+        return outcome
     finally:
         for c in clients:
             await c.close()
 
 
 if __name__ == "__main__":
-    outcome = asyncio.run(main(json.loads(sys.argv[1])))
-    print(json.dumps(outcome), flush=True)
+    asyncio.run(main(json.loads(sys.argv[1])))

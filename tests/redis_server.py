@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -144,7 +145,26 @@ class RedisServer:
         # The socket file may stay behind after a kill; a restart recreates it.
         Path(self.socket_path).unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """End the server with SIGKILL (no shutdown, nothing saved); `start()` again gives
+        an empty server on the same socket/port."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause()`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def cleanup(self) -> None:
+        self.resume()
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

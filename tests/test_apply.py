@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from okx_async.cli import main
-from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
+from okx_async.simulator import (
+    DEFAULT_MARGIN_CCYS,
+    SimKey,
+    Simulator,
+    SimulatorConfig,
+    SimulatorServer,
+    SimUser,
+)
 
 SET = "/api/v5/account/set-riskOffset-amt"
 K1 = SimKey("key-one-1001", "SECRET-one-1001-xyz", "PASS-one-1001-xyz")
@@ -36,6 +43,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("OKX_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no real config file
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh limiter file
 
 
 @pytest.fixture
@@ -257,7 +265,7 @@ async def test_bad_json_items_are_numbered_from_1(
     assert "JSON items, numbered from 1" in err
     assert "plan.json item 2: missing key(s) ccy, amount" in err
     assert "plan.json item 3: must be an object" in err
-    assert "plan.json item 4: bad amount" in err
+    assert "plan.json item 4: amount must be a string or a number in JSON, not true" in err
     assert simulator.records == []
 
 
@@ -402,7 +410,8 @@ async def test_timeout_fails_rows_that_cannot_be_sent_in_time(
 
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
-    """SIGINT to a real `okx-async apply` that waits on the rate limit."""
+    """SIGINT to a real `okx-async apply` that waits on the rate limit: the summary of
+    applied and not sent rows is printed and the JSON report written, then exit 130."""
     server = subprocess.Popen(
         [sys.executable, "-m", "okx_async", "simulate", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -420,21 +429,29 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
         key = demo_config().users[0].keys[0]
         env.update(OKX_API_KEY=key.api_key, OKX_SECRET_KEY=key.secret_key,
                    OKX_PASSPHRASE=key.passphrase, OKX_BASE_URL=url)  # fmt: skip
-        plan = plan_csv(tmp_path, *(f"default,BTC,{i}" for i in range(1, 2)),
-                        *(f"default,C{i},1" for i in range(40)))  # fmt: skip
+        ccys = sorted(DEFAULT_MARGIN_CCYS)  # 24: 10 go at once, the rest wait a window
+        plan = plan_csv(tmp_path, *(f"default,{c},1" for c in ccys))
+        report_path = tmp_path / "report.json"
         apply = subprocess.Popen(
-            [sys.executable, "-m", "okx_async", "apply", str(plan)],
+            [sys.executable, "-m", "okx_async", "apply", str(plan), "--json", str(report_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
         assert apply.stderr is not None
-        assert apply.stderr.readline().startswith("[1/41]")
+        assert apply.stderr.readline().startswith("[1/24]")
         apply.send_signal(signal.SIGINT)
         out, err = apply.communicate(timeout=30)
         assert apply.returncode == 130
         assert "interrupted" in err and "Traceback" not in err + out
+        report = json.loads(report_path.read_text())
+        statuses = [r["status"] for r in report["rows"]]
+        applied, not_sent = statuses.count("applied"), statuses.count("not_sent")
+        assert applied >= 1 and not_sent >= 1 and applied + not_sent == 24, statuses
+        assert (report["ok"], report["interrupted"]) == (False, True)
+        assert f"24 rows: {applied} applied, 0 superseded, 0 failed, {not_sent} not sent" in out
+        assert "NOT SENT" in out and f"report written to {report_path}" in err
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -443,3 +460,143 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
             server.kill()
     assert server.returncode == 0, server_err
     assert "Traceback" not in server_err and "simulator stopped" in server_err
+
+
+async def test_json_plans_are_told_about_json_types(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        '[{"profile": 5, "ccy": "BTC", "amount": "1"}, {"profile": "a", "ccy": null, '
+        '"amount": "1"}, {"profile": "a", "ccy": "ETH", "amount": true}, '
+        '{"profile": "a", "ccy": ["SOL"], "amount": NaN}, {"profile": "a", "ccy": "XRP", '
+        '"amount": {"v": 1}}, {"profile": "a", "ccy": "DOGE", "amount": -Infinity}]'
+    )
+    assert await cli("apply", plan, "--config", config) == 2
+    _, err = capsys.readouterr()
+    assert "item 1: profile must be a string in JSON, not a number" in err
+    assert "item 2: ccy must be a string in JSON, not null" in err
+    assert "item 3: amount must be a string or a number in JSON, not true" in err
+    assert "item 4: ccy must be a string in JSON, not an array" in err
+    assert "item 4: bad amount: amount must be a finite number, not NaN" in err
+    assert "item 5: amount must be a string or a number in JSON, not an object" in err
+    assert "item 6: bad amount: amount must be a finite number, not -Infinity" in err
+    for python_word in ("NoneType", "bool", "not str", "'nan'", "float", "list", "dict"):
+        assert python_word not in err, python_word
+    assert simulator.records == []
+
+
+async def test_a_bad_limiter_url_is_reported_once(
+    sim: tuple[Simulator, str],
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    simulator, _ = sim
+    monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "bad://nowhere")
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "b,SOL,1", "c,XRP,1", "a,DOGE,x")
+    assert await cli("apply", plan, "--config", config) == 2
+    _, err = capsys.readouterr()
+    assert err.count("unknown limiter store 'bad' in 'bad://nowhere'") == 1, err
+    assert "plan.csv line 2: unknown limiter store" in err  # at the first row it concerns
+    assert "plan.csv line 6: bad amount" in err  # other problems are still all told
+    assert simulator.records == []
+
+
+async def test_minus_zero_in_a_plan_is_sent_as_zero(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    plan = tmp_path / "plan.json"
+    plan.write_text('[{"profile": "a", "ccy": "BTC", "amount": "-0"},'
+                    ' {"profile": "a", "ccy": "ETH", "amount": -0.0}]')  # fmt: skip
+    assert await cli("apply", plan, "--config", config, "-q") == 0, capsys.readouterr()
+    assert simulator.values("1001") == {"BTC": "0", "ETH": "0"}
+
+
+async def test_verify_reports_a_currency_okx_does_not_return(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator = Simulator(SimulatorConfig(users=[SimUser("1001", [K1], equity={"BTC": "1"})]))
+    async with SimulatorServer(simulator) as server:
+        config = write_config(tmp_path / "config.toml", server.base_url)
+        plan = plan_csv(tmp_path, "a,BTC,0.5", "a,ETH,2")  # ETH: accepted, but none is held
+        report_path = tmp_path / "report.json"
+        assert await cli("apply", plan, "--config", config, "--verify", "-q",
+                         "--json", report_path) == 1  # fmt: skip
+    out, _ = capsys.readouterr()
+    assert "verify: read back 2 values; 1 differ:" in out
+    assert "account 1001 ETH (" in out and "expected 2, not returned by OKX" in out
+    [mismatch] = json.loads(report_path.read_text())["verify"]["mismatches"]
+    assert (mismatch["ccy"], mismatch["actual"], mismatch["reason"]) == (
+        "ETH", None, "not returned by OKX",
+    )  # fmt: skip
+    assert simulator.values("1001") == {"BTC": "0.5", "ETH": "2"}
+
+
+async def test_identical_duplicate_rows_are_sent_once(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    # a and b are keys of user 1001; c is user 2002. Rows 2 and 3 repeat row 1's value.
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,BTC,1.0", "b,BTC,1", "c,BTC,1", "a,BTC,2")
+    report_path = tmp_path / "report.json"
+    assert await cli("apply", plan, "--config", config, "--json", report_path) == 0
+    _, err = capsys.readouterr()
+    sent = [(r.uid, r.body) for r in posts(simulator)]  # type: ignore[attr-defined]
+    rows = json.loads(report_path.read_text())["rows"]
+    assert [r["status"] for r in rows] == ["applied"] * 5
+    assert sent.count(("1001", {"ccy": "BTC", "clSpotInUseAmt": "1"})) == 1
+    assert sent.count(("2002", {"ccy": "BTC", "clSpotInUseAmt": "1"})) == 1
+    assert len(sent) == 3
+    assert "plan.csv line 3 a BTC=1.0 applied (same as " in err
+    assert "plan.csv line 4 b BTC=1 applied (same as " in err and "line 2: sent once)" in err
+    assert simulator.values("1001")["BTC"] == "2"
+
+
+async def test_a_profile_with_another_users_id_warns_and_uses_the_real_one(
+    sim: tuple[Simulator, str],
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    simulator, _ = sim
+    monkeypatch.setenv("OKX_PROFILE_A_USER_ID", "9999")
+    ccys = sorted(DEFAULT_MARGIN_CCYS)  # 12 rows per profile: two budgets would send 20 at once
+    plan = plan_csv(tmp_path, *(f"a,{c},1" for c in ccys[:12]), *(f"b,{c},1" for c in ccys[12:]))
+    report_path = tmp_path / "report.json"
+    assert await cli("apply", plan, "--config", config, "-q", "--json", report_path) == 0
+    _, err = capsys.readouterr()
+    assert (
+        "warning: profile 'a' says user_id 9999, but its API key belongs to User ID 1001: "
+        "using 1001 (correct the profile)"
+    ) in err
+    report = json.loads(report_path.read_text())
+    # Both profiles are one account again: the budget of 1001 is the one that counts.
+    assert [a["account"] for a in report["accounts"]] == ["1001"]
+    assert simulator.rate_limited_count() == 0 and simulator.max_in_window("1001", SET) == 10
+    assert all(simulator.values("1001")[c] == "1" for c in ccys)
+
+
+async def test_dry_run_names_each_profile_once(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "c,SOL,2")
+    assert await cli("apply", plan, "--config", config, "--dry-run") == 0
+    out, _ = capsys.readouterr()
+    assert out.count("profile a") == 1 and out.count("profile c") == 1, out
+    assert f"    {sim[1]}, from {config}" in out
+
+
+async def test_plain_http_elsewhere_gets_advice_the_cli_user_can_follow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "config.toml", "http://okx.example.com")
+    plan = plan_csv(tmp_path, "a,BTC,1", "b,ETH,1", "a,SOL,1")
+    assert await cli("apply", plan, "--config", config) == 2
+    _, err = capsys.readouterr()
+    assert "allow_insecure_http" not in err
+    assert err.count("uses plain http to a non-loopback host; use https (plain http is") == 1

@@ -8,11 +8,21 @@ import hmac
 import pickle
 
 import pytest
+from conftest import frame_local_texts
 
-from okx_async import Credentials, InvalidInputError, format_timestamp, parse_timestamp, sign
+from okx_async import (
+    Credentials,
+    InvalidInputError,
+    OKXClient,
+    format_timestamp,
+    parse_timestamp,
+    sign,
+)
 
 TS = "2024-01-01T00:00:00.000Z"
 SECRET = "test-secret"
+SECRET_KEY = "secret-key-1f2e3d4c"
+PASSPHRASE = "passphrase-6b7a8c9d"
 
 
 @pytest.mark.parametrize(
@@ -109,3 +119,81 @@ def test_credentials_refuse_empty_fields_without_echoing(field: str, value: obje
     kwargs[field] = value
     with pytest.raises(InvalidInputError, match=field):
         Credentials(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["api_key", "secret_key", "passphrase"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Val-9x7\n",
+        "Val-9x7\r\n",
+        " Val-9x7",
+        "Val-9x7\t",
+        "Val\x00-9x7",
+        "Val\x1b-9x7",
+        "Va\u200bl",
+    ],
+    ids=["lf", "crlf", "leading-space", "tab", "nul", "esc", "zero-width"],
+)
+def test_control_characters_and_surrounding_whitespace_are_refused(field: str, value: str) -> None:
+    kwargs = {"api_key": "key-1", "secret_key": "secret-1", "passphrase": "pass-1"}
+    kwargs[field] = value
+    for build in (Credentials, OKXClient):
+        with pytest.raises(InvalidInputError, match=f"^{field} has surrounding whitespace") as info:
+            build(**kwargs)
+        assert value.strip() not in str(info.value)  # names the field, not the value
+
+
+def test_inner_spaces_and_punctuation_are_fine() -> None:
+    Credentials(api_key="a-b_c.d", secret_key="S3cr+t/=", passphrase="pass phrase !#$%")
+
+
+def _frame_locals(error: BaseException) -> str:
+    """What a reporter capturing locals prints (repr of each local of each frame), for the
+    frames outside the tests (conftest's own wrappers hold the secrets they watch for)."""
+    return "\n".join(frame_local_texts(error))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"base_url": "ftp://www.okx.com"},
+        {"request_timeout": -1},
+        {"demo": "perhaps"},
+        {"passphrase": PASSPHRASE + "\n"},
+        {"api_key": ""},
+    ],
+    ids=["base_url", "timeout", "demo", "passphrase", "api_key"],
+)
+def test_a_refused_constructor_leaves_no_secret_in_frame_locals(bad: dict[str, object]) -> None:
+    kwargs: dict[str, object] = {
+        "api_key": "key-1",
+        "secret_key": SECRET_KEY,
+        "passphrase": PASSPHRASE,
+    }
+    kwargs.update(bad)
+    with pytest.raises(InvalidInputError) as info:
+        OKXClient(**kwargs)  # type: ignore[arg-type]
+    kwargs.clear()  # this test's own frame is skipped below, but keep it clean anyway
+    shown = _frame_locals(info.value)
+    assert "_client.py:__init__: self=OKXClient(<not constructed>)" in shown  # the frames...
+    assert SECRET_KEY not in shown and PASSPHRASE not in shown  # ...without the secrets
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"OKX_BASE_URL": "https://www.okx.com/api"}, {"OKX_DEMO": "perhaps"}, {"OKX_API_KEY": ""}],
+)
+def test_from_env_leaves_no_secret_in_frame_locals(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    monkeypatch.setenv("OKX_API_KEY", "key-1")
+    monkeypatch.setenv("OKX_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("OKX_PASSPHRASE", PASSPHRASE)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInputError) as info:
+        OKXClient.from_env(passphrase=PASSPHRASE)
+    shown = _frame_locals(info.value)
+    assert "from_env" in shown
+    assert SECRET_KEY not in shown and PASSPHRASE not in shown

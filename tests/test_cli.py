@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+import okx_async
 from okx_async.cli import main
 from okx_async.cli._profiles import ConfigError, load_profiles
 from okx_async.cli._progress import Console, Progress
@@ -21,7 +23,11 @@ from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorSer
 SET = "/api/v5/account/set-riskOffset-amt"
 KEY = SimKey("cli-key-1001", "SECRET-cli-1001-xyz", "PASS-cli-1001-xyz")
 SPOT = SimKey("cli-key-3003", "SECRET-cli-3003-xyz", "PASS-cli-3003-xyz")
-USERS = [SimUser(uid="1001", keys=[KEY]), SimUser(uid="3003", keys=[SPOT], acct_lv="1")]
+DEMO_KEY = SimKey("cli-key-demo", "SECRET-cli-demo-xyz", "PASS-cli-demo-xyz", demo=True)
+USERS = [
+    SimUser(uid="1001", keys=[KEY, DEMO_KEY], equity={"BTC": "3", "ETH": "40"}),
+    SimUser(uid="3003", keys=[SPOT], acct_lv="1"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +36,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("OKX_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh limiter file
 
 
 @pytest.fixture
@@ -118,12 +125,45 @@ async def test_okx_errors_are_one_line_and_exit_1(
     assert await cli("set", "BTC", "1") == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("error: AccountModeError 51010: ") and err.count("\n") == 1
+    assert err.startswith("error: okx-async set BTC 1: AccountModeError 51010: ")
+    assert err.count("\n") == 1
     monkeypatch.setenv("OKX_PASSPHRASE", "wrong-passphrase")
     assert await cli("get", "BTC") == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: AuthenticationError") and "wrong-passphrase" not in err
+    assert err.startswith("error: okx-async get BTC: AuthenticationError 50105")
+    assert "check the passphrase" in err and "wrong-passphrase" not in err
     assert SPOT.secret_key not in err
+
+
+AUTH_ADVICE = [
+    ("live/demo mix-up", DEMO_KEY, {}, "50101", "OKX_DEMO"),
+    ("wrong secret key", KEY, {"OKX_SECRET_KEY": "SECRET-wrong-xyz"}, "50113", "check the secret"),
+    ("unknown API key", KEY, {"OKX_API_KEY": "no-such-key"}, "50111", "check the API key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "key", "env", "code", "advice"), AUTH_ADVICE, ids=[a[0] for a in AUTH_ADVICE]
+)
+async def test_authentication_errors_say_what_to_check_and_name_the_call(
+    sim: tuple[Simulator, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    key: SimKey,
+    env: dict[str, str],
+    code: str,
+    advice: str,
+) -> None:
+    _, url = sim
+    use_key(monkeypatch, url, key)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert await cli("set", "BTC", "0.5") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: okx-async set BTC 0.5: AuthenticationError {code}: "), err
+    assert "in the User ID lookup (GET /api/v5/account/config) that comes first" in err
+    assert advice in err and err.count("\n") == 1
 
 
 async def test_config_notes_an_account_that_is_not_portfolio_margin(
@@ -237,9 +277,40 @@ def test_progress_elsewhere_writes_plain_lines() -> None:
     assert out.getvalue().splitlines() == [
         "[1/4] 0.5 s, -- calls/s, ETA --: row 0",
         "[2/4] 1.0 s, 2.0 calls/s, ETA 1 s: row 1",
-        "[3/4] 1.5 s, 2.0 calls/s, ETA 0 s: row 2",
+        "[3/4] 1.5 s, 2.0 calls/s, ETA <1 s: row 2",  # a row is still due: never "0 s"
         "[4/4] done in 2.0 s: row 3",
     ]
+
+
+def test_progress_shows_no_burst_as_a_pace_and_plans_by_the_limit() -> None:
+    """One user (5 rows/s sustained): 30 rows in a first burst, 12 still due."""
+    out = io.StringIO()
+    clock = FakeClock()
+    bar = Progress(42, out.write, tty=False, clock=clock, max_rate=5.0, warm_up=2.0)
+    for _ in range(30):
+        clock.now += 0.01
+        bar.advance()
+    clock.now = 2.0
+    bar.advance()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[1/42] 0.0 s, -- calls/s, ETA --"  # the burst: no rate yet
+    # 31 rows in 2 s is 15.5/s, but the limit allows 5/s for long: 11 rows need 2 s more.
+    assert lines[-1] == "[31/42] 2.0 s, 5.0 calls/s (the limit), ETA 2 s"
+
+
+def test_demo_prints_one_consistent_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    # 6 profiles: the sixth User ID lookup waits for the next window, 2 s before any row.
+    assert main(["demo", "--accounts", "3", "--ccys", "4"]) == 0
+    out, err = capsys.readouterr()
+    done = [line for line in err.splitlines() if line.startswith("[12/12] done in ")]
+    [progress_s] = [float(line.split()[3]) for line in done]
+    [totals] = [line for line in out.splitlines() if line.startswith("12 rows: ")]
+    assert "12 requests in " in totals
+    summary_s = float(totals.split("12 requests in ")[1].split()[0])
+    assert abs(summary_s - progress_s) <= 0.051, (progress_s, totals)  # one clock, one span
+    assert out.count(" calls for ") == 0 and out.count(": 4 calls, ") == 3  # counted once
+    assert "after 2." in totals  # the lookups are told apart from the sending
+    assert "ETA 0 s" not in err
 
 
 def test_many_rows_log_every_percent_and_every_failure() -> None:
@@ -285,3 +356,101 @@ def test_profile_precedence(tmp_path: Path) -> None:
     assert warnings == []
     with pytest.raises(ConfigError, match="OKX_DEMO must be"):
         load_profiles(path, env={"OKX_DEMO": "maybe"}, warn=warnings.append)
+
+
+# -- advice that points the right way --------------------------------------------------------
+
+
+def test_offline_advice_names_what_the_cli_user_can_change(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OKX_API_KEY", KEY.api_key)
+    monkeypatch.setenv("OKX_SECRET_KEY", KEY.secret_key)
+    assert main(["get", "BTC"]) == 2  # no passphrase: name the variable the user set up
+    err = capsys.readouterr().err
+    assert "OKX_PASSPHRASE" in err and "OKX_PROFILE_DEFAULT_PASSPHRASE" not in err
+    monkeypatch.setenv("OKX_PASSPHRASE", KEY.passphrase)
+    monkeypatch.setenv("OKX_BASE_URL", "http://okx.example.com")
+    assert main(["get", "BTC"]) == 2  # plain http elsewhere: no Python-only way out
+    err = capsys.readouterr().err
+    assert "use https" in err and "allow_insecure_http" not in err and err.count("\n") == 1
+    monkeypatch.setenv("OKX_BASE_URL", "europe")
+    assert main(["get", "BTC"]) == 2
+    err = capsys.readouterr().err
+    assert "region name: use global, eea, us or a URL" in err, err
+
+
+async def test_minus_zero_is_zero(
+    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, url = sim
+    use_key(monkeypatch, url)
+    for args in (["-0"], ["-0.000"], ["--", "-0e3"]):
+        assert await cli("set", "BTC", *args) == 0, capsys.readouterr().err
+        assert simulator.values("1001")["BTC"] == "0"
+    capsys.readouterr()
+    assert [r.body for r in simulator.records if r.path == SET] == [
+        {"ccy": "BTC", "clSpotInUseAmt": "0"}
+    ] * 3
+    assert okx_async.validate_amount("-0") == okx_async.validate_amount(Decimal("-0"))
+    assert await cli("set", "BTC", "-0.1") == 2  # a real negative is still refused
+    assert "negative" in capsys.readouterr().err
+
+
+def test_a_nan_amount_is_not_suggested_back() -> None:
+    for nan in (float("nan"), float("inf")):
+        with pytest.raises(okx_async.InvalidInputError) as caught:
+            okx_async.validate_amount(nan)
+        assert "finite" in str(caught.value) and "such as" not in str(caught.value)
+
+
+async def test_amounts_are_shown_as_plain_decimals(
+    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, url = sim
+    use_key(monkeypatch, url)
+    tiny = "0.000000000000000000001"
+    assert await cli("set", "BTC", tiny) == 0
+    assert capsys.readouterr().out == f"BTC: risk offset amount set to {tiny}\n"
+    assert simulator.values("1001")["BTC"] == tiny
+    assert await cli("set", "ETH", "1E+3", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["requested"], shown["applied"]) == ("1000", "1000")
+    assert await cli("get", "BTC") == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["BTC", tiny]
+    assert await cli("get", "BTC", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["amounts"][0]["user_defined"] == tiny
+
+
+async def test_get_says_a_currency_is_not_returned_and_exits_1(
+    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = sim
+    use_key(monkeypatch, url)
+    assert await cli("get", "BTC", "NOPE") == 1
+    out, err = capsys.readouterr()
+    assert (
+        err == "NOPE: not returned by OKX: an unknown currency, or one this account holds none of\n"
+    )
+    assert out.splitlines()[2].split() == ["NOPE", "not", "returned", "by", "OKX"]
+    assert "-" not in out.splitlines()[2]
+    assert await cli("get", "SOL", "--json") == 1  # a real currency this account holds none of
+    out, err = capsys.readouterr()
+    assert json.loads(out)["amounts"] == [
+        {"ccy": "SOL", "found": False, "user_defined": None, "in_use": None, "maximum": None}
+    ]
+    assert err.startswith("SOL: not returned by OKX")
+    assert await cli("get", "BTC", "ETH") == 0
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_simulate_with_a_bad_port_is_one_line(port: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "okx_async", "simulate", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"error: --port {port} is not a TCP port: use 0 to 65535 (0: any free)\n"
+    assert done.stdout == ""

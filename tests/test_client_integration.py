@@ -252,14 +252,14 @@ async def test_no_secret_in_logs_reprs_or_errors(
     signatures: list[str] = []
     from okx_async import Credentials
 
-    original = Credentials.headers  # every signature is made in headers()
+    original = Credentials.request_headers  # every signature is made in request_headers()
 
-    def spy(self: Credentials, *args: object) -> dict[str, str]:
+    def spy(self: Credentials, *args: object) -> object:
         made = original(self, *args)  # type: ignore[arg-type]
-        signatures.append(made["OK-ACCESS-SIGN"])
+        signatures.append(dict(made)["OK-ACCESS-SIGN"])
         return made
 
-    Credentials.headers = spy  # type: ignore[method-assign]
+    Credentials.request_headers = spy  # type: ignore[method-assign,assignment]
     try:
         client = client_for(url, key)
         texts.append(repr(client))
@@ -280,7 +280,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
         texts.append(repr(client.stats()))
         await client.close()
     finally:
-        Credentials.headers = original  # type: ignore[method-assign]
+        Credentials.request_headers = original  # type: ignore[method-assign]
     texts += [r.getMessage() for r in caplog.records]
     assert signatures
     blob = "\n".join(texts)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import multiprocessing
+import pickle
+import socket
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 import pytest
 
 import okx_async
@@ -16,9 +24,11 @@ from okx_async import (
     RateLimitedError,
     RequestTimeoutError,
     TimestampExpiredError,
+    TransportError,
     UnexpectedResponseError,
 )
 from okx_async._errors import api_error_for
+from okx_async._transport import Transport
 
 
 @pytest.mark.parametrize(
@@ -86,3 +96,84 @@ def test_tree_in_docstring_names_every_class() -> None:
     for name in okx_async._errors.__all__:
         if isinstance(getattr(okx_async._errors, name), type):
             assert name in doc, name
+
+
+def _one_of_each() -> list[OKXError]:
+    """An instance of every exception class okx_async defines, with distinct fields."""
+    made: list[OKXError] = []
+    for name in okx_async._errors.__all__:
+        cls = getattr(okx_async._errors, name)
+        if not isinstance(cls, type):
+            continue
+        if issubclass(cls, APIError):
+            made.append(cls(code="50013", message=f"{name} msg", status=503, path="/p/api"))
+        elif issubclass(cls, UnexpectedResponseError):
+            made.append(cls("HTML page", path="/p/u", status=502, body_preview="<html>"))
+        elif issubclass(cls, TransportError):
+            made.append(cls(f"{name} happened", path="/p/t"))
+        else:
+            made.append(cls(f"{name} happened"))
+    return made
+
+
+def _fields(error: BaseException) -> tuple[object, ...]:
+    names = ("code", "message", "status", "path", "body_preview", "retryable")
+    return (
+        type(error),
+        str(error),
+        repr(error),
+        error.args,
+        *[getattr(error, n, None) for n in names],
+    )
+
+
+@pytest.mark.parametrize("error", _one_of_each(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
+def test_every_error_survives_pickle(error: OKXError, protocol: int) -> None:
+    copied = pickle.loads(pickle.dumps(error, protocol=protocol))
+    assert copied is not error
+    assert _fields(copied) == _fields(error)
+
+
+@pytest.mark.parametrize("error", _one_of_each(), ids=lambda e: type(e).__name__)
+def test_every_error_survives_deepcopy(error: OKXError) -> None:
+    copied = copy.deepcopy(error)
+    assert copied is not error
+    assert _fields(copied) == _fields(error)
+    assert _fields(copy.copy(error)) == _fields(error)
+
+
+def _send_to_a_closed_port(port: int) -> None:
+    """Run in a worker process: a real request to a port nobody listens on."""
+
+    async def main() -> None:
+        transport = Transport(base_url=f"http://127.0.0.1:{port}", request_timeout=5.0)
+        try:
+            await transport.send("GET", "/api/v5/public/time", headers={})
+        finally:
+            await transport.aclose()
+
+    asyncio.run(main())
+
+
+def test_network_error_crosses_a_process_boundary() -> None:
+    with socket.socket() as sock:  # bound, then closed: connecting is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # spawn: a fresh interpreter, and no fork() of a process that runs threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        future = pool.submit(_send_to_a_closed_port, port)
+        with pytest.raises(NetworkError) as info:
+            future.result(timeout=60)
+    assert type(info.value) is NetworkError
+    assert info.value.path == "/api/v5/public/time"
+    assert "connection to OKX failed" in str(info.value) and not info.value.args[1:]
+
+
+def test_readme_tree_names_every_class() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    tree = readme.split("## Errors", 1)[1].split("```", 2)[1]
+    for name in okx_async._errors.__all__:
+        if isinstance(getattr(okx_async._errors, name), type):
+            assert name in tree, name

@@ -20,6 +20,7 @@ def test_documented_names_are_public() -> None:
         "OKXError",
         "APIError",
         "RateLimitedError",
+        "TLSError",
         "RiskOffsetResult",
         "AccountConfig",
         "RiskOffsetAmount",
@@ -51,3 +52,25 @@ def test_simulator_and_cli_use_only_the_public_api() -> None:
             text = path.read_text()
             bad = re.findall(r"okx_async\._[a-z]\w*|from \.\._[a-z]\w*", text)
             assert not bad, f"{path} imports private modules: {bad}"
+
+
+def test_limiter_stores_are_public_and_redis_stays_optional() -> None:
+    for name in [
+        "KeyLimiter",
+        "LimiterBackend",
+        "LocalLimiterBackend",
+        "SqliteLimiterBackend",
+        "RedisLimiterBackend",
+        "limiter_from_url",
+    ]:
+        assert name in okx_async.__all__, name
+    # Importing okx_async must not import redis: it is an optional extra.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, okx_async; assert 'redis' not in sys.modules; "
+        "assert 'okx_async._redis_limiter' not in sys.modules; "
+        "okx_async.RedisLimiterBackend; assert 'okx_async._redis_limiter' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

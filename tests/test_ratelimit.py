@@ -25,16 +25,16 @@ from virtual_time import (
     run_virtual,
 )
 
-from okx_async import _ratelimit
 from okx_async._defaults import RATE_LIMIT_RECOVERY_WINDOWS, SET_RISK_OFFSET_PATH
 from okx_async._errors import DeadlineExceededError, QueueFullError
-from okx_async._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
-from okx_async._ratelimit import (
+from okx_async._limiter import _memory as _ratelimit
+from okx_async._limiter._memory import (
     LocalKeyLimiter,
     LocalLimiterBackend,
     Pacer,
     default_local_backend,
 )
+from okx_async._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
 
 KEY = LimiterKey("www.okx.com|live", "uid:42", SET_RISK_OFFSET_PATH)
 RATE = RateLimit(10, 2.0, "user")
@@ -920,3 +920,50 @@ def test_property_checks_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_ratelimit, "LocalKeyLimiter", Leaky)
     with pytest.raises(AssertionError, match=r"^\(2\.0, "):
         run_schedule(schedule)
+
+
+# -- the pure rules (_limiter/_rules.py), shared by every store ----------------------------
+
+
+def test_rules_slot_free_at_counts_the_waiters_ahead() -> None:
+    from okx_async._limiter._rules import slot_free_at
+
+    # 10 slots: 6 in flight, 3 cooling; one free.
+    cooling = [1.0, 2.0, 3.0]
+    assert slot_free_at(limit=10, ahead=0, in_flight=6, cooling=cooling, now=0.5) == 0.5
+    # One waiter ahead takes the free slot; the next frees at the first cooling expiry.
+    assert slot_free_at(limit=10, ahead=1, in_flight=6, cooling=cooling, now=0.5) == 1.0
+    assert slot_free_at(limit=10, ahead=3, in_flight=6, cooling=cooling, now=0.5) == 3.0
+    # Beyond the cooling slots only a release (not yet known) can free one.
+    assert slot_free_at(limit=10, ahead=4, in_flight=6, cooling=cooling, now=0.5) == float("inf")
+
+
+def test_rules_gcra_and_earliest_grant() -> None:
+    from okx_async._limiter._rules import earliest_grant, gcra_allowed_at, gcra_commit
+
+    # interval 0.2, burst 3: after 3 sends at 0, tat = 0.6; the next conforms at 0.2.
+    tat = 0.0
+    for _ in range(3):
+        assert gcra_allowed_at(tat=tat, interval=0.2, burst=3, now=0.0) == 0.0
+        tat = gcra_commit(tat=tat, interval=0.2, now=0.0)
+    assert tat == pytest.approx(0.6)
+    assert gcra_allowed_at(tat=tat, interval=0.2, burst=3, now=0.0) == pytest.approx(0.2)
+    assert gcra_allowed_at(tat=tat, interval=0.2, burst=3, now=0.0, ahead=2) == pytest.approx(0.6)
+    inf = float("inf")
+    assert earliest_grant(slot_at=inf, window=2.0, held_until=0.0, paced_at=0.0, now=1.0) == 3.0
+    assert earliest_grant(slot_at=1.5, window=2.0, held_until=2.5, paced_at=0.0, now=1.0) == 2.5
+
+
+def test_rules_incident_halves_once_per_hold_and_recovery_doubles_back() -> None:
+    from okx_async._limiter._rules import incident, recover, recovered_at
+
+    burst, held, at = incident(burst=10, held_until=-1.0, now=0.0, window=2.0, recovery=20.0)
+    assert (burst, held, at) == (5, 2.0, 20.0)
+    burst, held, at = incident(burst=burst, held_until=held, now=1.0, window=2.0, recovery=20.0)
+    assert (burst, held, at) == (5, 3.0, 21.0)  # the same incident: no second halving
+    burst, held, at = incident(burst=burst, held_until=held, now=3.0, window=2.0, recovery=20.0)
+    assert burst == 2
+    assert recover(burst=2, max_burst=10, recover_at=23.0, recovery=20.0, now=22.9) == (2, 23.0)
+    assert recover(burst=2, max_burst=10, recover_at=23.0, recovery=20.0, now=43.0) == (8, 63.0)
+    assert recovered_at(burst=2, max_burst=10, recover_at=23.0, recovery=20.0) == 63.0
+    assert recovered_at(burst=10, max_burst=10, recover_at=23.0, recovery=20.0) == -float("inf")

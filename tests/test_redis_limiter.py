@@ -77,17 +77,26 @@ def now() -> float:
 
 
 def keys_of(lim: Any) -> dict[str, str]:
-    """The limiter's Redis keys by role: leases, queue, beats, state."""
-    return dict(zip(("leases", "queue", "beats", "state"), lim.redis_keys, strict=True))
+    """The limiter's Redis keys by role: leases, queue, beats, state, epoch."""
+    roles = ("leases", "queue", "beats", "state", "epoch")
+    return dict(zip(roles, lim.redis_keys, strict=True))
 
 
 async def settle_tasks(*backends: Any) -> None:
-    """Wait for the backends' background clean-ups."""
+    """Wait for the backends' (or limiters') background clean-ups."""
     for _ in range(100):
-        if not any(b._tasks for b in backends):
+        if not any(b._link.busy for b in backends):
             return
         await asyncio.sleep(0.01)
     raise AssertionError("background tasks did not finish")
+
+
+async def wait_for_probe(backend: Any, limit: float = 5.0) -> None:
+    """Until the backend's outage probe is answered."""
+    end = now() + limit
+    while backend.in_outage:
+        assert now() < end, "the probe never ended the outage"
+        await asyncio.sleep(0.02)
 
 
 def max_overlap(events: list[tuple[float, float]], window: float) -> int:
@@ -227,7 +236,7 @@ async def test_deadline_beyond_try_at_is_refused_at_once_consuming_nothing(
     assert now() - released >= RATE.window - CLOCK_SKEW
     for x in [*leases[1:], lease]:
         await lim.release(x)
-    await settle_tasks(lim._backend)
+    await settle_tasks(lim)
     assert await rc.exists(keys["queue"], keys["beats"]) == 0
 
 
@@ -306,7 +315,7 @@ async def test_keys_share_one_hash_tag(make_backend: MakeBackend, rc: Any):
     waiter = asyncio.create_task(lim.acquire())  # makes the queue keys exist too
     await asyncio.sleep(0.05)
     names = sorted(await rc.keys("*"))
-    assert [n.rsplit(":", 1)[1] for n in names] == ["beats", "leases", "queue", "state"]
+    assert [n.rsplit(":", 1)[1] for n in names] == ["beats", "epoch", "leases", "queue", "state"]
     assert all(n.startswith(f"okx_async:{TAG}:") for n in names)
     assert len({key_slot(n.encode()) for n in names}) == 1
     waiter.cancel()
@@ -333,13 +342,15 @@ async def test_idle_keys_expire(make_backend: MakeBackend, rc: Any):
     released = now()
     await lim.release(lease)
     await lim.release(await waiter)
-    names = await rc.keys("*")
+    epoch = keys_of(lim)["epoch"]
+    assert 0.99 * 86_400_000 < await rc.pttl(epoch) <= 86_400_000  # outlives the state
+    names = [n for n in await rc.keys("*") if n != epoch]
     assert len(names) == 2  # leases and state; the queue emptied itself
     for name in names:
         assert 0 < await rc.pttl(name) <= idle * 1000
     await asyncio.sleep(rate.window - 0.03)
     assert await rc.zcard(next(n for n in names if n.endswith(":leases"))) >= 1  # cooling
-    while await rc.keys("*"):
+    while [n for n in await rc.keys("*") if n != epoch]:
         assert now() - released < idle + 0.2
         await asyncio.sleep(0.02)
 
@@ -408,9 +419,11 @@ async def test_redis_down_fails_fast(
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
 
     redis_server.start()
+    await wait_for_probe(backend)  # until then, callers keep failing fast
     lease = await lim.acquire()
     await lim.release(lease)
     assert not backend.in_outage
+    await settle_tasks(backend)
     assert lim._pending == {}
 
 
@@ -434,16 +447,18 @@ async def test_a_client_library_crash_is_reported_as_redis_unavailable(
     error, not the library's internals, and the next call works again."""
     backend = make_backend()
     lim = backend.limiter(KEY, RATE)
-    working = backend._acquire_script
+    scripts = backend._link._scripts
+    working = scripts["acquire"]
 
     async def crash(**kwargs: Any) -> object:
         raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
-    backend._acquire_script = crash
+    scripts["acquire"] = crash
     with pytest.raises(LimiterUnavailableError, match="AttributeError") as info:
         await lim.acquire()
     assert isinstance(info.value.__cause__, AttributeError)
-    backend._acquire_script = working
+    scripts["acquire"] = working
+    await wait_for_probe(backend)
     await lim.release(await lim.acquire())
     assert not backend.in_outage
 
@@ -485,10 +500,16 @@ async def test_fallback_share_when_redis_stops(
             break
         await asyncio.sleep(0.05)
     assert not backend.in_outage
-    lease = await lim.acquire()
+    await settle_tasks(backend)
     keys = keys_of(lim)
-    adopted = await rc.zcard(keys["leases"])
-    assert adopted >= 2  # this lease plus fallback leases released < one window ago
+    registered = set(await rc.zrange(keys["leases"], 0, -1))
+    soon = now() + 0.02
+    cooling = {lease_id for until, lease_id in lim._cooling if until > soon}
+    assert cooling and cooling <= registered
+    # The restarted Redis was empty: the key is held for a window before the next grant.
+    t0 = now()
+    lease = await lim.acquire()
+    assert now() - t0 >= RATE.window - 0.1
     await lim.release(lease)
 
 
@@ -499,16 +520,19 @@ async def test_fairness_a_far_process_is_not_starved(
     queue, A's callers would take every slot the moment it frees (B's ask arrives late)
     and B would wait until A ran out of work. With it, B's ticket keeps its place: it is
     served every round."""
-    from okx_async._redis_limiter import RedisLimiterBackend
+    from okx_async._redis_link import RedisLink
 
-    class FarBackend(RedisLimiterBackend):
-        async def _eval(self, *args: Any) -> object:
+    class FarLink(RedisLink):
+        __slots__ = ()
+
+        async def eval(self, *args: Any) -> object:
             await asyncio.sleep(0.02)
-            return await super()._eval(*args)
+            return await super().eval(*args)
 
     rate = RateLimit(3, 0.2, "user")
     a, c = make_backend(), make_backend()
-    b = FarBackend(redis_server.url)
+    b = make_backend()
+    b._link.__class__ = FarLink
     try:
         blocker = c.limiter(KEY, rate)
         blocking = [await blocker.acquire() for _ in range(rate.limit)]
@@ -633,3 +657,93 @@ async def test_three_clients_of_one_user_against_the_simulator(redis_server: Red
     assert len(sent) == 24
     assert simulator.rate_limited_count() == 0
     assert elapsed >= 2 * 2.0  # 24 sends of one user need at least two more windows
+
+
+# -- a store that lost its state, an outage ------------------------------------------------
+
+
+async def test_flushall_holds_the_key_a_window_and_every_process_registers_its_leases(
+    make_backend: MakeBackend, rc: Any
+):
+    a, b = make_backend(), make_backend()
+    lim_a, lim_b = a.limiter(KEY, RATE), b.limiter(KEY, RATE)
+    held_a = [await lim_a.acquire() for _ in range(2)]
+    held_b = [await lim_b.acquire() for _ in range(3)]
+    assert await rc.flushall()  # the store forgets all five leases in flight
+
+    t0 = now()
+    lease = await lim_a.acquire()  # finds the loss: held one window
+    assert RATE.window - CLOCK_SKEW <= now() - t0 <= RATE.window + LATE
+    keys = keys_of(lim_a)
+    registered = set(await rc.zrange(keys["leases"], 0, -1))
+    assert {x.lease_id for x in [*held_a, lease]} <= registered  # a's own, again
+
+    # b never saw the empty store: its next call re-registers its leases, then decides.
+    t1 = now()
+    other = await lim_b.acquire()
+    assert now() - t1 < RATE.window / 2  # the hold is over; no second hold
+    registered = set(await rc.zrange(keys["leases"], 0, -1))
+    assert {x.lease_id for x in [*held_b, other]} <= registered
+    assert await rc.zcard(keys["leases"]) == 7
+    for x in [*held_a, lease]:
+        await lim_a.release(x)
+    for x in [*held_b, other]:
+        await lim_b.release(x)
+
+
+async def test_a_new_budget_is_not_held(make_backend: MakeBackend, rc: Any):
+    """An empty store is only a loss to a process that saw the budget before."""
+    lim = make_backend().limiter(KEY, RATE)
+    t0 = now()
+    leases = await asyncio.gather(*(lim.acquire() for _ in range(RATE.limit)))
+    assert now() - t0 < RATE.window / 2
+    assert await rc.hget(keys_of(lim)["state"], "held_until") is None
+    for x in leases:
+        await lim.release(x)
+
+
+async def test_a_rolled_back_store_is_detected(make_backend: MakeBackend, rc: Any):
+    """A failover to a replica that missed the latest writes: the epoch is the same but
+    its sequence number is behind what this process saw."""
+    lim = make_backend().limiter(KEY, RATE)
+    for _ in range(3):
+        await lim.release(await lim.acquire())
+    keys = keys_of(lim)
+    assert int(await rc.hget(keys["epoch"], "seq")) >= 6
+    await rc.delete(keys["leases"], keys["state"])
+    await rc.hset(keys["epoch"], "seq", 2)  # the replica saw two scripts of six
+    t0 = now()
+    lease = await lim.acquire()
+    assert RATE.window - CLOCK_SKEW <= now() - t0 <= RATE.window + LATE
+    await lim.release(lease)
+
+
+async def test_an_outage_turns_every_caller_away_at_once_until_a_probe_answers(
+    make_backend: MakeBackend, redis_server: RedisServer
+):
+    rate = RateLimit(10, 2.0, "user")  # the head is told to come back in 2 s
+    backend = make_backend(operation_timeout=0.2, probe_interval=0.1)
+    lim = backend.limiter(KEY, rate)
+    other = backend.limiter(LimiterKey("e", "uid:7", "/p"), rate)
+    leases = [await lim.acquire() for _ in range(rate.limit)]
+    queued = [asyncio.create_task(lim.acquire()) for _ in range(5)]  # the head + 4
+    await asyncio.sleep(0.05)
+    redis_server.pause()
+    try:
+        await lim.release(leases[0])  # its flush times out: the outage begins
+        t0 = now()
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        assert all(isinstance(r, LimiterUnavailableError) for r in results), results
+        assert now() - t0 < 0.05  # together, not one timeout after another
+        for limiter in (lim, other):
+            t1 = now()
+            with pytest.raises(LimiterUnavailableError) as info:
+                await limiter.acquire()
+            assert now() - t1 < 0.01  # no round trip
+            assert info.value.__cause__ is not None
+    finally:
+        redis_server.resume()
+    await wait_for_probe(backend)
+    await other.release(await other.acquire())
+    for x in leases[1:]:
+        await lim.release(x)

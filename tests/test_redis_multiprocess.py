@@ -94,6 +94,94 @@ async def test_three_processes_share_one_users_budget(redis_server: RedisServer)
     assert ideal <= span <= 1.1 * ideal
 
 
+async def test_redis_killed_and_restarted_empty_between_two_bursts(
+    redis_server: RedisServer,
+) -> None:
+    """Three processes spend the user's ten; Redis is killed and restarted empty; the
+    three send ten more at once. The empty Redis must not grant the spent slots again:
+    every process finds the loss (its epoch is gone), the key is held for a window."""
+    ccys = [f"C{i:03d}" for i in range(2 * LIMIT)]
+    keys = [SimKey(f"mp-key-{i}", f"mp-secret-{i}-xyz", f"mp-pass-{i}-xyz") for i in range(6)]
+    user = SimUser(uid=UID, keys=keys, margin_ccys=frozenset(ccys))
+    simulator = Simulator(SimulatorConfig(users=[user], latency=(0.0, 0.02)))
+    procs: list[asyncio.subprocess.Process] = []
+    async with SimulatorServer(simulator) as server:
+        try:
+            for p in range(PROCESSES):
+                spec = {
+                    "base_url": server.base_url,
+                    "redis_url": redis_server.url,
+                    "uid": UID,
+                    "keys": [
+                        [k.api_key, k.secret_key, k.passphrase] for k in keys[2 * p : 2 * p + 2]
+                    ],
+                    "bursts": [ccys[:LIMIT][p::PROCESSES], ccys[LIMIT:][p::PROCESSES]],
+                }
+                procs.append(await _spawn(spec))
+            await asyncio.wait_for(_ready(procs), TIMEOUT)
+            first = await asyncio.wait_for(_burst(procs), TIMEOUT)
+            redis_server.kill()
+            redis_server.start()
+            second = await asyncio.wait_for(_burst(procs, close=True), TIMEOUT)
+        finally:
+            await _stop(procs)
+
+    assert [o["errors"] for o in first + second] == [[]] * (2 * PROCESSES)
+    sent = [r for r in simulator.records if r.path == SET_PATH]
+    assert len(sent) == 2 * LIMIT and all(r.code == "0" for r in sent)
+    assert simulator.rate_limited_count() == 0
+    arrivals = sorted(r.arrival for r in sent)
+    most = max(sum(1 for u in arrivals if t - WINDOW < u <= t) for t in arrivals)
+    assert most <= LIMIT
+
+
+async def _spawn(spec: dict[str, Any]) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WORKER),
+        json.dumps(spec),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+async def _ready(procs: list[asyncio.subprocess.Process]) -> None:
+    for proc in procs:
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        if line != b"ready\n":
+            _, err = await proc.communicate()
+            raise AssertionError(f"worker failed to start: {line!r}\n{err.decode()[-3000:]}")
+
+
+async def _burst(
+    procs: list[asyncio.subprocess.Process], *, close: bool = False
+) -> list[dict[str, Any]]:
+    """One burst: a common start time for every worker, then each one's outcome line."""
+    start = time.time() + 0.1
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{start!r}\n".encode())
+        await proc.stdin.drain()
+        if close:
+            proc.stdin.close()
+    outcomes = []
+    for proc in procs:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = await proc.stdout.readline()
+        if not line:
+            err = await proc.stderr.read()
+            raise AssertionError(f"worker died:\n{err.decode()[-3000:]}")
+        outcomes.append(json.loads(line))
+    return outcomes
+
+
 async def _run(procs: list[asyncio.subprocess.Process]) -> list[tuple[int, list[str]]]:
     """Barrier (every worker warmed up), common start, then each worker's outcome."""
     for proc in procs:

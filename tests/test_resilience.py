@@ -18,7 +18,7 @@ from okx_async import (
     OKXError,
     RetryPolicy,
 )
-from okx_async._ratelimit import default_local_backend
+from okx_async._limiter._memory import default_local_backend
 from okx_async.simulator import (
     DEFAULT_MARGIN_CCYS,
     SET_PATH,
@@ -126,7 +126,7 @@ async def test_cancelled_callers_neither_leak_nor_overspend(sim: tuple[Simulator
         # No leak: once a window has passed, the user's key holds nothing (a leaked slot
         # would stay in flight for good), so a full burst of 10 may go out at once again.
         await asyncio.sleep(2.1)
-        key = LimiterKey(url, "uid:" + UID, SET_PATH)
+        key = LimiterKey("live", "uid:" + UID, SET_PATH)
         limiter = default_local_backend().limiter(key, ENDPOINT_LIMITS[SET_PATH])
         assert limiter.snapshot() == LimiterSnapshot(0, 0, 0, 10, None)
         before = len(simulator.records)

@@ -19,6 +19,8 @@ from okx_async.simulator import (
     ALL_FAULT_KINDS,
     BALANCE_PATH,
     CONFIG_PATH,
+    DEFAULT_FAULT_KINDS,
+    RATE_LIMIT_200_TEXT,
     SET_PATH,
     SIMULATOR_KEY,
     TIME_PATH,
@@ -40,6 +42,7 @@ DEMO = SimKey("key-demo", "secret-demo", "pass-demo", demo=True)
 READ = SimKey("key-read", "secret-read", "pass-read", permissions="read_only")
 B = SimKey("key-b", "secret-b", "pass-b")
 SPOT = SimKey("key-spot", "secret-spot", "pass-spot")
+EEA = SimKey("key-eea", "secret-eea", "pass-eea", region="eea")
 NO_OFFSET = SimKey("key-nooff", "secret-nooff", "pass-nooff")
 
 
@@ -47,8 +50,9 @@ def make_users() -> list[SimUser]:
     return [
         SimUser(
             "1001",
-            [A1, A2, DEMO, READ],
+            [A1, A2, DEMO, READ, EEA],
             values={"ETH": "2"},
+            equity={"BTC": "3", "ETH": "12", "SOL": "60", "XRP": "0", "USDT": "500"},
             spot_in_use={"ETH": "1.5", "SOL": "3"},
             max_spot_in_use={"ETH": "10", "SOL": "50"},
             min_values={"USDT": "100"},
@@ -202,7 +206,14 @@ async def test_balance_shows_set_values(env: Env) -> None:
     assert [d["spotInUseAmt"] for d in details] == ["", "1.5", "3"]
     assert [d["maxSpotInUse"] for d in details] == ["", "10", "50"]
     everything = (await env.call("GET", BALANCE_PATH)).json["data"][0]["details"]
-    assert [d["ccy"] for d in everything] == ["BTC", "ETH", "SOL"]
+    assert [d["ccy"] for d in everything] == ["BTC", "ETH", "SOL", "USDT"]
+    # As OKX does: a currency with no equity (0, or never held) is left out.
+    answer = await env.call("GET", BALANCE_PATH + "?ccy=XRP,BTC,DOGE")
+    assert [d["ccy"] for d in answer.json["data"][0]["details"]] == ["BTC"]
+    none = await env.call("GET", BALANCE_PATH + "?ccy=DOGE", key=B)  # equity None: margin ccys
+    assert [d["ccy"] for d in none.json["data"][0]["details"]] == ["DOGE"]
+    absent = await env.call("GET", BALANCE_PATH + "?ccy=NOPE", key=B)
+    assert absent.json["data"][0]["details"] == []
     too_many = ",".join(f"C{i}" for i in range(21))
     refused = await env.call("GET", BALANCE_PATH + "?ccy=" + too_many)
     assert (refused.status, refused.code) == (400, "51000")
@@ -299,7 +310,12 @@ AUTH_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("demo header, live key", {"headers": {"x-simulated-trading": "1"}}, "50101"),
     ("demo key, no header", {"key": DEMO, "headers": {"x-simulated-trading": "0"}}, "50101"),
     ("read-only key", {"key": READ}, "50120"),
+    ("key of another region", {"key": EEA}, "50119"),
+    ("timestamp with 6 fractional digits", {"ts": "2024-01-01T00:00:00.000000Z"}, "50112"),
+    ("timestamp with 1 fractional digit", {"ts": "2024-01-01T00:00:00.0Z"}, "50112"),
+    ("timestamp without Z", {"ts": "2024-01-01T00:00:00.000"}, "50112"),
 ]
+PERMISSION_CODES = ("50119", "50120")  # documented with HTTP 200
 
 
 @pytest.mark.parametrize(("case", "kwargs", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])
@@ -309,14 +325,31 @@ async def test_authentication_refusals(
     if "ts_shift" in kwargs:  # relative to the moment of sending
         kwargs = {"ts": format_timestamp(env.sim.now() + kwargs["ts_shift"])}
     answer = await env.set("BTC", "9", **kwargs)
-    assert (answer.status, answer.content_type) == (401, "application/json")
+    status = 200 if code in PERMISSION_CODES else 401
+    assert (answer.status, answer.content_type) == (status, "application/json")
     assert answer.json == {"code": code, "msg": answer.json["msg"], "data": []}
     assert answer.json["msg"]
     assert "BTC" not in env.sim.values("1001")
     [record] = env.sim.records
-    assert (record.code, record.status, record.applied) == (code, 401, False)
+    assert (record.code, record.status, record.applied) == (code, status, False)
     assert record.uid == (None if code in ("50103", "50111") else "1001")
     assert env.sim.max_in_window("1001", SET_PATH) == 0  # refusals are not counted
+
+
+async def test_permission_status_switch_and_region(start: Start) -> None:
+    env = await start(permission_status=401)
+    assert ((a := await env.set("BTC", "1", key=READ)).status, a.code) == (401, "50120")
+    assert ((a := await env.set("BTC", "1", key=EEA)).status, a.code) == (401, "50119")
+    env.sim.region = "eea"  # now the EEA host: its key works, the global ones do not
+    assert (await env.set("BTC", "1", key=EEA)).code == "0"
+    assert (await env.set("BTC", "1")).code == "50119"
+    assert (await env.call("GET", TIME_PATH, key=None)).code == "0"  # public: no key
+    with pytest.raises(ValueError, match="region"):
+        SimKey("k", "s", "p", region="mars")
+    with pytest.raises(ValueError, match="region"):
+        Simulator(SimulatorConfig(users=[], region="mars"))
+    with pytest.raises(ValueError, match="permission_status"):
+        Simulator(SimulatorConfig(users=[], permission_status=403))
 
 
 async def test_demo_key_with_header_and_read_key_on_get_pass(env: Env) -> None:
@@ -324,33 +357,56 @@ async def test_demo_key_with_header_and_read_key_on_get_pass(env: Env) -> None:
     assert (await env.call("GET", CONFIG_PATH, key=READ)).code == "0"
 
 
-BAD_BODIES: list[bytes] = [
-    b"{",
-    b"",
-    b"[]",
-    b'"BTC"',
-    b'{"ccy":"BTC"}',
-    b'{"clSpotInUseAmt":"1"}',
-    b'{"ccy":"","clSpotInUseAmt":"1"}',
-    b'{"ccy":"BTC","clSpotInUseAmt":""}',
-    b'{"ccy":"BTC","clSpotInUseAmt":0.5}',
-    b'{"ccy":5,"clSpotInUseAmt":"1"}',
-    b'{"ccy":"BTC","clSpotInUseAmt":"-1"}',
-    b'{"ccy":"BTC","clSpotInUseAmt":"abc"}',
-    b'{"ccy":"BTC","clSpotInUseAmt":"1e3"}',
-    b'{"ccy":"BTC","clSpotInUseAmt":"NaN"}',
-    b'{"ccy":"BTC","clSpotInUseAmt":" 1"}',
+BAD_BODIES: list[tuple[bytes, str]] = [
+    (b"{", "50002"),
+    (b'{"ccy":"BTC",}', "50002"),
+    (b"", "50000"),
+    (b"  ", "50000"),
+    (b"[]", "51000"),
+    (b'"BTC"', "51000"),
+    (b'{"ccy":"BTC"}', "50014"),
+    (b'{"clSpotInUseAmt":"1"}', "50014"),
+    (b'{"ccy":"","clSpotInUseAmt":"1"}', "50014"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":""}', "50014"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":null}', "50014"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":0.5}', "51000"),
+    (b'{"ccy":5,"clSpotInUseAmt":"1"}', "51000"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":"-1"}', "51000"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":"abc"}', "51000"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":"1e3"}', "51000"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":"NaN"}', "51000"),
+    (b'{"ccy":"BTC","clSpotInUseAmt":" 1"}', "51000"),
 ]
 
 
-@pytest.mark.parametrize("body", BAD_BODIES)
-async def test_parameter_errors(env: Env, body: bytes) -> None:
+@pytest.mark.parametrize(("body", "code"), BAD_BODIES)
+async def test_parameter_errors(env: Env, body: bytes, code: str) -> None:
     answer = await env.call("POST", SET_PATH, body=body)
-    assert (answer.status, answer.code) == (400, "51000")
+    assert (answer.status, answer.code) == (400, code)
+    if code == "50014":  # OKX's text names the parameter
+        missing = "ccy" if b'"ccy":"B' not in body else "clSpotInUseAmt"
+        assert answer.json["msg"] == f"Parameter {missing} can not be empty."
     assert env.sim.values("1001") == {"ETH": "2"}
     [record] = env.sim.records
     assert record.signature_ok and not record.applied
-    assert record.body == (json.loads(body) if body.startswith(b"{") and body != b"{" else None)
+    parsed = json.loads(body) if code not in ("50000", "50002") else None
+    assert record.body == (parsed if isinstance(parsed, dict) else None)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonx"]
+)
+async def test_a_post_without_json_content_type_is_refused(
+    env: Env, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    omit = ("Content-Type",) if content_type is None else ()
+    answer = await env.set("BTC", "1", headers=headers, omit=omit)
+    assert (answer.status, answer.code) == (400, "50006")
+    assert "Content-Type" in answer.json["msg"]
+    assert "BTC" not in env.sim.values("1001")
+    with_charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert (await env.set("BTC", "2", headers=with_charset)).code == "0"
 
 
 @pytest.mark.parametrize(
@@ -388,6 +444,18 @@ async def test_eleventh_request_in_a_window_is_refused(env: Env) -> None:
     assert env.sim.rate_limited_count("1001") == env.sim.rate_limited_count() == 1
     assert env.sim.values("1001")["BTC"] != "10"
     assert env.sim.records[-1].code == "50011" and not env.sim.records[-1].applied
+
+
+async def test_rate_limit_status_switch_answers_50011_with_http_200(start: Start) -> None:
+    env = await start(rate_limit_status=200)
+    answers = await asyncio.gather(*(env.set("BTC", str(i)) for i in range(11)))
+    refused = [a for a in answers if a.code != "0"]
+    assert [(a.status, a.json) for a in refused] == [
+        (200, {"code": "50011", "msg": RATE_LIMIT_200_TEXT, "data": []})
+    ]
+    assert env.sim.rate_limited_count("1001") == 1
+    with pytest.raises(ValueError, match="rate_limit_status"):
+        Simulator(SimulatorConfig(users=[], rate_limit_status=503))
 
 
 async def test_keys_of_one_user_share_a_window_other_users_do_not(env: Env) -> None:
@@ -470,6 +538,9 @@ async def test_latency_both_ways(start: Start) -> None:
         ("busy_50013", 429, "application/json", '"code":"50013"'),
         ("html_502", 502, "text/html", "502 Bad Gateway"),
         ("timeout_50004", 400, "application/json", '"code":"50004"'),
+        ("unavailable_50001", 503, "application/json", '"code":"50001"'),
+        ("error_50026", 500, "application/json", '"code":"50026"'),
+        ("rate_limit_200", 200, "application/json", '"msg":"Rate limit reached.'),
     ],
 )
 async def test_fault_replies(
@@ -580,7 +651,7 @@ async def test_random_faults_are_seeded_and_switchable(start: Start) -> None:
 
 
 async def test_fault_kinds_are_checked(env: Env) -> None:
-    assert set(ALL_FAULT_KINDS) == {
+    assert set(DEFAULT_FAULT_KINDS) == {
         "http_500",
         "busy_50013",
         "html_502",
@@ -588,6 +659,9 @@ async def test_fault_kinds_are_checked(env: Env) -> None:
         "stall",
         "timeout_50004",
     }
+    assert Faults().kinds == DEFAULT_FAULT_KINDS  # random draws stay as they were
+    new = {"unavailable_50001", "error_50026", "rate_limit_200"}
+    assert new <= set(ALL_FAULT_KINDS) and set(DEFAULT_FAULT_KINDS) <= set(ALL_FAULT_KINDS)
     with pytest.raises(ValueError, match="unknown"):
         Faults(kinds=("explode",))
     with pytest.raises(ValueError):

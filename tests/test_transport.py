@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import ssl
+import traceback
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
+from conftest import exception_texts
 
 from okx_async import (
+    ClientClosedError,
+    Credentials,
     ExchangeBusyError,
     InvalidInputError,
     NetworkError,
+    OKXClient,
     RateLimitedError,
     RequestTimeoutError,
+    RetryPolicy,
+    TLSError,
+    TransportError,
     UnexpectedResponseError,
 )
-from okx_async._transport import MAX_RESPONSE_BYTES, Transport, check_base_url
+from okx_async._auth import RequestHeaders
+from okx_async._transport import MAX_RESPONSE_BYTES, Transport, _translate, check_base_url
+from okx_async._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
 
 BASE = "https://www.okx.com"
 PATH = "/api/v5/account/set-riskOffset-amt"
@@ -126,7 +140,10 @@ async def test_backend_errors_are_translated(
         mocked.post(URL, exception=exception)
         with pytest.raises(expected) as info:
             await send(transport)
-    assert info.value.__cause__ is exception
+    # Described, not chained: aiohttp's errors hold the request headers (see test_secrets).
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    if expected is NetworkError:
+        assert type(exception).__name__ in str(info.value)
     assert info.value.path == PATH  # type: ignore[attr-defined]
 
 
@@ -156,3 +173,317 @@ def test_base_url_rules(url: str, ok: bool) -> None:
 
 def test_insecure_http_must_be_asked_for() -> None:
     assert check_base_url("http://example.com", allow_insecure_http=True) == "http://example.com"
+
+
+# -- secrets out of errors ---------------------------------------------------------------
+
+SECRET_KEY = "secret-key-9f8e7d6c"
+PASSPHRASE = "passphrase-5a4b3c2d"
+
+
+async def _raw_server(answer_for: Callable[[bytes], bytes]) -> asyncio.Server:
+    """A socket server that reads one request head and writes `answer_for(request line)`."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer_for(head.split(b"\r\n", 1)[0]))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def _time_or_garbage(request_line: bytes) -> bytes:
+    if b"/api/v5/public/time" in request_line:
+        body = b'{"code":"0","msg":"","data":[{"ts":"1704067200000"}]}'
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        return head.encode() + b"\r\nConnection: close\r\n\r\n" + body
+    return b"HTTP/1.1 OOPS not a status line\r\n\r\n"  # aiohttp: ClientResponseError
+
+
+def _captured_locals(error: BaseException) -> str:
+    """The error as a reporter capturing locals prints it, from below the test's frame."""
+    below_test = error.__traceback__.tb_next if error.__traceback__ else None
+    summary = traceback.TracebackException(type(error), error, below_test, capture_locals=True)
+    return "".join(summary.format())
+
+
+def _graph(error: BaseException) -> list[BaseException]:
+    found, todo = [], [error]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.append(current)
+            todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return found
+
+
+def _leaks(error: BaseException, *secrets: str) -> list[str]:
+    formatted = _captured_locals(error)
+    texts = [*exception_texts(error), formatted]
+    return [t[:200] for t in texts if any(s in t for s in secrets)]
+
+
+async def test_a_malformed_status_line_leaves_no_secret_in_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = await _raw_server(_time_or_garbage)
+    port = server.sockets[0].getsockname()[1]
+    signatures: list[str] = []
+    original = Credentials.request_headers
+
+    def spy(self: Credentials, *args: Any) -> RequestHeaders:
+        made = original(self, *args)
+        signatures.append(dict(made)["OK-ACCESS-SIGN"])
+        return made
+
+    monkeypatch.setattr(Credentials, "request_headers", spy)
+    client = OKXClient(
+        api_key="api-key-1234",
+        secret_key=SECRET_KEY,
+        passphrase=PASSPHRASE,
+        base_url=f"http://127.0.0.1:{port}",
+        user_id="1001",
+        retry=RetryPolicy(max_attempts=1),
+    )
+    try:
+        with pytest.raises(NetworkError) as info:
+            await client.set_risk_offset_amount("BTC", "1")
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+    error = info.value
+    assert "ClientResponseError" in str(error)  # the reason is described...
+    # ...but nothing of aiohttp's error is kept: its request_info holds the headers, and
+    # the frames of its traceback hold them in locals. (Python 3.10 may leave the parser's
+    # HttpProcessingError "being handled" in the task, which then becomes the context of
+    # any later raise: it holds no request, and the leak checks below cover it.)
+    assert error.__cause__ is None
+    assert not any(isinstance(e, aiohttp.ClientError) for e in _graph(error))
+    assert len(signatures) == 1
+    assert not _leaks(error, SECRET_KEY, PASSPHRASE, *signatures)
+    # The frames' locals print the signed headers masked.
+    assert "headers = RequestHeaders(" in _captured_locals(error)
+
+
+# -- URLs with credentials ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2pw@www.okx.com",
+        "https://user:hunter2pw@www.okx.com/api",  # also a path
+        "ftp://user:hunter2pw@www.okx.com/api?x=1",  # also scheme, path, query
+        "http://user:hunter2pw@example.com",  # also plain http to a remote host
+        "https://user:hunter2pw@[::1",  # also unparseable
+        "https://user:hunter2pw@www.okx.com:99999",  # also a bad port
+        "user:hunter2pw@www.okx.com",  # also no scheme
+        "https://user:hunt/er2pw@www.okx.com",  # an unescaped "/" in the password
+        "https://hunter2pw@www.okx.com",  # a token as the user name
+    ],
+)
+def test_base_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(InvalidInputError, match="must not carry credentials") as info:
+        check_base_url(url)
+    assert "hunter2pw" not in str(info.value) and "er2pw" not in str(info.value)
+    with pytest.raises(InvalidInputError) as info:
+        OKXClient(api_key="k", secret_key="s", passphrase="p", base_url=url)
+    assert "hunter2pw" not in str(info.value) and "credentials" in str(info.value)
+
+
+def test_malformed_base_url_is_invalid_input_not_a_raw_value_error() -> None:
+    with pytest.raises(InvalidInputError, match="not a valid URL"):
+        check_base_url("https://[::1")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://user:pw@www.okx.com/api", "https://user:***@www.okx.com/api"),
+        ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        (
+            "rediss://default:pw@h:1?ssl_cert_reqs=none",
+            "rediss://default:***@h:1?ssl_cert_reqs=none",
+        ),
+        ("redis://h:6379/0?password=pw&db=1", "redis://h:6379/0?password=***&db=1"),
+        ("http://u:p@w@proxy:3128", "http://u:***@proxy:3128"),
+        ("http://proxy:3128", "http://proxy:3128"),
+        ("https://www.okx.com/x?y=@z", "https://www.okx.com/x?y=@z"),
+        ("user:pw@host", "user:***@host"),
+        ("token@host", "***@host"),
+        ("not a url", "not a url"),
+        ("", ""),
+    ],
+)
+def test_mask_url_credentials(url: str, masked: str) -> None:
+    assert mask_url_credentials(url) == masked
+    assert has_url_credentials(url) is (masked != url)
+    assert has_url_credentials(masked) is (masked != url)  # an already-masked URL too
+
+
+@pytest.mark.parametrize("url", ["https://***@www.okx.com", "https://u:***@www.okx.com"])
+def test_a_masked_looking_userinfo_is_still_credentials(url: str) -> None:
+    with pytest.raises(InvalidInputError, match="must not carry credentials"):
+        check_base_url(url)
+
+
+def test_mask_credentials_in_text() -> None:
+    text = "Cannot connect to proxy http://u:pw@proxy:3128 or socks5://x@y:1 [refused]"
+    assert mask_credentials_in_text(text) == (
+        "Cannot connect to proxy http://***@proxy:3128 or socks5://***@y:1 [refused]"
+    )
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def https_server(certificate_authority: trustme.CA) -> AsyncIterator[tuple[str, list[str]]]:
+    """A real HTTPS server on 127.0.0.1 with a certificate from a CA nobody trusts."""
+    seen: list[str] = []
+
+    async def server_time(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"code": "0", "msg": "", "data": [{"ts": "1704067200000"}]})
+
+    async def set_amount(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        row = {"ccy": "BTC", "clSpotInUseAmt": "1"}
+        return web.json_response({"code": "0", "msg": "", "data": [row]})
+
+    app = web.Application()
+    app.router.add_get("/api/v5/public/time", server_time)
+    app.router.add_post(PATH, set_amount)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(context)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"https://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_untrusted_certificate_is_a_tls_error_after_one_attempt(
+    https_server: tuple[str, list[str]],
+) -> None:
+    base_url, seen = https_server
+    sent: list[int] = []
+    client = OKXClient(
+        api_key="api-key-1234",
+        secret_key=SECRET_KEY,
+        passphrase=PASSPHRASE,
+        base_url=base_url,
+        user_id="1001",
+        on_event=lambda event: sent.append(event.attempt) if event.kind == "sent" else None,
+    )
+    try:
+        with pytest.raises(TLSError) as info:
+            await client.set_risk_offset_amount("BTC", "1", timeout=30)
+    finally:
+        await client.close()
+    assert sent == [1]  # the default policy allows 6 attempts: none was retried
+    assert client.stats().retried == 0 and client.stats().sent == 1
+    assert not seen  # nothing reached the application
+    assert isinstance(info.value, TransportError) and not info.value.retryable
+    message = str(info.value)
+    assert f"certificate of {base_url} was not trusted" in message
+    assert "ssl=ssl.create_default_context(cafile=" in message
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+async def test_a_context_trusting_the_certificate_works(
+    https_server: tuple[str, list[str]], certificate_authority: trustme.CA
+) -> None:
+    base_url, seen = https_server
+    trusting = ssl.create_default_context()
+    certificate_authority.configure_trust(trusting)
+    async with OKXClient(
+        api_key="api-key-1234",
+        secret_key=SECRET_KEY,
+        passphrase=PASSPHRASE,
+        base_url=base_url,
+        user_id="1001",
+        ssl=trusting,
+    ) as client:
+        result = await client.set_risk_offset_amount("BTC", "1", timeout=30)
+    assert result.amount == Decimal("1")
+    assert seen == ["/api/v5/public/time", PATH]
+
+
+def test_a_tls_handshake_failure_is_a_tls_error_too() -> None:
+    key = aiohttp.client_reqrep.ConnectionKey("h", 443, True, True, None, None, None)
+    handshake = aiohttp.ClientConnectorSSLError(key, ssl.SSLError(1, "wrong version number"))
+    error = _translate(handshake, "https://h", PATH)
+    assert type(error) is TLSError and "TLS handshake with https://h failed" in str(error)
+    assert "wrong version number" in str(error) and "cafile=" in str(error)
+
+
+@pytest.mark.parametrize("value", [False, True, "cert.pem", 0])
+def test_ssl_must_be_a_context(value: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"ssl must be an ssl\.SSLContext"):
+        OKXClient(api_key="k", secret_key="s", passphrase="p", ssl=value)  # type: ignore[arg-type]
+
+
+async def test_closing_during_a_request_leaves_no_secret_in_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The request is on the wire when close() stops it: the CancelledError ran through
+    # aiohttp's frames, whose locals hold the headers, so it must not be the context.
+    received = asyncio.Event()
+
+    def time_or_stall(request_line: bytes) -> bytes:
+        if b"/api/v5/public/time" in request_line:
+            return _time_or_garbage(request_line)
+        received.set()
+        return b""  # no answer: the client waits until it is closed
+
+    async def stall_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(time_or_stall(head.split(b"\r\n", 1)[0]))
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(stall_after, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    signatures: list[str] = []
+    original = Credentials.request_headers
+
+    def spy(self: Credentials, *args: Any) -> RequestHeaders:
+        made = original(self, *args)
+        signatures.append(dict(made)["OK-ACCESS-SIGN"])
+        return made
+
+    monkeypatch.setattr(Credentials, "request_headers", spy)
+    client = OKXClient(
+        api_key="api-key-1234",
+        secret_key=SECRET_KEY,
+        passphrase=PASSPHRASE,
+        base_url=f"http://127.0.0.1:{port}",
+    )
+    try:
+        call = asyncio.ensure_future(client.get_account_config())
+        await asyncio.wait_for(received.wait(), 30)
+        await client.close(timeout=0)
+        with pytest.raises(ClientClosedError) as info:
+            await call
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert signatures
+    assert info.value.__context__ is None
+    assert not _leaks(info.value, SECRET_KEY, PASSPHRASE, *signatures)

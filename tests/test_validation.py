@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from okx_async import InvalidInputError, validate_amount, validate_ccy
+from okx_async import InvalidInputError, OKXClient, validate_amount, validate_ccy
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,35 @@ def test_long_garbage_is_cut_in_the_message() -> None:
     with pytest.raises(InvalidInputError) as info:
         validate_amount("x" * 10_000)
     assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("given", "demo"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("false", False),
+        ("False", False),
+        (" 0 ", False),
+        ("1", True),
+        ("yes", True),
+        ("off", False),
+        ("", False),
+    ],
+)
+def test_demo_takes_a_bool_or_a_string_read_as_okx_demo_is(
+    given: object, demo: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = OKXClient(api_key="k", secret_key="s", passphrase="p", demo=given)  # type: ignore[arg-type]
+    assert f"demo={demo}" in repr(client)
+    if isinstance(given, str):  # one parser: the environment variable reads the same
+        monkeypatch.setenv("OKX_DEMO", given)
+        from_env = OKXClient.from_env(api_key="k", secret_key="s", passphrase="p")
+        assert f"demo={demo}" in repr(from_env)
+
+
+@pytest.mark.parametrize("given", ["perhaps", "ture", 1, 0, None, 1.0, [True]])
+def test_demo_refuses_anything_else(given: object) -> None:
+    with pytest.raises(InvalidInputError, match="demo"):
+        OKXClient(api_key="k", secret_key="s", passphrase="p", demo=given)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from okx_async import InvalidInputError, OKXError
 
 from ._apply import PlanError, describe
 from ._commands import build_parser
-from ._profiles import ConfigError
+from ._profiles import ConfigError, cli_text
 from ._progress import Console
 
 __all__ = ["main"]
@@ -35,10 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside the command's own handling
         code = _INTERRUPTED
     except (ConfigError, PlanError, InvalidInputError) as exc:
-        console.err(f"error: {exc}")
+        console.err(f"error: {cli_text(exc)}")
         return 2
     except OKXError as exc:
-        console.err(f"error: {describe(exc)}")
+        call, path = _call(args)
+        console.err(f"error: {call}: {describe(exc, path)}")
         return 1
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
@@ -51,6 +52,24 @@ def main(argv: list[str] | None = None) -> int:
         console.err("interrupted")
         return 130
     return code
+
+
+# The endpoint each command calls, so an error from an earlier step can say so.
+_PATHS = {
+    "set": "/api/v5/account/set-riskOffset-amt",
+    "get": "/api/v5/account/balance",
+    "config": "/api/v5/account/config",
+}
+
+
+def _call(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The command as the user typed it (arguments shown), and its endpoint."""
+    words = [args.command]
+    if args.command == "set":
+        words += [args.ccy, args.amount]
+    elif args.command == "get":
+        words += args.ccys
+    return "okx-async " + " ".join(words), _PATHS.get(args.command)
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:
@@ -74,6 +93,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
         installed = True
     except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
         installed = False
+    args.limiter = None  # the run's limiter store, opened with the profiles
     try:
         code: int = await args.func(args, console)
         return code
@@ -82,5 +102,9 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
             return _INTERRUPTED
         raise
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
+        try:
+            if args.limiter is not None:
+                await args.limiter.aclose()
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)

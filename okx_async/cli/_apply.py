@@ -15,12 +15,13 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from okx_async import (
+    ENDPOINT_LIMITS,
     APIError,
     ClientEvent,
     InvalidInputError,
@@ -30,7 +31,7 @@ from okx_async import (
     validate_ccy,
 )
 
-from ._profiles import ConfigError, Profile, ProfileStore
+from ._profiles import ConfigError, Profile, ProfileStore, cli_text
 from ._progress import Console, Progress
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "dry_run_text",
     "execute",
     "parse_plan",
+    "plain",
     "read_plan",
     "report_json",
     "summary_text",
@@ -50,7 +52,8 @@ __all__ = [
 
 SET_PATH = "/api/v5/account/set-riskOffset-amt"
 COLUMNS = ("profile", "ccy", "amount")
-Status = Literal["applied", "superseded", "failed"]
+# not_sent: no answer before Ctrl-C (a row in flight at that moment may still apply).
+Status = Literal["applied", "superseded", "failed", "not_sent"]
 
 
 class PlanError(Exception):
@@ -152,7 +155,8 @@ def _parse_csv(plan: Plan, text: str) -> None:
 
 def _parse_json(plan: Plan, text: str) -> None:
     try:
-        data = json.loads(text, parse_float=Decimal)  # 0.1 stays exactly 0.1
+        # 0.1 stays exactly 0.1; NaN and Infinity become Decimals the checks refuse.
+        data = json.loads(text, parse_float=Decimal, parse_constant=Decimal)
     except json.JSONDecodeError as exc:
         raise PlanError(
             f"{plan.source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -176,28 +180,37 @@ def _parse_json(plan: Plan, text: str) -> None:
 def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
     """Check every record and its profile; fill `rows`, `profiles`, `errors`, `warnings`."""
     bad_profiles: dict[str, str] = {}
+    reported: set[str] = set()  # a profile's problem is told once, not once per row
     for line, values in plan.records:
         problems: list[str] = []
         name = values["profile"]
-        if not isinstance(name, str) or not name:
-            problems.append("profile must be a non-empty string")
+        wrong = _json_type_problems(values) if plan.kind == "json" else {}
+        if "profile" in wrong or not isinstance(name, str) or not name:
+            problems.append(wrong.get("profile", "profile must be a non-empty string"))
         elif name not in plan.profiles and name not in bad_profiles:
             try:
                 profile = store.resolve(name)
                 profile.client()  # refuses a bad base_url or user_id now, not later
                 plan.profiles[name] = profile
             except (ConfigError, InvalidInputError) as exc:
-                bad_profiles[name] = str(exc)
-        if isinstance(name, str) and name in bad_profiles:
-            problems.append(bad_profiles[name])
+                bad_profiles[name] = cli_text(exc)
+        bad_profile = isinstance(name, str) and name in bad_profiles
+        if bad_profile and bad_profiles[str(name)] not in reported:
+            problems.append(bad_profiles[str(name)])
+            reported.add(bad_profiles[str(name)])
         try:
-            ccy = validate_ccy(values["ccy"])
+            ccy = validate_ccy(values["ccy"]) if "ccy" not in wrong else ""
         except InvalidInputError as exc:
             problems.append(f"bad ccy: {exc}")
         try:
-            text, amount = validate_amount(values["amount"])
+            text, amount = (
+                validate_amount(values["amount"]) if "amount" not in wrong else ("", Decimal(0))
+            )
         except InvalidInputError as exc:
             problems.append(f"bad amount: {exc}")
+        problems += [wrong[c] for c in ("ccy", "amount") if c in wrong]
+        if bad_profile and not problems:
+            continue  # its profile's problem is reported at the profile's first row
         if problems:
             for problem in problems:
                 plan.error(line, problem)
@@ -208,6 +221,32 @@ def validate_plan(plan: Plan, store: ProfileStore) -> Plan:
         plan.errors.append((0, f"{plan.source}: the plan has no rows"))
     plan.warnings = [w for _, w in duplicate_warnings(plan, offline_account)]
     return plan
+
+
+def _json_type_problems(values: dict[str, object]) -> dict[str, str]:
+    """Per column, a value of the wrong JSON type, described in JSON's own words."""
+    wanted = {"profile": "a string", "ccy": "a string", "amount": "a string or a number"}
+    problems = {}
+    for column, kinds in wanted.items():
+        value = values[column]
+        ok = isinstance(value, str) or (
+            column == "amount" and isinstance(value, (int, Decimal)) and not isinstance(value, bool)
+        )
+        if not ok:
+            problems[column] = f"{column} must be {kinds} in JSON, not {_json_type(value)}"
+    return problems
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a number" if isinstance(value, (int, float, Decimal)) else "a string"
 
 
 def offline_account(plan: Plan, row: Row) -> str:
@@ -244,7 +283,7 @@ def duplicate_warnings(
 @dataclass
 class Outcome:
     row: Row
-    status: Status = "failed"
+    status: Status = "not_sent"
     applied: Decimal | None = None  # what OKX holds for the ccy as a result of this row
     error: OKXError | None = None
 
@@ -274,9 +313,11 @@ class Report:
     outcomes: list[Outcome]
     accounts: dict[str, Account]
     account_of: dict[str, str]  # profile -> account key
-    elapsed: float
+    elapsed: float  # seconds sending the rows (after the account lookups)
+    lookup_s: float = 0.0  # seconds of account lookups before the rows went out
     verified: int | None = None  # currencies read back; None without --verify
     mismatches: list[Mismatch] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C stopped it; unfinished rows are "not_sent"
 
     @property
     def failed(self) -> list[Outcome]:
@@ -284,7 +325,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.mismatches
+        return not self.failed and not self.mismatches and not self.interrupted
 
 
 async def execute(
@@ -298,10 +339,13 @@ async def execute(
     """Send every row of a validated plan.
 
     `timeout` bounds each step on its own: the account lookups, sending the rows (all of
-    them start together, so it bounds them all), and the read-back.
+    them start together, so it bounds them all), and the read-back. A cancellation (the
+    CLI's Ctrl-C) stops the rows still going and returns the report so far, with
+    `interrupted` set and the unfinished rows "not_sent".
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
+    interrupted = False
     async with AsyncExitStack() as stack:
         clients: dict[str, OKXClient] = {}
         counts: dict[str, list[int]] = {}  # profile -> [set requests sent, 50011 answers]
@@ -309,19 +353,66 @@ async def execute(
             counts[name] = [0, 0]
             clients[name] = profile.client(on_event=_counter(counts[name]))
             stack.push_async_callback(clients[name].close)
-        account_of, lookup_errors = await _learn_accounts(plan, clients, timeout)
+        try:
+            account_of, lookup_errors = await _learn_accounts(plan, clients, timeout)
+        except asyncio.CancelledError:
+            _uncancel()
+            interrupted = True
+            account_of, lookup_errors = {n: f"profile {n}" for n in clients}, {}
+        for name, uid in _wrong_user_ids(plan, account_of).items():
+            console.err(
+                f"warning: profile {name!r} says user_id {plan.profiles[name].user_id}, but "
+                f"its API key belongs to User ID {uid}: using {uid} (correct the profile)"
+            )
+            # The stated one would key the wrong budget: this user's limit would not hold.
+            clients[name] = replace(plan.profiles[name], user_id=uid).client(
+                on_event=_counter(counts[name])
+            )
+            stack.push_async_callback(clients[name].close)
         # Profiles that turned out to be keys of one user share its currencies too.
         known = {lines for lines, _ in duplicate_warnings(plan, offline_account)}
         for lines, warning in duplicate_warnings(plan, lambda _, r: _label(account_of[r.profile])):
             if lines not in known:
                 plan.warnings.append(warning)
                 console.err(warning)
-        bar = Progress(len(plan.rows), console.err_raw, tty=console.err_is_tty, enabled=progress)
+        # One window before a rate is shown; the ETA assumes no more than the limits allow.
+        limit = ENDPOINT_LIMITS[SET_PATH]
+        users = len({account_of[row.profile] for row in plan.rows})
+        sending = loop.time()
+        bar = Progress(
+            len(plan.rows),
+            console.err_raw,
+            tty=console.err_is_tty,
+            enabled=progress,
+            clock=loop.time,
+            max_rate=users * limit.limit / limit.window,
+            warm_up=limit.window,
+        )
         outcomes = [Outcome(row) for row in plan.rows]
 
-        async def run(outcome: Outcome) -> None:
+        # A row repeating the previous value of its (account, currency) changes nothing:
+        # it is sent once, and the repeat shares that row's outcome.
+        previous: dict[tuple[str, str], int] = {}
+        repeats: dict[int, int] = {}  # row index -> the index of the row it repeats
+        for index, outcome in enumerate(outcomes):
+            group = (account_of[outcome.row.profile], outcome.row.ccy)
+            before = previous.get(group)
+            if before is not None and outcomes[before].row.amount == outcome.row.amount:
+                repeats[index] = before
+            else:
+                previous[group] = index
+        tasks: dict[int, asyncio.Future[None]] = {}
+
+        async def run(outcome: Outcome, original: int | None = None) -> None:
             row = outcome.row
-            if row.profile in lookup_errors:
+            same_as = None
+            if original is not None:
+                same_as = outcomes[original]
+                await asyncio.wait([tasks[original]])
+                outcome.status, outcome.applied = same_as.status, same_as.applied
+                outcome.error = same_as.error
+            elif row.profile in lookup_errors:
+                outcome.status = "failed"
                 outcome.error = lookup_errors[row.profile]
             else:
                 try:
@@ -329,17 +420,30 @@ async def execute(
                         row.ccy, row.text, timeout=timeout
                     )
                 except OKXError as exc:
+                    outcome.status = "failed"
                     outcome.error = exc
                 else:
                     outcome.status = "superseded" if result.superseded else "applied"
                     outcome.applied = result.amount
             detail = f" ({_short(outcome.error)})" if outcome.error else ""
+            if same_as is not None:
+                detail += f" (same as {plan.where(same_as.row.line)}: sent once)"
             what = f"{plan.where(row.line)} {row.profile} {row.ccy}={row.text} {outcome.status}"
             bar.advance(what + detail, notable=outcome.error is not None)
 
         ticker = asyncio.ensure_future(bar.keep_fresh())
+        if not interrupted:
+            for index, outcome in enumerate(outcomes):
+                tasks[index] = asyncio.ensure_future(run(outcome, repeats.get(index)))
+        rows = list(tasks.values())
         try:
-            await asyncio.gather(*(run(o) for o in outcomes))
+            await asyncio.gather(*rows)
+        except asyncio.CancelledError:
+            _uncancel()
+            interrupted = True
+            for task in rows:
+                task.cancel()
+            await asyncio.gather(*rows, return_exceptions=True)
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
@@ -351,10 +455,22 @@ async def execute(
             account.profiles.append(name)
             account.sent += counts[name][0]
             account.rate_limited += counts[name][1]
-        report = Report(plan, outcomes, accounts, account_of, loop.time() - started)
-        if verify:
+        # One clock for the progress line, the summary and the demo's figures.
+        report = Report(plan, outcomes, accounts, account_of, loop.time() - sending)
+        report.lookup_s = sending - started
+        report.interrupted = interrupted
+        if verify and not interrupted:
             await _verify(report, timeout)
     return report
+
+
+def _uncancel() -> None:
+    """Take back the cancellation just handled, so later awaits of this task (closing
+    the clients) run and asyncio.timeout() stays accurate (Python 3.11+)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 async def _learn_accounts(
@@ -383,6 +499,18 @@ async def _learn_accounts(
         else:  # live and demo trading of one uid are separate accounts
             account_of[name] = config.uid + (" (demo)" if plan.profiles[name].demo else "")
     return account_of, errors
+
+
+def _wrong_user_ids(plan: Plan, account_of: dict[str, str]) -> dict[str, str]:
+    """Profiles whose stated user_id is not their key's User ID: name -> the real one."""
+    wrong = {}
+    for name, profile in plan.profiles.items():
+        key = account_of.get(name, "")
+        if profile.user_id and not key.startswith("profile "):
+            uid = key.split()[0]  # "1001" or "1001 (demo)"
+            if uid != profile.user_id:
+                wrong[name] = uid
+    return wrong
 
 
 def _label(key: str) -> str:
@@ -425,7 +553,7 @@ async def _verify(report: Report, timeout: float | None) -> None:
             got = held.get(o.row.ccy)
             actual = got.user_defined if got is not None else None
             if actual != o.row.amount:
-                reason = "not returned by OKX" if got is None else f"OKX holds {actual}"
+                reason = "not returned by OKX" if got is None else f"OKX holds {plain(actual)}"
                 found.append(Mismatch(key, o.row.ccy, o.row.line, o.row.amount, actual, reason))
         return found
 
@@ -437,10 +565,33 @@ async def _verify(report: Report, timeout: float | None) -> None:
 # -- output -------------------------------------------------------------------------------
 
 
-def describe(exc: BaseException) -> str:
-    """Error class, OKX code and message on one line."""
+# Requests the library makes before the one asked for, named for a person.
+_FIRST_STEPS = {
+    "/api/v5/account/config": "the User ID lookup (GET /api/v5/account/config) that comes first",
+    "/api/v5/public/time": "the clock sync (GET /api/v5/public/time) that comes first",
+}
+
+
+@overload
+def plain(value: Decimal) -> str: ...
+@overload
+def plain(value: None) -> None: ...
+@overload
+def plain(value: Decimal | None) -> str | None: ...
+def plain(value: Decimal | None) -> str | None:
+    """A Decimal as a person writes it: 0.000000000000000000001, never 1E-21."""
+    return None if value is None else format(value, "f")
+
+
+def describe(exc: BaseException, path: str | None = None) -> str:
+    """Error class, OKX code, message and what to check, on one line. `path` is the
+    endpoint of the call the user made: an error from a step before it says so."""
     if isinstance(exc, APIError):
-        return f"{type(exc).__name__} {exc.code}: {exc.message or 'no message'}"
+        text = f"{type(exc).__name__} {exc.code}: {exc.message or 'no message'}"
+        if path is not None and exc.path != path and exc.path in _FIRST_STEPS:
+            text += f" (in {_FIRST_STEPS[exc.path]})"
+        hint = getattr(exc, "hint", "")
+        return f"{text}; {hint}" if hint else text
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -462,10 +613,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _tallies(report: Report) -> dict[str, dict[str, int]]:
-    """Per account: rows, sent, applied, superseded, failed, rate_limited."""
+    """Per account: rows, sent, applied, superseded, failed, not_sent, rate_limited."""
     tallies = {
         key: dict(
-            rows=0, sent=a.sent, applied=0, superseded=0, failed=0, rate_limited=a.rate_limited
+            rows=0,
+            sent=a.sent,
+            applied=0,
+            superseded=0,
+            failed=0,
+            not_sent=0,
+            rate_limited=a.rate_limited,
         )
         for key, a in report.accounts.items()
     }
@@ -479,6 +636,9 @@ def _tallies(report: Report) -> dict[str, dict[str, int]]:
 def summary_text(report: Report) -> str:
     columns = ["rows", "sent", "applied", "superseded", "failed", "rate_limited"]
     header = ["ACCOUNT", "PROFILES", "ROWS", "SENT", "APPLIED", "SUPERSEDED", "FAILED", "50011"]
+    if report.interrupted:
+        columns.insert(5, "not_sent")
+        header.insert(7, "NOT SENT")
     tallies = _tallies(report)
     rows = [
         [key, ", ".join(report.accounts[key].profiles), *(str(tally[c]) for c in columns)]
@@ -498,7 +658,7 @@ def summary_text(report: Report) -> str:
             lines += ["", f"{checked}; {len(report.mismatches)} differ:"]
             lines += [
                 f"  account {m.account} {m.ccy} ({report.plan.where(m.line)}): expected "
-                f"{m.expected}, {m.reason}"
+                f"{plain(m.expected)}, {m.reason}"
                 for m in report.mismatches
             ]
         elif report.verified:
@@ -506,12 +666,20 @@ def summary_text(report: Report) -> str:
         else:
             lines += ["", "verify: nothing to read back (no row was applied)"]
     rate = total["sent"] / report.elapsed if report.elapsed > 0 else 0.0
+    not_sent = sum(1 for o in report.outcomes if o.status == "not_sent")
+    unsent = f", {not_sent} not sent" if report.interrupted else ""
     lines += [
         "",
         f"{_plural(total['rows'], 'row')}: {total['applied']} applied, "
-        f"{total['superseded']} superseded, {total['failed']} failed; "
-        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s)",
+        f"{total['superseded']} superseded, {total['failed']} failed{unsent}; "
+        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s) "
+        f"after {report.lookup_s:.2f} s of account lookups",
     ]
+    if report.interrupted:
+        lines.append(
+            "interrupted (Ctrl-C): rows not sent were not applied, except that a row on the "
+            "wire at that moment may have been; run `get` to check those currencies"
+        )
     return "\n".join(lines)
 
 
@@ -520,7 +688,7 @@ def _failure_lines(report: Report) -> list[str]:
     reasons: dict[tuple[str, str], list[int]] = {}
     for o in report.outcomes:
         if o.error is not None:
-            who = (report.account_of[o.row.profile], describe(o.error))
+            who = (report.account_of[o.row.profile], describe(o.error, SET_PATH))
             reasons.setdefault(who, []).append(o.row.line)
     lines = []
     unit = "line" if report.plan.kind == "csv" else "item"
@@ -546,7 +714,9 @@ def report_json(report: Report) -> dict[str, Any]:
         "format": plan.kind,
         "line_numbers": plan.numbering,
         "ok": report.ok,
+        "interrupted": report.interrupted,
         "elapsed_s": round(report.elapsed, 3),
+        "lookup_s": round(report.lookup_s, 3),
         "accounts": [
             {"account": key, "profiles": report.accounts[key].profiles, **tally}
             for key, tally in _tallies(report).items()
@@ -559,7 +729,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "ccy": o.row.ccy,
                 "requested": o.row.text,
                 "status": o.status,
-                "applied": None if o.applied is None else str(o.applied),
+                "applied": plain(o.applied),
                 "error": _error_json(o.error),
             }
             for o in report.outcomes
@@ -573,8 +743,8 @@ def report_json(report: Report) -> dict[str, Any]:
                     "account": m.account,
                     "ccy": m.ccy,
                     "line": m.line,
-                    "expected": str(m.expected),
-                    "actual": None if m.actual is None else str(m.actual),
+                    "expected": plain(m.expected),
+                    "actual": plain(m.actual),
                     "reason": m.reason,
                 }
                 for m in report.mismatches
@@ -608,8 +778,10 @@ def dry_run_text(plan: Plan) -> str:
         for name in names:
             p = plan.profiles[name]
             host = p.base_url or "https://www.okx.com"
+            where = f"{host}{' (demo)' if p.demo else ''}, from {p.source}"
+            # An account known only by its profile is already named on the line above.
             lines.append(
-                f"    profile {name}: {host}{' (demo)' if p.demo else ''}, from {p.source}"
+                f"    {where}" if who == f"profile {name}" else f"    profile {name}: {where}"
             )
     return "\n".join(lines)
 

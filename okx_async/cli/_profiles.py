@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import OKXClient
+from okx_async import InvalidInputError, LimiterBackend, OKXClient
 
 __all__ = [
     "ConfigError",
     "Profile",
     "ProfileStore",
+    "cli_text",
     "default_config_path",
     "env_name",
     "load_profiles",
@@ -60,11 +61,14 @@ class Profile:
     base_url: str | None = None
     user_id: str | None = None
     source: str = ""
+    limiter: LimiterBackend | None = field(default=None, repr=False, compare=False)
 
     def client(self, **kwargs: Any) -> OKXClient:
         """A new OKXClient for this profile (the caller closes it)."""
         if self.base_url is not None:
             kwargs.setdefault("base_url", self.base_url)
+        if self.limiter is not None:  # one store for every client of the run
+            kwargs.setdefault("limiter", self.limiter)
         return OKXClient(
             api_key=self.api_key,
             secret_key=self.secret_key,
@@ -78,6 +82,17 @@ class Profile:
         return (self.api_key, self.secret_key, self.passphrase)
 
 
+# The library's way out of plain http is a Python argument the command line does not have.
+_PYTHON_ONLY_ADVICE = re.compile(r" \(or pass allow_insecure_http=True[^)]*\)")
+
+
+def cli_text(exc: BaseException) -> str:
+    """An error's text with advice that only a Python caller could follow replaced."""
+    return _PYTHON_ONLY_ADVICE.sub(
+        " (plain http is accepted only to this computer, e.g. the local simulator)", str(exc)
+    )
+
+
 def env_name(profile: str) -> str:
     """The NAME part of OKX_PROFILE_<NAME>_...: upper case, other characters as `_`."""
     return re.sub(r"[^A-Z0-9]", "_", profile.upper())
@@ -88,8 +103,12 @@ class ProfileStore:
     """Profile fields by name from the file and from the environment."""
 
     path: Path | None = None
-    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # by env_name
+    # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
+    file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
+    limiter_url: str | None = None  # `limiter_url` at the top of the file
+    limiter: LimiterBackend | None = None  # given to every profile resolved
+    limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
@@ -104,7 +123,10 @@ class ProfileStore:
         )
 
     def resolve(self, name: str) -> Profile:
-        """The complete profile `name`, or ConfigError saying what is missing."""
+        """The complete profile `name`, or ConfigError saying what is missing
+        (InvalidInputError when the limiter URL is bad)."""
+        if self.limiter_error is not None:
+            raise InvalidInputError(self.limiter_error)
         if name not in self:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown profile {name!r} (known profiles: {known})")
@@ -112,7 +134,11 @@ class ProfileStore:
         missing = [f for f in SECRET_FIELDS if not merged.get(f)]
         if missing:
             where = f" or to [profiles.{name}] in {self.path}" if self.path else ""
-            hints = ", ".join(f"OKX_PROFILE_{env_name(name)}_{f.upper()}" for f in missing)
+            if name == "default":  # the plain variables OKXClient.from_env() reads too
+                plain = {f: var for var, f in _PLAIN_ENV.items()}
+                hints = ", ".join(plain[f] for f in missing)
+            else:
+                hints = ", ".join(f"OKX_PROFILE_{env_name(name)}_{f.upper()}" for f in missing)
             raise ConfigError(
                 f"profile {name!r} has no {', '.join(missing)}: add {hints} to the "
                 f"environment{where}"
@@ -122,7 +148,7 @@ class ProfileStore:
             sources.append(str(self.path) if self.path else "the program")
         if env_name(name) in self.env_fields:
             sources.append("environment")
-        return Profile(name=name, source=" + ".join(sources), **merged)
+        return Profile(name=name, source=" + ".join(sources), limiter=self.limiter, **merged)
 
     def all_secrets(self) -> set[str]:
         """Every key, secret and passphrase known, complete profile or not."""
@@ -158,7 +184,7 @@ def load_profiles(
     store = ProfileStore()
     if explicit or path.exists():
         store.path = path
-        store.file_fields = _read_file(path, warn)
+        store.file_fields, store.limiter_url = _read_file(path, warn)
     for name, value in env.items():
         match = _ENV_PROFILE.fullmatch(name)
         if match and value:
@@ -184,7 +210,9 @@ def _env_value(var: str, field_name: str, value: str) -> Any:
     return value
 
 
-def _read_file(path: Path, warn: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _read_file(
+    path: Path, warn: Callable[[str], None]
+) -> tuple[dict[str, dict[str, Any]], str | None]:
     try:
         mode = path.stat().st_mode
         raw = path.read_bytes()
@@ -204,7 +232,11 @@ def _read_file(path: Path, warn: Callable[[str], None]) -> dict[str, dict[str, A
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"config file {path}: `profiles` must be a table of [profiles.NAME]")
-    return {name: _check_table(path, name, table) for name, table in profiles.items()}
+    limiter_url = data.get("limiter_url")
+    if limiter_url is not None and not isinstance(limiter_url, str):
+        raise ConfigError(f"config file {path}: limiter_url must be a string")
+    tables = {name: _check_table(path, name, table) for name, table in profiles.items()}
+    return tables, limiter_url
 
 
 def _check_table(path: Path, name: str, table: object) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class Console:
 
 _BAR_WIDTH = 24
 _MIN_REDRAW = 0.1  # seconds between redraws: about 10 updates a second
-_WARM_UP = 1.0  # seconds before a rate and an ETA are shown
+_WARM_UP = 1.0  # seconds before a rate and an ETA are shown (default)
 
 
 class Progress:
@@ -77,8 +77,15 @@ class Progress:
         tty: bool,
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        max_rate: float | None = None,
+        warm_up: float = _WARM_UP,
     ) -> None:
+        """`max_rate` (rows per second, None: unknown) is the most the rate limits allow
+        for long: the ETA never assumes more. No rate is shown for `warm_up` seconds: a
+        first burst goes faster than the limits allow for long."""
         self.total = total
+        self._max_rate = max_rate
+        self._warm_up = warm_up
         self.done = 0
         self._write = write
         self._tty = tty
@@ -135,7 +142,13 @@ class Progress:
         elapsed = now - self._started
         if self.done == self.total:
             return f"done in {elapsed:.1f} s"
-        if elapsed < _WARM_UP:  # the first burst says little about the pace to come
+        if elapsed < self._warm_up or not self.done:  # a first burst outpaces the limits
             return f"{elapsed:.1f} s, -- calls/s, ETA --"
         rate = self.done / elapsed
-        return f"{elapsed:.1f} s, {rate:.1f} calls/s, ETA {(self.total - self.done) / rate:.0f} s"
+        capped = self._max_rate is not None and rate > self._max_rate
+        # Faster than the limits allow for long is a burst, not a pace to report or plan by.
+        pace = self._max_rate if capped and self._max_rate is not None else rate
+        eta = (self.total - self.done) / pace
+        shown = f"{eta:.0f} s" if eta >= 1 else "<1 s"  # rows still due: never "0 s"
+        limit = " (the limit)" if capped else ""
+        return f"{elapsed:.1f} s, {pace:.1f} calls/s{limit}, ETA {shown}"

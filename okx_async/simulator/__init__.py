@@ -8,14 +8,23 @@ every request. It uses okx_async's public API only.
 
 from __future__ import annotations
 
-from ._app import SIMULATOR_KEY, TIMESTAMP_TOLERANCE, Simulator, create_app
+from ._app import (
+    RATE_LIMIT_200_TEXT,
+    RATE_LIMIT_429_TEXT,
+    SIMULATOR_KEY,
+    TIMESTAMP_TOLERANCE,
+    Simulator,
+    create_app,
+)
 from ._server import SimulatorServer, serve
 from ._state import (
     ALL_FAULT_KINDS,
     BALANCE_PATH,
     CONFIG_PATH,
+    DEFAULT_FAULT_KINDS,
     DEFAULT_LIMITS,
     DEFAULT_MARGIN_CCYS,
+    REGIONS,
     SET_PATH,
     TIME_PATH,
     Faults,
@@ -30,8 +39,12 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "BALANCE_PATH",
     "CONFIG_PATH",
+    "DEFAULT_FAULT_KINDS",
     "DEFAULT_LIMITS",
     "DEFAULT_MARGIN_CCYS",
+    "RATE_LIMIT_200_TEXT",
+    "RATE_LIMIT_429_TEXT",
+    "REGIONS",
     "SET_PATH",
     "SIMULATOR_KEY",
     "TIMESTAMP_TOLERANCE",

@@ -28,6 +28,7 @@ from ._state import (
     BALANCE_PATH,
     CONFIG_PATH,
     DEFAULT_LIMITS,
+    REGIONS,
     SET_PATH,
     TIME_PATH,
     Faults,
@@ -41,13 +42,25 @@ from ._state import (
 TIMESTAMP_TOLERANCE: Final = 30.0  # seconds either side of the simulator clock (else 50102)
 MAX_BALANCE_CCYS: Final = 20
 _AMOUNT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # plain, non-negative decimals only
+# OKX's timestamp: UTC, milliseconds (exactly three digits) and Z. Anything else: 50112.
+_TIMESTAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+# The two texts OKX documents for 50011: with HTTP 429, and with HTTP 200.
+RATE_LIMIT_429_TEXT: Final = "Too Many Requests"
+RATE_LIMIT_200_TEXT: Final = (
+    "Rate limit reached. Please refer to API documentation and throttle requests accordingly"
+)
 
 _MESSAGES: Final = {
     "0": "",
+    "50000": "Body for POST request cannot be empty.",
+    "50001": "Service temporarily unavailable. Please try again later.",
+    "50002": "JSON syntax error",
     "50004": "API endpoint request timeout (does not mean that the request was successful "
     "or failed, please check the request result).",
-    "50011": "Too Many Requests",
+    "50006": 'Invalid Content-Type, please use "application/JSON" format',
+    "50011": RATE_LIMIT_429_TEXT,
     "50013": "Systems are busy. Please try again later.",
+    "50026": "System error. Try again later.",
     "50101": "APIKey does not match current environment.",
     "50102": "Timestamp request expired.",
     "50103": 'Request header "OK-ACCESS-KEY" cannot be empty.',
@@ -58,6 +71,7 @@ _MESSAGES: Final = {
     "50111": "Invalid OK-ACCESS-KEY.",
     "50112": "Invalid OK-ACCESS-TIMESTAMP.",
     "50113": "Invalid Sign.",
+    "50119": "API key doesn't exist",
     "50120": "API key doesn't have permission to access this endpoint.",
     "51000": "Parameter error",
     "51010": "You can't complete this request under your current account mode.",
@@ -69,6 +83,10 @@ _MESSAGES: Final = {
 _STATUS: Final = {"50004": 400, "50011": 429, "50013": 429, "51000": 400} | {
     str(code): 401 for code in range(50101, 50121)
 }
+_STATUS.update({"50000": 400, "50001": 503, "50002": 400, "50006": 400, "50014": 400})
+_STATUS.update({"50026": 500})
+# Documented with HTTP 200; other clients report 401: SimulatorConfig.permission_status.
+_PERMISSION_CODES: Final = frozenset({"50119", "50120"})
 
 _GATEWAY_PAGE: Final = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -99,24 +117,42 @@ _FAULT_REPLIES: Final = {
 }
 
 
-def _okx(code: str, msg: str | None = None, data: list[dict[str, Any]] | None = None) -> _Reply:
+def _okx(
+    code: str,
+    msg: str | None = None,
+    data: list[dict[str, Any]] | None = None,
+    *,
+    status: int | None = None,
+) -> _Reply:
     text = _MESSAGES.get(code, "") if msg is None else msg
     body = orjson.dumps({"code": code, "msg": text, "data": data or []})
-    return _Reply(_STATUS.get(code, 200), body, "application/json", code)
+    return _Reply(_STATUS.get(code, 200) if status is None else status, body, code=code)
+
+
+# Faults answered with OKX JSON: the exchange overloaded (50001, HTTP 503) or failing
+# (50026, HTTP 500), and 50011 in the form OKX sends with HTTP 200.
+_FAULT_REPLIES.update(
+    unavailable_50001=_okx("50001"),
+    error_50026=_okx("50026"),
+    rate_limit_200=_okx("50011", RATE_LIMIT_200_TEXT, status=200),
+)
+
+_NOT_JSON: Final = object()  # a body that does not parse (None is JSON's null)
 
 
 def _parse_json(raw: bytes) -> object:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None
+        return _NOT_JSON
 
 
 class Simulator:
     """OKX's four endpoints in one aiohttp application (`app`), with inspectable state.
 
-    `latency`, `clock_offset`, `limits`, `burst_limit`, `max_field_name` and `faults`
-    may be changed while it runs; `users` holds the simulator's own copies of the users.
+    `latency`, `clock_offset`, `limits`, `burst_limit`, `max_field_name`, `faults`,
+    `region`, `rate_limit_status` and `permission_status` may be changed while it runs;
+    `users` holds the simulator's own copies of the users.
     """
 
     def __init__(self, config: SimulatorConfig) -> None:
@@ -133,6 +169,16 @@ class Simulator:
                 self._keys[key.api_key] = (user, key)
         if config.burst_limit is not None and config.burst_limit < 1:
             raise ValueError("burst_limit must be at least 1")
+        if config.region not in REGIONS:
+            raise ValueError(f"unknown region {config.region!r} (known: {', '.join(REGIONS)})")
+        if config.rate_limit_status not in (200, 429) or config.permission_status not in (
+            200,
+            401,
+        ):
+            raise ValueError("rate_limit_status must be 429 or 200, permission_status 200 or 401")
+        self.region = config.region
+        self.rate_limit_status = config.rate_limit_status
+        self.permission_status = config.permission_status
         self.limits: dict[str, tuple[int, float]] = {**DEFAULT_LIMITS, **config.limits}
         self.burst_limit = config.burst_limit
         self.latency = config.latency
@@ -222,7 +268,7 @@ class Simulator:
         if refusal is None:
             limit, window = self.limits[path]
             if not self._windows.try_admit(subject, path, arrival, limit, window, self.burst_limit):
-                refusal = _okx("50011")
+                refusal = self._rate_limited()
         uid = user.uid if user is not None else None
 
         def record(reply: _Reply, fault: str | None = None, applied: bool = False) -> Record:
@@ -244,7 +290,7 @@ class Simulator:
             return await self._finish(request, record(refusal), refusal)
 
         fault, applied_first = self._next_fault(path)
-        process = partial(self._process, path, request, user, key, parsed)
+        process = partial(self._process, path, request, user, key, parsed, raw)
         reply, applied = _NO_REPLY, False
         if fault is None:
             reply, applied = process()
@@ -266,6 +312,11 @@ class Simulator:
                 _, applied = process()
             reply = _NO_REPLY if fault == "drop" else _okx("50004")
         return await self._finish(request, record(reply, fault, applied), reply)
+
+    def _rate_limited(self) -> _Reply:
+        if self.rate_limit_status == 200:
+            return _okx("50011", RATE_LIMIT_200_TEXT, status=200)
+        return _okx("50011")
 
     async def _finish(self, request: web.Request, entry: Record, reply: _Reply) -> web.Response:
         self.records.append(entry)
@@ -332,6 +383,8 @@ class Simulator:
             code = "50107"
         elif key is None:
             code = "50111"
+        elif key.region != self.region:
+            code = "50119"  # the key lives in another region's user database
         elif not hmac.compare_digest(passphrase.encode(), key.passphrase.encode()):
             code = "50105"
         elif (sent_at := _parse_timestamp(timestamp)) is None:
@@ -344,7 +397,10 @@ class Simulator:
             code = "50113"
         elif request.method == "POST" and "trade" not in key.permissions.split(","):
             code = "50120"
-        return user, key, signature_ok, None if code is None else _okx(code)
+        if code is None:
+            return user, key, signature_ok, None
+        status = self.permission_status if code in _PERMISSION_CODES else None
+        return user, key, signature_ok, _okx(code, status=status)
 
     # --- endpoints --------------------------------------------------------------------
 
@@ -355,6 +411,7 @@ class Simulator:
         user: SimUser | None,
         key: SimKey | None,
         parsed: object,
+        raw: bytes,
     ) -> tuple[_Reply, bool]:
         """The endpoint's own answer, and whether it changed a value."""
         if path == TIME_PATH:
@@ -364,7 +421,7 @@ class Simulator:
             return _okx("0", data=[self._account_config(user, key)]), False
         if path == BALANCE_PATH:
             return self._balance(user, request.query.get("ccy", "")), False
-        return self._set(user, parsed)
+        return self._set(user, parsed, raw, request.content_type)
 
     def _account_config(self, user: SimUser, key: SimKey) -> dict[str, Any]:
         is_main = user.main_uid in (None, user.uid)
@@ -394,7 +451,7 @@ class Simulator:
             if len(ccys) > MAX_BALANCE_CCYS or not all(ccys):
                 return _okx("51000", "Parameter ccy error")
         else:
-            ccys = user.currencies()
+            ccys = sorted(user.margin_ccys if user.equity is None else user.equity)
         now_ms = str(int(self.now() * 1000))
         details = [
             {
@@ -405,14 +462,26 @@ class Simulator:
                 "uTime": now_ms,
             }
             for ccy in dict.fromkeys(ccys)  # in order, without repeats
+            if user.holds(ccy)  # OKX leaves out a currency with no equity
         ]
         return _okx("0", data=[{"uTime": now_ms, "details": details}])
 
-    def _set(self, user: SimUser, body: object) -> tuple[_Reply, bool]:
+    def _set(
+        self, user: SimUser, body: object, raw: bytes, content_type: str
+    ) -> tuple[_Reply, bool]:
+        if content_type != "application/json":  # aiohttp: the media type, lower case
+            return _okx("50006"), False
+        if not raw.strip():
+            return _okx("50000"), False
+        if body is _NOT_JSON:
+            return _okx("50002"), False
         if not isinstance(body, dict):
             return _okx("51000", "Parameter error: the body must be a JSON object"), False
         ccy, amount = body.get("ccy"), body.get("clSpotInUseAmt")
-        if not isinstance(ccy, str) or not ccy:
+        for name, value in (("ccy", ccy), ("clSpotInUseAmt", amount)):
+            if value is None or value == "":
+                return _okx("50014", f"Parameter {name} can not be empty."), False
+        if not isinstance(ccy, str):
             return _okx("51000", "Parameter ccy error"), False
         if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):
             return _okx("51000", "Parameter clSpotInUseAmt error"), False
@@ -430,6 +499,8 @@ class Simulator:
 
 
 def _parse_timestamp(text: str) -> float | None:
+    if _TIMESTAMP.fullmatch(text) is None:
+        return None
     try:
         return parse_timestamp(text)
     except (ValueError, OverflowError):

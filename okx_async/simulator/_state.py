@@ -21,7 +21,20 @@ DEFAULT_LIMITS: Final[Mapping[str, tuple[int, float]]] = {
     SET_PATH: (10, 2.0),
 }
 
-ALL_FAULT_KINDS: Final = ("http_500", "busy_50013", "html_502", "drop", "stall", "timeout_50004")
+# What random faults draw from unless `Faults.kinds` says otherwise.
+DEFAULT_FAULT_KINDS: Final = (
+    "http_500", "busy_50013", "html_502", "drop", "stall", "timeout_50004"
+)  # fmt: skip
+# Every fault kind: OKX's documented JSON answers for an overloaded or failing exchange
+# (50001 as HTTP 503, 50026 as 500), and 50011 in its HTTP 200 form.
+ALL_FAULT_KINDS: Final = (
+    *DEFAULT_FAULT_KINDS,
+    "unavailable_50001",
+    "error_50026",
+    "rate_limit_200",
+)
+# OKX's regions; a key works only on the host of the region it was created in (else 50119).
+REGIONS: Final = ("global", "eea", "us")
 
 DEFAULT_MARGIN_CCYS: Final = frozenset(
     {"BTC", "ETH", "USDT", "USDC", "SOL", "XRP", "DOGE", "LTC", "ADA", "DOT", "TRX", "BCH"}
@@ -31,16 +44,25 @@ DEFAULT_MARGIN_CCYS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class SimKey:
-    """One API key. `permissions` is OKX's `perm` text, e.g. "read_only,trade"."""
+    """One API key. `permissions` is OKX's `perm` text, e.g. "read_only,trade"; `region`
+    (one of REGIONS) is where it was created: on another region's host it gets 50119."""
 
     api_key: str
     secret_key: str
     passphrase: str
     demo: bool = False
     permissions: str = "read_only,trade"
+    region: str = "global"
+
+    def __post_init__(self) -> None:
+        if self.region not in REGIONS:
+            raise ValueError(f"unknown region {self.region!r} (known: {', '.join(REGIONS)})")
 
     def __repr__(self) -> str:
-        return f"SimKey(api_key={self.api_key!r}, demo={self.demo}, perm={self.permissions!r})"
+        return (
+            f"SimKey(api_key={self.api_key!r}, demo={self.demo}, perm={self.permissions!r}, "
+            f"region={self.region!r})"
+        )
 
 
 @dataclass(slots=True)
@@ -48,6 +70,9 @@ class SimUser:
     """One OKX User ID; all its keys share its rate limits. `main_uid` set: a sub-account.
 
     `min_values` is an optional per-currency floor for the set endpoint (else 59648).
+    `equity` is the equity per currency; as OKX does, `account/balance` leaves out a
+    currency whose equity is absent or 0. None (the default): the user holds every
+    currency of `margin_ccys`.
     """
 
     uid: str
@@ -60,6 +85,7 @@ class SimUser:
     spot_in_use: dict[str, str] = field(default_factory=dict)
     max_spot_in_use: dict[str, str] = field(default_factory=dict)
     min_values: dict[str, str] = field(default_factory=dict)
+    equity: dict[str, str] | None = None
 
     def copy(self) -> SimUser:
         """A copy whose dicts are its own, so a simulator never changes its config."""
@@ -70,10 +96,21 @@ class SimUser:
             spot_in_use=dict(self.spot_in_use),
             max_spot_in_use=dict(self.max_spot_in_use),
             min_values=dict(self.min_values),
+            equity=None if self.equity is None else dict(self.equity),
         )
 
     def currencies(self) -> list[str]:
         return sorted({*self.values, *self.spot_in_use, *self.max_spot_in_use})
+
+    def holds(self, ccy: str) -> bool:
+        """Whether `account/balance` returns `ccy`: its equity is not 0."""
+        if self.equity is None:
+            return ccy in self.margin_ccys
+        amount = self.equity.get(ccy, "0")
+        try:
+            return float(amount) != 0
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +122,7 @@ class Faults:
     """
 
     rate: float = 0.0
-    kinds: tuple[str, ...] = ALL_FAULT_KINDS
+    kinds: tuple[str, ...] = DEFAULT_FAULT_KINDS
     stall_seconds: float = 30.0
     applied_before_fault: float = 0.5
     seed: int = 0
@@ -102,7 +139,14 @@ class Faults:
 
 @dataclass(slots=True)
 class SimulatorConfig:
-    """Everything a simulator starts from. `limits` entries override OKX's defaults."""
+    """Everything a simulator starts from. `limits` entries override OKX's defaults.
+
+    Where OKX's documentation leaves a choice, a switch picks it:
+    `rate_limit_status` is the HTTP status of a 50011 refusal (429, or 200 with OKX's
+    "Rate limit reached" text); `permission_status` that of 50119 and 50120 (200 as
+    documented, or 401 as other clients report). `region` (one of REGIONS) is whose host
+    this simulator plays.
+    """
 
     users: list[SimUser]
     limits: dict[str, tuple[int, float]] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
@@ -112,6 +156,9 @@ class SimulatorConfig:
     faults: Faults = Faults()
     seed: int = 0
     max_field_name: str = "maxSpotInUse"
+    region: str = "global"
+    rate_limit_status: int = 429
+    permission_status: int = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,127 @@
+"""Choosing a limiter store by URL, in the style of storage URIs.
+
+    memory://                 this process only (the default)
+    sqlite:///ABSOLUTE/PATH   every process on this host that names the same file
+    redis://[user:password@]host[:port][/db]   rediss://…   unix:///path/to/socket
+    redis+cluster://host:port   rediss+cluster://…        every process that reaches it
+
+sqlite takes an absolute path only (`sqlite:///var/lib/x.db` is `/var/lib/x.db`): a
+relative path would depend on each process's working directory, so two processes
+started from different directories would silently keep two budgets. `~` is not
+expanded for the same reason (a service account's home differs).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+from .._defaults import ENV_LIMITER_URL, ENV_REDIS_URL
+from .._errors import InvalidInputError
+from .._redis_scripts import mask_url
+
+if TYPE_CHECKING:
+    from .._limits import LimiterBackend
+
+__all__ = ["LimiterUrl", "client_backend", "limiter_from_url", "parse_limiter_url"]
+
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
+
+_EXPECTED = (
+    "pass memory://, sqlite:///ABSOLUTE/PATH, or a redis://, rediss://, unix:// or "
+    "redis+cluster:// URL"
+)
+
+
+class LimiterUrl(NamedTuple):
+    """A checked limiter URL: `kind` is "memory", "sqlite" or "redis"; `target` the
+    file path (sqlite), the URL itself (redis) or "" (memory)."""
+
+    kind: str
+    target: str
+
+
+def _shown(url: str) -> str:
+    """`url` for an error message: password masked; not shown at all when it is too
+    malformed to tell where a password would be."""
+    masked = mask_url(url)
+    if "@" in masked.replace("***@", ""):
+        return f"a {url.split(':', 1)[0][:20]!r} URL (not shown: it may hold a password)"
+    return repr(masked)
+
+
+def parse_limiter_url(url: object) -> LimiterUrl:
+    """Check `url` and say which store it names. Raises InvalidInputError (never
+    echoing a password) for anything else."""
+    if not isinstance(url, str):
+        raise InvalidInputError(f"the limiter URL must be a string; {_EXPECTED}")
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise InvalidInputError(f"not a limiter URL: {_shown(url)}; {_EXPECTED}")
+    if scheme == "memory":
+        if url.lower() not in ("memory://", "memory:///"):
+            raise InvalidInputError(f"memory:// takes nothing after it; {_EXPECTED}")
+        return LimiterUrl("memory", "")
+    if scheme == "sqlite":
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        if parts.netloc or parts.query or parts.fragment or not path.startswith("/"):
+            raise InvalidInputError(
+                f"a sqlite limiter URL names an absolute file path, as sqlite:///ABSOLUTE/"
+                f"PATH (three slashes), got {_shown(url)}"
+            )
+        return LimiterUrl("sqlite", os.path.normpath(path))
+    if scheme in REDIS_SCHEMES:
+        return LimiterUrl("redis", url)
+    raise InvalidInputError(f"unknown limiter store {scheme[:20]!r} in {_shown(url)}; {_EXPECTED}")
+
+
+def limiter_from_url(url: str, *, redis_fallback_share: float | None = None) -> LimiterBackend:
+    """A new limiter backend for `url` (see the module doc for the forms).
+
+    `memory://` gives a new in-process LocalLimiterBackend (an OKXClient given
+    `limiter_url="memory://"` shares its event loop's instead). `redis_fallback_share`
+    applies to Redis URLs only. Raises InvalidInputError for a bad URL; ImportError for
+    a Redis URL without the `redis` package installed. The caller closes it (`aclose()`).
+    """
+    kind, target = parse_limiter_url(url)
+    if kind == "memory":
+        from ._memory import LocalLimiterBackend
+
+        return LocalLimiterBackend()
+    if kind == "sqlite":
+        from ._sqlite import SqliteLimiterBackend
+
+        return SqliteLimiterBackend(target)
+    from .._redis_limiter import RedisLimiterBackend
+
+    return RedisLimiterBackend(target, fallback_share=redis_fallback_share)
+
+
+def client_backend(
+    *,
+    limiter_url: str | None,
+    redis_url: str | None,
+    limiter: LimiterBackend | None,
+    redis_fallback_share: float | None,
+) -> tuple[LimiterBackend | None, bool]:
+    """OKXClient's store: (backend or None for the event loop's shared in-process one,
+    whether the client owns it and closes it).
+
+    `limiter` wins; else `limiter_url`, or its alias `redis_url` (passing both is an
+    InvalidInputError); else OKX_ASYNC_LIMITER_URL, or its alias OKX_ASYNC_REDIS_URL.
+    """
+    if limiter_url is not None and redis_url is not None:
+        raise InvalidInputError("pass limiter_url or its alias redis_url, not both")
+    url = limiter_url if limiter_url is not None else redis_url
+    if limiter is not None:
+        return limiter, False
+    if url is None:
+        url = os.environ.get(ENV_LIMITER_URL) or os.environ.get(ENV_REDIS_URL) or None
+    if url is None:
+        return None, False
+    if parse_limiter_url(url).kind == "memory":
+        return None, False
+    return limiter_from_url(url, redis_fallback_share=redis_fallback_share), True

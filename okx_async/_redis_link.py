@@ -1,0 +1,318 @@
+"""The Redis limiter's connection: the client, timeouts, outage state, probe, and script
+calls with their errors translated. Nothing here knows about leases or budgets.
+
+An outage begins when one call fails or times out. From then on every call fails at once
+(`RedisDown`) without touching the network, and the outage listeners are told (so callers
+queued behind the failed one fail, or move to the fallback, at once rather than each
+waiting out its own timeout). A probe pings Redis at once, then every `probe_interval`;
+the first answer ends the outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._errors import ClientClosedError, InvalidInputError, LimiterUnavailableError
+from ._redis_scripts import ACQUIRE_LUA, RATE_LIMITED_LUA, SETTLE_LUA, mask_url, url_secrets
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisDown", "RedisLink"]
+
+logger = logging.getLogger("okx_async.redis")
+
+_T = TypeVar("_T")
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def _cluster_url(url: str, cluster: bool) -> tuple[str, bool]:
+    """The URL for redis-py and whether it names a Redis Cluster: `redis+cluster://`
+    and `rediss+cluster://` become `redis://` and `rediss://`."""
+    scheme, sep, rest = url.partition("://")
+    plain = _CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    if plain is not None:
+        return f"{plain}://{rest}", True
+    return url, cluster
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class RedisDown(Exception):
+    """Redis did not answer (in time), or is in an outage; `__cause__` is the original
+    error."""
+
+
+class RedisLink:
+    """One Redis (or Redis Cluster) client and its health, shared by every key.
+
+    `url`: anything redis-py's `from_url` takes, or `redis+cluster://`/`rediss+cluster://`
+    (`cluster=True` treats a plain URL as a cluster node). `operation_timeout` (s, > 0)
+    bounds every call, connecting included. `probe_interval` (s, > 0): how often an outage
+    pings Redis after its first ping (sent at once). Raises InvalidInputError for a URL
+    redis-py rejects (password masked).
+    """
+
+    __slots__ = (
+        "_client",
+        "_closed",
+        "_closing",
+        "_counter",
+        "_down_cause",
+        "_listeners",
+        "_mode",
+        "_outage_since",
+        "_probe",
+        "_probe_interval",
+        "_scripts",
+        "_secrets",
+        "_tasks",
+        "_timeout",
+        "_token",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        operation_timeout: float,
+        probe_interval: float,
+        cluster: bool = False,
+        mode: str = "failing fast",
+    ) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.cluster import RedisCluster
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisClusterException
+
+        self._url = mask_url(url)
+        self._secrets = url_secrets(url)
+        redis_url, cluster = _cluster_url(url, cluster)
+        options: dict[str, Any] = {
+            "socket_timeout": operation_timeout,
+            "socket_connect_timeout": operation_timeout,
+            # One immediate retry on a fresh connection (a pooled one may be stale; in a
+            # cluster, after refreshing the topology). Each script is idempotent per
+            # lease id, so a retry cannot take two slots.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        try:
+            client: Redis | RedisCluster
+            if cluster:
+                client = RedisCluster.from_url(redis_url, **options)
+            else:
+                client = aioredis.Redis.from_url(redis_url, **options)
+        except (ValueError, TypeError, RedisClusterException) as exc:
+            raise InvalidInputError(
+                f"invalid Redis URL {self._url}: {self.scrub(str(exc))}"
+            ) from None
+        self._client = client
+        self._scripts: dict[str, AsyncScript] = {
+            "acquire": client.register_script(ACQUIRE_LUA),
+            "settle": client.register_script(SETTLE_LUA),
+            "rate_limited": client.register_script(RATE_LIMITED_LUA),
+        }
+        self._timeout = operation_timeout
+        self._probe_interval = probe_interval
+        self._mode = mode  # for the outage warning: what callers get meanwhile
+        self._outage_since: float | None = None
+        self._down_cause: BaseException | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[bool], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False  # aclose began: no new calls from callers
+        self._closed = False  # the pool is closed: no calls at all
+        self._token = secrets.token_hex(6)  # this link's lease ids: <token>:<counter>
+        self._counter = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "outage" if self.in_outage else "ok"
+        return f"<RedisLink {self._url} timeout={self._timeout:g}s {state}>"
+
+    @property
+    def url(self) -> str:
+        """The Redis URL with its password masked."""
+        return self._url
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether the last call failed and no probe or call has succeeded since."""
+        return self._outage_since is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the pool is closed (no call can be made any more)."""
+        return self._closed
+
+    @property
+    def closing(self) -> bool:
+        """Whether `aclose` began (background clean-ups may still run)."""
+        return self._closing
+
+    def new_id(self) -> str:
+        """A lease id unique across processes: <random token>:<counter>."""
+        self._counter += 1
+        return f"{self._token}:{self._counter}"
+
+    def new_epoch_id(self) -> str:
+        """A candidate epoch id (decimal, below 2**48 so Lua numbers hold it exactly)."""
+        return str(secrets.randbelow(2**48 - 1) + 1)
+
+    def on_outage(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(True)` when an outage begins and `listener(False)` when it ends."""
+        self._listeners.append(listener)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def unavailable(self, down: RedisDown) -> LimiterUnavailableError:
+        """The caller-facing error for `down` (password masked)."""
+        cause = down.__cause__
+        what = type(cause).__name__ if cause is not None else "error"
+        text = self.scrub(str(cause)) if cause is not None else ""
+        return LimiterUnavailableError(
+            f"the Redis limiter at {self._url} did not answer ({what}: {text}); nothing was sent"
+        )
+
+    def outage_error(self) -> LimiterUnavailableError:
+        """The error for callers turned away during an outage (its cause: the failure
+        that began it)."""
+        down = RedisDown()
+        down.__cause__ = self._down_cause
+        error = self.unavailable(down)
+        error.__cause__ = self._down_cause
+        return error
+
+    def spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run `coro` in the background; `aclose` waits for it (bounded)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_consume)
+        return task
+
+    @property
+    def busy(self) -> bool:
+        """Whether background calls are under way."""
+        return bool(self._tasks)
+
+    async def eval(self, script: str, keys: list[str], args: list[str | int]) -> object:
+        """Run one of the limiter's scripts ("acquire", "settle", "rate_limited"): one
+        round trip (EVALSHA; redis-py loads the script on NOSCRIPT). Raises RedisDown at
+        once during an outage or after `aclose`, else after `operation_timeout` at most."""
+        if self._closed:
+            raise RedisDown from ClientClosedError("the Redis limiter backend is closed")
+        if self._outage_since is not None:
+            raise RedisDown from self._down_cause
+        try:
+            if sys.version_info >= (3, 11):  # no extra task, unlike wait_for
+                async with asyncio.timeout(self._timeout):
+                    raw: object = await self._run_script(script, keys, args)
+            else:
+                # Not wait_for: on 3.10 it waits for the call it cancels to end, and redis-py's
+                # read timeout (async_timeout, due at the same moment) can take that
+                # cancellation for its own timeout and retry, so the caller waited for every
+                # retry. Wait at most the timeout; a late call is cancelled and ends alone.
+                call = self.spawn(self._run_script(script, keys, args))
+                try:
+                    done, _ = await asyncio.wait({call}, timeout=self._timeout)
+                finally:
+                    call.cancel()
+                if not done:
+                    raise asyncio.TimeoutError
+                raw = call.result()
+        except Exception as exc:
+            # Not only RedisError, OSError and timeouts: redis-py's cluster client also
+            # fails with AttributeError when a topology refresh (after one command's
+            # timeout) closes a connection under another running command (redis-py 8.1).
+            # To the limiter, any failure of the call means Redis gave no answer.
+            self._failed(exc)
+            raise RedisDown from exc
+        return raw
+
+    async def _run_script(self, script: str, keys: list[str], args: list[str | int]) -> object:
+        # A cluster client routes a keyed command by slot only once its slot map is loaded:
+        # a call made before then (redis-py gives it no default node, so no slot) goes to
+        # a random master and gets MOVED, and after a few MOVEDs redis-py closes every
+        # connection, including ones other calls are using (AttributeError on a None
+        # writer in redis-py 8, unclosed sockets in 7). So load the map first: initialize()
+        # does it once under redis-py's lock, and is a flag check after that (a no-op for a
+        # plain client).
+        await self._client.initialize()
+        return await self._scripts[script](keys=keys, args=args)
+
+    async def aclose(self) -> None:
+        """Stop the probe, let background calls finish (bounded by the timeout), close
+        the pool. Idempotent."""
+        self._closing = True
+        if self._probe is not None:
+            self._probe.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._timeout)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._probe is not None:
+            await asyncio.gather(self._probe, return_exceptions=True)
+            self._probe = None
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()
+
+    # -- outage --------------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._outage_since is not None or self._closed:
+            return
+        self._outage_since = asyncio.get_running_loop().time()
+        self._down_cause = exc
+        logger.warning(
+            "Redis limiter %s unreachable (%s); %s until it answers again",
+            self._url,
+            self.scrub(f"{type(exc).__name__}: {exc}"),
+            self._mode,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self._probe_loop())
+        for listener in list(self._listeners):
+            listener(True)
+
+    def _answered(self) -> None:
+        if self._outage_since is None:
+            return
+        down_for = asyncio.get_running_loop().time() - self._outage_since
+        self._outage_since = None
+        self._down_cause = None
+        logger.info("Redis limiter %s answers again after %.1fs", self._url, down_for)
+        for listener in list(self._listeners):
+            listener(False)
+
+    async def _probe_loop(self) -> None:
+        # The first ping goes at once: after a one-off failure (a connection reset, a
+        # client-library hiccup) the outage ends within a round trip; a stalled or
+        # stopped Redis keeps failing it, and then it is tried every probe_interval.
+        first = True
+        while self._outage_since is not None and not self._closing:
+            if not first:
+                await asyncio.sleep(self._probe_interval)
+            first = False
+            try:
+                await asyncio.wait_for(self._client.ping(), self._timeout)
+            except Exception:  # see eval
+                continue
+            self._answered()

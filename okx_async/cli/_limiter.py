@@ -1,0 +1,39 @@
+"""Which limiter store the CLI uses.
+
+By default a sqlite file in the user's state directory, so `okx-async` runs back to back
+or side by side share each user's budget instead of each starting with a full burst.
+Precedence: --limiter-url, then OKX_ASYNC_LIMITER_URL (or its alias OKX_ASYNC_REDIS_URL),
+then `limiter_url` at the top of the config file, then the default file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from okx_async import LimiterBackend, SqliteLimiterBackend, limiter_from_url
+
+__all__ = ["default_limiter_path", "open_limiter"]
+
+ENV_LIMITER_URL = "OKX_ASYNC_LIMITER_URL"
+ENV_REDIS_URL = "OKX_ASYNC_REDIS_URL"
+
+
+def default_limiter_path(env: Mapping[str, str]) -> Path:
+    """$XDG_STATE_HOME/okx-async/limits.db, else ~/.local/state/okx-async/limits.db
+    (a relative XDG_STATE_HOME is ignored, as the XDG spec says)."""
+    base = env.get("XDG_STATE_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "okx-async" / "limits.db"
+
+
+def open_limiter(flag: str | None, env: Mapping[str, str], file_url: str | None) -> LimiterBackend:
+    """The store for this run (the caller closes it). Raises InvalidInputError for a bad
+    URL, OSError when the default directory cannot be created."""
+    url = flag or env.get(ENV_LIMITER_URL) or env.get(ENV_REDIS_URL) or file_url
+    if url:
+        return limiter_from_url(url)
+    path = default_limiter_path(env)
+    # 0700: the file names the users whose budgets it holds.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SqliteLimiterBackend(path)
