@@ -29,6 +29,7 @@ from ._errors import (
     RequestTimeoutError,
     TimestampExpiredError,
     TLSError,
+    TooManyOpenFilesError,
     TransportError,
     UnexpectedResponseError,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "SqliteLimiterBackend",
     "TLSError",
     "TimestampExpiredError",
+    "TooManyOpenFilesError",
     "TransportError",
     "UnexpectedResponseError",
     "__version__",

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import orjson
 
 from ._auth import Credentials, RequestHeaders, mask
@@ -51,8 +52,12 @@ from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_de
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
+from ._telemetry import client_metrics
 from ._transport import Transport, check_base_url, refuse_url_credentials
 from ._validation import validate_amount, validate_ccy
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 __all__ = ["OKXClient"]
 
@@ -68,6 +73,16 @@ class OKXClient:
 
     Every OKXClient in one event loop whose keys belong to one user shares that user's
     rate-limit budget and per-currency ordering, whichever API key it uses.
+
+    Network options (InvalidInputError when malformed, credentials masked):
+    `proxy` (str | None): "http://[user:pass@]host:port", https, or socks4/socks5/socks5h
+    (the `socks` extra). `trust_env` (bool, default False): the proxy from HTTPS_PROXY /
+    HTTP_PROXY, honouring NO_PROXY. `local_addr` (str | (str, int) | None): the IPv4 or
+    IPv6 source address. Clients of one loop with equal options share one connection
+    pool (at most 100 connections). `session` (aiohttp.ClientSession | None): the
+    caller's own, never closed here; excludes the three options above.
+    `meter_provider` (opentelemetry MeterProvider | None): where OpenTelemetry metrics
+    go (default: the global provider, when opentelemetry-api is installed).
     """
 
     __slots__ = (
@@ -83,6 +98,7 @@ class OKXClient:
         "_lanes",
         "_last_error",
         "_limiter_keys",
+        "_metrics",
         "_mode",
         "_on_event",
         "_outstanding",
@@ -114,6 +130,11 @@ class OKXClient:
         limiter: LimiterBackend | None = None,
         allow_insecure_http: bool = False,
         on_event: Callable[[ClientEvent], None] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        local_addr: str | tuple[str, int] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        meter_provider: MeterProvider | None = None,
         ssl: SSLContext | None = None,
     ) -> None:
         try:
@@ -161,6 +182,10 @@ class OKXClient:
             base_url=self._base_url,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
+            proxy=proxy,
+            trust_env=trust_env,
+            local_addr=local_addr,
+            session=session,
             ssl=ssl,
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
@@ -168,6 +193,7 @@ class OKXClient:
         # The loop's lane registry, remembered: looking it up costs a weakref per call.
         self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
         self._stats = StatsRecorder()
+        self._metrics = client_metrics(meter_provider, self._base_url)
         self._on_event = on_event
         self._outstanding: set[Update] = set()
         # Tasks inside _request now, so close() can stop exactly those (see close()).
@@ -185,6 +211,8 @@ class OKXClient:
             limiter=limiter,
             redis_fallback_share=redis_fallback_share,
         )
+        if self._metrics is not None and self._backend is not None:
+            self._metrics.watch(self._backend)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
@@ -272,6 +300,8 @@ class OKXClient:
             self._outstanding.discard(update)
         if result.superseded:
             self._stats.superseded += 1
+            if self._metrics is not None:
+                self._metrics.superseded()
             self._emit("superseded", SET_RISK_OFFSET_PATH, 0)
         return result
 
@@ -461,6 +491,8 @@ class OKXClient:
             from ._limiter._memory import default_local_backend
 
             self._backend = default_local_backend()
+            if self._metrics is not None:
+                self._metrics.watch(self._backend)
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
@@ -508,6 +540,7 @@ class OKXClient:
         loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
         rate = ENDPOINT_LIMITS[path]
         stats = self._stats
+        metrics = self._metrics
         target = path + query
         attempt = 0
         try:
@@ -529,7 +562,10 @@ class OKXClient:
                     lease = await limiter.acquire(deadline=deadline)
                 finally:
                     stats.queued -= 1
-                stats.record_wait(loop.time() - asked)
+                waited = loop.time() - asked
+                stats.record_wait(waited)
+                if metrics is not None:
+                    metrics.limiter_wait(waited)
                 stats.in_flight += 1
                 stats.sent += 1
                 try:
@@ -547,16 +583,23 @@ class OKXClient:
                         timeout = None
                     if self._on_event is not None:
                         self._emit("sent", path, attempt)
+                    sent_at = loop.time() if metrics is not None else 0.0
                     data = await self._transport.send(
-                        method, target, body=body, headers=headers, timeout=timeout
+                        method, target, body=body, headers=headers, timeout=timeout, loop=loop
                     )
                 except OKXError as exc:
                     error: OKXError = exc
+                    if metrics is not None:
+                        metrics.request(method, loop.time() - sent_at, exc)
                     if isinstance(exc, RateLimitedError):
+                        if metrics is not None:
+                            metrics.rate_limited()
                         stats.rate_limited += 1
                         self._emit("rate_limited", path, attempt, exc)
                         await limiter.on_rate_limited()
                 else:
+                    if metrics is not None:
+                        metrics.request(method, loop.time() - sent_at, None)
                     if path == SET_RISK_OFFSET_PATH:
                         stats.succeeded += 1
                     if self._on_event is not None:
@@ -604,6 +647,8 @@ class OKXClient:
                 f"gave up after attempt {attempt}: no time left for a retry ({error})"
             ) from error
         self._stats.retried += 1
+        if self._metrics is not None:
+            self._metrics.retry(_reason(error))
         self._emit("retry", path, attempt, error, delay)
         logger.debug(
             "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, _reason(error)

@@ -12,6 +12,7 @@ The tree::
     │   ├── NetworkError                     connection refused, reset or dropped
     │   ├── RequestTimeoutError (TimeoutError) no response within the request timeout
     │   ├── TLSError                         certificate not trusted or TLS handshake failed
+    │   ├── TooManyOpenFilesError            no file descriptor left for a connection
     │   └── UnexpectedResponseError          a body that is not OKX JSON (HTML, empty, truncated)
     └── APIError                             OKX answered with a non-zero `code`
         ├── RateLimitedError                 50011
@@ -51,6 +52,7 @@ __all__ = [
     "RequestTimeoutError",
     "TLSError",
     "TimestampExpiredError",
+    "TooManyOpenFilesError",
     "TransportError",
     "UnexpectedResponseError",
     "api_error_for",
@@ -123,6 +125,14 @@ class TLSError(TransportError):
     Not retried: the same certificate fails the same way. A proxy or private CA that
     re-signs traffic needs its CA bundle: `OKXClient(ssl=ssl.create_default_context(
     cafile="/path/to/ca.pem"))`.
+    """
+
+
+class TooManyOpenFilesError(TransportError):
+    """The process has no file descriptor left (EMFILE/ENFILE) to open a connection.
+
+    Not retried: more attempts only queue for descriptors that other calls hold. Raise
+    the limit (`ulimit -n`) or let clients share pools (the default on one event loop).
     """
 
 

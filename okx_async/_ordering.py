@@ -124,7 +124,7 @@ class Lane:
             if self._queue:
                 self._worker = asyncio.get_running_loop().create_task(self._run())
             else:
-                self._registry.pop(self.key, None)
+                self._leave_registry()
 
     def has_newer(self) -> bool:
         """True while another value waits behind the one being sent."""
@@ -154,7 +154,13 @@ class Lane:
         finally:
             self._worker = None
             if not self._queue:
-                self._registry.pop(self.key, None)
+                self._leave_registry()
+
+    def _leave_registry(self) -> None:
+        # Only if it is still the registered one: a caller may hold this lane after the
+        # registry dropped it and made a new one, which must stay while it is busy.
+        if self._registry.get(self.key) is self:
+            del self._registry[self.key]
 
     def _settle_failure(self, update: Update, error: Exception) -> None:
         # Sent inline by run_inline and by the worker alike, without a coroutine of its

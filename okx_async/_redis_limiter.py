@@ -139,7 +139,8 @@ class RedisLimiterBackend:
     Raises InvalidInputError for a bad URL or setting, ImportError without redis-py.
     """
 
-    __slots__ = ("_closed", "_limiters", "_link", "_settings")
+    # __weakref__: the slots-in-use metric watches backends weakly.
+    __slots__ = ("__weakref__", "_closed", "_limiters", "_link", "_settings")
 
     def __init__(
         self,
@@ -244,6 +245,10 @@ class RedisLimiterBackend:
             limiter = RedisKeyLimiter(key=key, rate=rate, link=self._link, settings=self._settings)
             self._limiters[(key, rate)] = limiter
         return limiter
+
+    def snapshots(self) -> list[tuple[LimiterKey, LimiterSnapshot]]:
+        """This process's view of every key it used (for the slots-in-use metric)."""
+        return [(key, limiter.snapshot()) for (key, _), limiter in list(self._limiters.items())]
 
     async def aclose(self) -> None:
         """Stop taking calls, let pending clean-ups finish (bounded), close the pool."""

@@ -46,11 +46,12 @@ nobody overtakes.
 from __future__ import annotations
 
 import math
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._defaults import RATE_LIMIT_RECOVERY_WINDOWS
 from ._errors import LimiterUnavailableError
 from ._limits import LimiterKey, RateLimit
+from ._urls import mask_url_credentials as mask_url
 
 __all__ = [
     "ACQUIRE_LUA",
@@ -339,28 +340,6 @@ def idle_ms(rate: RateLimit, inflight_ttl: float, ticket_grace: float) -> int:
         doublings * RATE_LIMIT_RECOVERY_WINDOWS * rate.window + rate.window,
     )
     return math.ceil(idle * 1000)
-
-
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by `***` (userinfo and `?password=`)."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            # "redis://secret@host": a lone userinfo may well be a password.
-            user = userinfo.split(":", 1)[0] + ":" if ":" in userinfo else ""
-            netloc = f"{user}***@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/"
-            )
-        text = f"{parts.scheme}://{netloc}{parts.path}"
-        return f"{text}?{query}" if query else text
-    except ValueError:
-        return "<unparsable Redis URL>"
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

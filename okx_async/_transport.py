@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
-from ._defaults import CONNECT_TIMEOUT, CONNECTION_LIMIT, ERROR_BODY_PREVIEW, REQUEST_TIMEOUT
+from ._defaults import CONNECT_TIMEOUT, ERROR_BODY_PREVIEW, REQUEST_TIMEOUT
 from ._errors import (
     ClientClosedError,
     InvalidInputError,
@@ -28,6 +30,15 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
     api_error_for,
+)
+from ._pool import (
+    NetworkSettings,
+    Pool,
+    acquire_pool,
+    check_local_addr,
+    check_proxy,
+    mask_url,
+    release_pool,
 )
 from ._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
 
@@ -80,17 +91,30 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# (loop, session, proxy to pass per request, shared pool or None): found once per loop.
+_Bound = tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, str | None, Pool | None]
+
+
 class Transport:
-    """One aiohttp session (connection reuse) for one base URL."""
+    """Sends requests to one base URL through a connection pool of the running loop.
+
+    By default the pool is shared with every other client on the loop that has the same
+    network settings (see `_pool`); with `session=` the caller's own session is used and
+    never closed here.
+    """
 
     __slots__ = (
         "_base_url",
+        "_bound",
         "_closed",
         "_connect_timeout",
         "_default_timeout",
+        "_proxy",
         "_request_timeout",
         "_session",
+        "_settings",
         "_ssl",
+        "_trust_env",
     )
 
     def __init__(
@@ -99,14 +123,37 @@ class Transport:
         base_url: str,
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        local_addr: str | tuple[str, int] | None = None,
         ssl: _ssl.SSLContext | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._base_url = base_url
         # Per request rather than per connector: aiohttp keys pooled connections by it.
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
+        proxy = check_proxy(proxy)
+        addr = check_local_addr(local_addr)
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise InvalidInputError(
+                f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
+            )
+        if session is not None and (proxy is not None or addr is not None or trust_env):
+            raise InvalidInputError(
+                "session= brings its own network settings: pass proxy, trust_env and "
+                "local_addr to that session (or its connector) instead"
+            )
+        if proxy is not None and addr is not None and proxy.lower().startswith("socks"):
+            raise InvalidInputError("local_addr cannot be combined with a SOCKS proxy")
+        if not isinstance(trust_env, bool):
+            raise InvalidInputError(f"trust_env must be a bool, not {type(trust_env).__name__}")
+        self._proxy = proxy
+        self._trust_env = trust_env
+        self._settings = NetworkSettings(proxy, addr, self._ssl)
+        self._session = session  # the caller's: never closed here
+        self._bound: _Bound | None = None
         self._closed = False
         self._default_timeout = aiohttp.ClientTimeout(
             total=request_timeout, sock_connect=connect_timeout
@@ -116,18 +163,29 @@ class Transport:
     def request_timeout(self) -> float:
         return self._request_timeout
 
-    def _open_session(self) -> aiohttp.ClientSession:
-        if self._closed:  # never reopen behind close(): that session would leak
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> _Bound:
+        """The session to use on `loop`: the caller's, or the loop's shared pool."""
+        if self._closed:  # never reopen behind close(): that pool would leak
             raise ClientClosedError("the client was closed")
-        # Created lazily inside the running loop, as aiohttp requires.
-        connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ssl=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._default_timeout,
-            raise_for_status=False,
-            auto_decompress=True,
-        )
-        return self._session
+        previous = self._bound
+        if self._session is not None:
+            owner = getattr(self._session, "_loop", loop)
+            if owner is not loop:
+                raise InvalidInputError(
+                    "the session passed as session= belongs to another event loop; "
+                    "create it in the loop that uses the client"
+                )
+            bound: _Bound = (loop, self._session, None, None)
+            self._bound = bound
+            return bound
+        settings = self._settings
+        if self._trust_env and settings.proxy is None:
+            settings = settings._replace(proxy=_env_proxy(self._base_url))
+        pool = await acquire_pool(loop, settings)
+        bound = self._bound = (loop, pool.session, pool.http_proxy, pool)
+        if previous is not None and previous[3] is not None:
+            await release_pool(previous[3])  # the pool of a loop this client left
+        return bound
 
     async def send(
         self,
@@ -137,9 +195,20 @@ class Transport:
         body: bytes = b"",
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
         timeout: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> list[Any]:
-        """Send one request; return OKX's `data` list when `code` is "0", else raise."""
-        session = self._session or self._open_session()
+        """Send one request; return OKX's `data` list when `code` is "0", else raise.
+
+        `loop` is the running loop, when the caller has it at hand (finding it costs a
+        system call on Python < 3.12)."""
+        bound = self._bound
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        if bound is None or bound[0] is not loop:
+            bound = await self._bind(loop)
+        session = bound[1]
+        if session.closed:
+            self._check_session()  # raises
         request_timeout = self._request_timeout if timeout is None else timeout
         # Built once; a new one only when a deadline asks for less.
         per_request = (
@@ -156,6 +225,7 @@ class Transport:
                 headers=headers,
                 timeout=per_request,
                 allow_redirects=False,
+                proxy=bound[2],
                 ssl=self._ssl,
             ) as response:
                 length = response.content_length
@@ -164,6 +234,11 @@ class Transport:
                 else:  # unknown or too long: read no more than we would keep
                     raw = await _read_capped(response.content, MAX_RESPONSE_BYTES + 1)
                 status = response.status
+        except TransportError as exc:
+            # Raised by our own connector (_pool: no descriptor left, a SOCKS failure)
+            # from inside aiohttp: keep the error, not aiohttp's frames or errors.
+            failure = exc.with_traceback(None)
+            failure.__cause__ = failure.__context__ = None
         except asyncio.TimeoutError:
             failure = RequestTimeoutError(
                 f"no response from OKX within {request_timeout:g} s", path=path
@@ -177,15 +252,46 @@ class Transport:
         # __cause__ nor the __context__ of ours (see the module docstring).
         raise failure
 
+    def _check_session(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+        if self._session is None:
+            raise ClientClosedError(
+                "the connection pool was closed: its event loop is shutting down"
+            )
+        raise ClientClosedError("the aiohttp session passed as session= was closed by its owner")
+
     async def aclose(self) -> None:
+        """Stop sending; give the pool back (the last client closes it). A session passed
+        as `session=` stays open: it belongs to the caller."""
         self._closed = True
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        bound, self._bound = self._bound, None
+        if bound is not None and bound[3] is not None:
+            await release_pool(bound[3])
 
     def __repr__(self) -> str:
-        state = "open" if self._session is not None else "idle"
-        return f"Transport(base_url={self._base_url!r}, {state})"
+        state = "idle" if self._bound is None else "open"
+        if self._closed:
+            state = "closed"
+        proxy = "" if self._proxy is None else f", proxy={mask_url(self._proxy)!r}"
+        addr = self._settings.local_addr
+        local = "" if addr is None else f", local_addr={addr[0]!r}"
+        own = ", session=caller's" if self._session is not None else ""
+        return f"Transport(base_url={self._base_url!r}{proxy}{local}{own}, {state})"
+
+
+def _env_proxy(base_url: str) -> str | None:
+    """The proxy HTTP_PROXY/HTTPS_PROXY/NO_PROXY choose for `base_url`, read the way
+    aiohttp's `trust_env` reads them, but once per pool rather than in a worker thread on
+    every request."""
+    url = URL(base_url)
+    try:
+        proxy, auth = get_env_proxy_for_url(url)
+    except LookupError:
+        return None
+    if auth is not None:  # aiohttp strips credentials from the URL: put them back
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return str(proxy)
 
 
 async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:

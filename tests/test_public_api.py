@@ -25,6 +25,7 @@ def test_documented_names_are_public() -> None:
         "AccountConfig",
         "RiskOffsetAmount",
         "RetryPolicy",
+        "TooManyOpenFilesError",
         "sign",
         "__version__",
     ]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from okx_async import (
@@ -82,4 +84,32 @@ def test_retry_delay_lets_the_limiter_wait_for_rate_limits(
 )
 def test_policy_refuses_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_policy_edges_are_allowed_and_behave() -> None:
+    never = RetryPolicy(max_attempts=1)  # "never retry": the first try is the only one
+    assert not should_retry(api("50001", 503), 1, never)
+    assert not should_retry(NetworkError("reset", path="/p"), 1, never)
+    assert should_retry(NetworkError("reset", path="/p"), 1, RetryPolicy(max_attempts=2))
+
+    at_once = RetryPolicy(backoff_base=0.0)  # retry without waiting
+    assert [backoff(a, at_once, rand=lambda: 1.0) for a in (1, 2, 5)] == [0.0, 0.0, 0.0]
+
+    flat = RetryPolicy(backoff_base=1.5, backoff_cap=1.5)  # a constant ceiling
+    assert [backoff(a, flat, rand=lambda: 1.0) for a in (1, 2, 5)] == [1.5, 1.5, 1.5]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"max_attempts": -3}, "max_attempts must be at least 1"),
+        ({"backoff_base": -0.001}, "need 0 <= backoff_base <= backoff_cap"),
+        ({"backoff_base": 1.5, "backoff_cap": 1.499}, "need 0 <= backoff_base <= backoff_cap"),
+        ({"backoff_base": 0.0, "backoff_cap": -1.0}, "need 0 <= backoff_base <= backoff_cap"),
+    ],
+)
+def test_policy_refuses_each_bound_with_its_reason(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]

@@ -450,6 +450,10 @@ class LocalLimiterBackend:
     def __contains__(self, key: object) -> bool:
         return key in self._limiters
 
+    def snapshots(self) -> list[tuple[LimiterKey, LimiterSnapshot]]:
+        """Every live key's state (for the slots-in-use metric)."""
+        return [(key, limiter.snapshot()) for key, limiter in list(self._limiters.items())]
+
     async def aclose(self) -> None:
         """Nothing to close: the backend is shared, and limiters drop themselves."""
 

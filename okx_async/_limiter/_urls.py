@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from .._defaults import ENV_LIMITER_URL, ENV_REDIS_URL
 from .._errors import InvalidInputError
-from .._redis_scripts import mask_url
+from .._urls import mask_url_credentials as mask_url
 
 if TYPE_CHECKING:
     from .._limits import LimiterBackend

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the config file, else sqlite in $XDG_STATE_HOME/okx-async/limits.db "
         "(~/.local/state/okx-async/limits.db)",
     )
+    config.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send through this proxy: http://, https:// or socks5://[user:pass@]host:port "
+        "(overrides the profiles' proxy)",
+    )
     account = argparse.ArgumentParser(add_help=False, parents=[config])
     account.add_argument(
         "--profile",
@@ -146,6 +152,7 @@ def _positive(text: str) -> int:
 
 def _store(args: argparse.Namespace, console: Console) -> ProfileStore:
     store = load_profiles(args.config, env=os.environ, warn=console.err)
+    store.proxy = getattr(args, "proxy", None)
     console.hide(store.all_secrets())
     if args.limiter is None:  # once per run: one store for every client
         try:

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 SECRET_FIELDS = ("api_key", "secret_key", "passphrase")
-OPTIONAL_FIELDS = ("demo", "base_url", "user_id")
+OPTIONAL_FIELDS = ("demo", "base_url", "user_id", "proxy")
 _ENV_FIELDS = {f.upper(): f for f in (*SECRET_FIELDS, *OPTIONAL_FIELDS)}
 _ENV_PROFILE = re.compile(r"OKX_PROFILE_(?P<name>.+)_(?P<field>" + "|".join(_ENV_FIELDS) + ")")
 _PLAIN_ENV = {
@@ -62,6 +62,7 @@ class Profile:
     user_id: str | None = None
     source: str = ""
     limiter: LimiterBackend | None = field(default=None, repr=False, compare=False)
+    proxy: str | None = field(default=None, repr=False)  # may carry proxy credentials
 
     def client(self, **kwargs: Any) -> OKXClient:
         """A new OKXClient for this profile (the caller closes it)."""
@@ -69,6 +70,8 @@ class Profile:
             kwargs.setdefault("base_url", self.base_url)
         if self.limiter is not None:  # one store for every client of the run
             kwargs.setdefault("limiter", self.limiter)
+        if self.proxy is not None:
+            kwargs.setdefault("proxy", self.proxy)
         return OKXClient(
             api_key=self.api_key,
             secret_key=self.secret_key,
@@ -106,9 +109,11 @@ class ProfileStore:
     # repr=False: they hold secrets, and reporters print the repr of a traceback's locals.
     file_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     env_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # by env_name
-    limiter_url: str | None = None  # `limiter_url` at the top of the file
+    # `limiter_url` at the top of the file; repr=False: a Redis URL may carry a password.
+    limiter_url: str | None = field(default=None, repr=False)
     limiter: LimiterBackend | None = None  # given to every profile resolved
     limiter_error: str | None = None  # why no limiter could be opened: resolve() refuses
+    proxy: str | None = None  # --proxy: wins over every profile's own
 
     def names(self) -> list[str]:
         """Known profile names (file spelling; env-only profiles in lower case)."""
@@ -131,6 +136,8 @@ class ProfileStore:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"unknown profile {name!r} (known profiles: {known})")
         merged = {**self.file_fields.get(name, {}), **self.env_fields.get(env_name(name), {})}
+        if self.proxy is not None:
+            merged["proxy"] = self.proxy
         missing = [f for f in SECRET_FIELDS if not merged.get(f)]
         if missing:
             where = f" or to [profiles.{name}] in {self.path}" if self.path else ""
@@ -164,6 +171,7 @@ class ProfileStore:
             "demo": profile.demo,
             "base_url": profile.base_url,
             "user_id": profile.user_id,
+            "proxy": profile.proxy,
         }
 
 
@@ -247,7 +255,7 @@ def _check_table(path: Path, name: str, table: object) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join((*SECRET_FIELDS, *OPTIONAL_FIELDS))
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {allowed})")
-    for key in (*SECRET_FIELDS, "base_url"):
+    for key in (*SECRET_FIELDS, "base_url", "proxy"):
         if key in table and not isinstance(table[key], str):
             raise ConfigError(f"{where}: {key} must be a string")
     if "demo" in table and not isinstance(table["demo"], bool):
