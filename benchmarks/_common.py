@@ -3,7 +3,10 @@ directory is on sys.path)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 
 def max_in_any_window(times: Sequence[float], window: float) -> int:
@@ -19,3 +22,14 @@ def max_in_any_window(times: Sequence[float], window: float) -> int:
 def verdict(ok: bool) -> str:
     """The word each script prints before a target's line."""
     return "PASS" if ok else "FAIL"
+
+
+async def per_op_us(body: Callable[[int], Awaitable[None]], n: int, repeats: int) -> float:
+    """Median over `repeats` of the wall time of `body(n)`, in microseconds per op."""
+    samples = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        await body(n)
+        samples.append((time.perf_counter() - start) / n * 1e6)
+    return statistics.median(samples)

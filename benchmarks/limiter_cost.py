@@ -1,6 +1,6 @@
 """Limiter cost: what one grant of the in-process strict limiter costs, in microseconds.
 
-No network: this times `okx_async._limiter._memory.LocalKeyLimiter` and `LocalLimiterBackend`
+No network: this times `okx_async.LocalKeyLimiter` and `LocalLimiterBackend`
 directly (private imports are fine in this micro-benchmark), against baselines timed in
 the same run.
 
@@ -45,8 +45,7 @@ from collections.abc import Awaitable, Callable
 
 from _common import verdict
 
-from okx_async import LimiterKey, RateLimit
-from okx_async._limiter._memory import LocalKeyLimiter, LocalLimiterBackend
+from okx_async import LimiterKey, LocalKeyLimiter, LocalLimiterBackend, RateLimit
 
 try:
     from aiolimiter import AsyncLimiter

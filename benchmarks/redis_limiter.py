@@ -32,31 +32,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
-import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from _common import max_in_any_window, verdict
+from _common import max_in_any_window, per_op_us, verdict
 
-from okx_async._defaults import REDIS_INFLIGHT_TTL
-from okx_async._errors import DeadlineExceededError
-from okx_async._limits import LimiterKey, RateLimit
-from okx_async._ratelimit import LocalKeyLimiter
-from okx_async._redis_limiter import RedisLimiterBackend
+from okx_async import (
+    SET_RISK_OFFSET_PATH,
+    DeadlineExceededError,
+    LimiterKey,
+    LocalKeyLimiter,
+    RateLimit,
+    RedisLimiterBackend,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from redis_server import RedisServer, find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PATH = "/api/v5/account/set-riskOffset-amt"
+PATH = SET_RISK_OFFSET_PATH
+# Passed to every worker's backend explicitly (the store's default is the same).
+INFLIGHT_TTL = 60.0
 FAST = RateLimit(1_000_000, 0.1, "user")
 SHARED = RateLimit(10, 0.2, "user")
 CALLERS = 16  # per process
@@ -90,17 +92,6 @@ async def evalsha_usec(rc: Any) -> int:
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
-
-
-async def per_op_us(body: Callable[[int], Awaitable[None]], n: int, repeats: int) -> float:
-    """Median over `repeats` of the wall time of `body(n)`, in microseconds per op."""
-    samples = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        await body(n)
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
 
 
 # -- (a) uncontended ---------------------------------------------------------------------
@@ -229,7 +220,7 @@ async def run_processes(server: RedisServer, n: int, duration: float) -> dict[st
         "subject": subject,
         "rate": [SHARED.limit, SHARED.window],
         "duration": duration,
-        "inflight_ttl": REDIS_INFLIGHT_TTL,
+        "inflight_ttl": INFLIGHT_TTL,
         "log_key": log_key,
     }
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -267,7 +258,7 @@ async def run_processes(server: RedisServer, n: int, duration: float) -> dict[st
                 raise RuntimeError(f"a worker exited with {proc.returncode}")
             counts.append(json.loads(out.decode().strip().splitlines()[-1])["grants"])
         evalsha = delta(await client_commands(rc), before).get("evalsha", 0)
-        ttl_us = round(REDIS_INFLIGHT_TTL * 1e6)
+        ttl_us = round(INFLIGHT_TTL * 1e6)
         times = sorted(int(float(x)) - ttl_us for x in await rc.lrange(log_key, 0, -1))
     finally:
         for proc in procs:

@@ -28,44 +28,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import inspect
 import json
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from _common import max_in_any_window, verdict
+from _common import max_in_any_window, per_op_us, verdict
 
-from okx_async import LocalKeyLimiter, SqliteLimiterBackend
-from okx_async._defaults import SQLITE_INFLIGHT_TTL
-from okx_async._limits import LimiterKey, RateLimit
+from okx_async import (
+    SET_RISK_OFFSET_PATH,
+    LimiterKey,
+    LocalKeyLimiter,
+    RateLimit,
+    SqliteLimiterBackend,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from redis_server import RedisServer, find_redis_server
 
-KEY = LimiterKey("bench", "uid:1", "/api/v5/account/set-riskOffset-amt")
+KEY = LimiterKey("bench", "uid:1", SET_RISK_OFFSET_PATH)
+# What the store adds to a grant's time in a lease row (its documented default).
+SQLITE_INFLIGHT_TTL = inspect.signature(SqliteLimiterBackend).parameters["inflight_ttl"].default
 FAST = RateLimit(1_000_000, 0.002, "user")
 SHARED = RateLimit(10, 0.2, "user")
 CALLERS = 16  # per process
 TARGET_US = 50.0
 TARGET_THROUGHPUT = 0.95
-
-
-async def per_op_us(body: Callable[[int], Awaitable[None]], n: int, repeats: int) -> float:
-    """Median over `repeats` of the wall time of `body(n)`, in microseconds per op."""
-    samples = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        await body(n)
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
 
 
 async def limiter_loop(limiter: Any, n: int) -> None:

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from ._auth import Credentials, format_timestamp, parse_timestamp, sign
 from ._client import OKXClient
-from ._defaults import EEA_URL, GLOBAL_URL, OPENAPI_URL, US_URL
+from ._defaults import (
+    ACCOUNT_CONFIG_PATH,
+    BALANCE_PATH,
+    EEA_URL,
+    GLOBAL_URL,
+    OPENAPI_URL,
+    REGION_URLS,
+    SERVER_TIME_PATH,
+    SET_RISK_OFFSET_PATH,
+    US_URL,
+)
 from ._errors import (
     AccountModeError,
     APIError,
@@ -46,6 +56,7 @@ from ._limits import (
     RateLimit,
 )
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult
+from ._options import ClientOptions, env_flag
 from ._retry import RetryPolicy, backoff, should_retry
 from ._stats import ClientEvent, ClientStats
 from ._validation import validate_amount, validate_ccy
@@ -74,10 +85,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ACCOUNT_CONFIG_PATH",
+    "BALANCE_PATH",
     "ENDPOINT_LIMITS",
     "EEA_URL",
     "GLOBAL_URL",
     "OPENAPI_URL",
+    "REGION_URLS",
+    "SERVER_TIME_PATH",
+    "SET_RISK_OFFSET_PATH",
     "US_URL",
     "APIError",
     "AccountConfig",
@@ -85,6 +101,7 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ClientEvent",
+    "ClientOptions",
     "ClientStats",
     "Credentials",
     "DeadlineExceededError",
@@ -120,6 +137,7 @@ __all__ = [
     "UnexpectedResponseError",
     "__version__",
     "backoff",
+    "env_flag",
     "format_timestamp",
     "limiter_from_url",
     "parse_timestamp",

@@ -31,7 +31,7 @@ from ._defaults import (
     ENV_DEMO,
     ENV_PASSPHRASE,
     ENV_SECRET_KEY,
-    REGION_URLS,
+    LANDING_HORIZON,
     REQUEST_TIMEOUT,
     SERVER_TIME_PATH,
     SET_RISK_OFFSET_PATH,
@@ -49,11 +49,12 @@ from ._identity import cold_start_key, host_key, mode, user_key
 from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
+from ._options import ClientOptions, env_flag, is_positive_number
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
-from ._retry import RetryPolicy, retry_delay, should_retry
+from ._retry import RetryPolicy, outcome_unknown, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
-from ._transport import Transport, check_base_url, refuse_url_credentials
+from ._transport import Transport
 from ._validation import validate_amount, validate_ccy
 
 if TYPE_CHECKING:
@@ -72,17 +73,50 @@ class OKXClient:
     """Async client for OKX's set-riskOffset-amt endpoint, with a strict per-user limiter.
 
     Every OKXClient in one event loop whose keys belong to one user shares that user's
-    rate-limit budget and per-currency ordering, whichever API key it uses.
+    rate-limit budget and per-currency ordering, whichever API key it uses. All
+    arguments are keyword-only; every problem with one raises InvalidInputError (URL
+    credentials masked, secrets never shown) before anything is sent.
 
-    Network options (InvalidInputError when malformed, credentials masked):
-    `proxy` (str | None): "http://[user:pass@]host:port", https, or socks4/socks5/socks5h
-    (the `socks` extra). `trust_env` (bool, default False): the proxy from HTTPS_PROXY /
-    HTTP_PROXY, honouring NO_PROXY. `local_addr` (str | (str, int) | None): the IPv4 or
-    IPv6 source address. Clients of one loop with equal options share one connection
+    Credentials: `api_key`, `secret_key`, `passphrase` (str, required, non-empty, printable
+    ASCII; never in a repr, log or error).
+
+    Where: `base_url` (str, default "https://www.okx.com"): a region name ("global",
+    "eea", "us") or an https URL without path or query; plain http only to a loopback
+    host unless `allow_insecure_http=True` (bool, default False). `demo` (bool, or a str
+    read as OKX_DEMO is: 1/0, true/false, yes/no, on/off; default False): demo trading,
+    a budget separate from live. `user_id` (str of digits | None, default None): OKX's
+    User ID when known; else one `account/config` call learns it before the first set.
+
+    Behaviour: `coalesce` (bool, default True): a newer value for a currency replaces
+    older ones still waiting. `retry` (RetryPolicy | None, default RetryPolicy():
+    6 attempts, full-jitter backoff from 0.25 s capped at 8 s). `request_timeout`
+    (float seconds, > 0 and finite, default 10.0): one attempt, end to end.
+    `connect_timeout` (float seconds, > 0 and finite, default 5.0): opening a
+    connection. `on_event` (callable(ClientEvent) | None): called synchronously for
+    each request sent, answer, retry and superseded value; it should return quickly
+    and not raise (nothing catches what it raises).
+
+    Rate-limit store: `limiter` (LimiterBackend | None): a store shared with other
+    clients, never closed here; else `limiter_url` (str | None: "memory://",
+    "sqlite:///PATH", "redis://..." / "rediss://..."), or its alias `redis_url` (not
+    both); else the environment's OKX_ASYNC_LIMITER_URL (alias OKX_ASYNC_REDIS_URL);
+    else the event loop's in-process store. A store opened from a URL is closed by
+    `close()`. `redis_fallback_share` (float in (0, 1] | None, default None): during a
+    Redis outage, pace locally at this share of each limit instead of failing fast.
+
+    Network (credentials masked in every message): `proxy` (str | None):
+    "http://[user:pass@]host:port", https, or socks4/socks5/socks5h (the `socks`
+    extra). `trust_env` (bool, default False): the proxy from HTTPS_PROXY / HTTP_PROXY,
+    honouring NO_PROXY. `local_addr` (str | (str, int) | None): the IPv4 or IPv6 source
+    address, port 0-65535. Clients of one loop with equal options share one connection
     pool (at most 100 connections). `session` (aiohttp.ClientSession | None): the
-    caller's own, never closed here; excludes the three options above.
+    caller's own, never closed here; excludes the three options above. `ssl`
+    (ssl.SSLContext | None): e.g. a context trusting a private CA.
     `meter_provider` (opentelemetry MeterProvider | None): where OpenTelemetry metrics
     go (default: the global provider, when opentelemetry-api is installed).
+
+    Building a client sends nothing and needs no running loop; use it in one event loop
+    at a time, and close it (`async with` or `await close()`).
     """
 
     __slots__ = (
@@ -95,6 +129,7 @@ class OKXClient:
         "_coalesce",
         "_credentials",
         "_demo",
+        "_landing_horizon",
         "_lanes",
         "_last_error",
         "_limiter_keys",
@@ -136,6 +171,7 @@ class OKXClient:
         session: aiohttp.ClientSession | None = None,
         meter_provider: MeterProvider | None = None,
         ssl: SSLContext | None = None,
+        landing_horizon: float = LANDING_HORIZON,
     ) -> None:
         try:
             self._credentials = Credentials(
@@ -145,56 +181,59 @@ class OKXClient:
             # Reporters that capture frame locals show this frame in every traceback
             # raised from here on: keep no secret in it.
             del secret_key, passphrase
-        if not isinstance(base_url, str):
-            raise InvalidInputError(
-                f"base_url must be a URL or a region name (global, eea, us), "
-                f"not {type(base_url).__name__}"
-            )
-        base_url = REGION_URLS.get(base_url, base_url)
-        refuse_url_credentials(base_url)  # first: no later message may echo them
-        if "://" not in base_url:
-            raise InvalidInputError(
-                f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
-                f"{', '.join(REGION_URLS)} or a URL such as {DEFAULT_BASE_URL}"
-            )
-        self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        for name, value in (
-            ("request_timeout", request_timeout),
-            ("connect_timeout", connect_timeout),
-        ):
-            if not _is_positive_number(value):
-                raise InvalidInputError(f"{name} must be a positive number of seconds")
-        if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
-            raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
-        self._demo = _demo_flag(demo)
-        if ssl is not None and not isinstance(ssl, SSLContext):
-            raise InvalidInputError(
-                "ssl must be an ssl.SSLContext (e.g. ssl.create_default_context("
-                f"cafile='/path/to/ca.pem')) or None, not {type(ssl).__name__}"
-            )
-        # Budgets and lanes are the user's (see _identity): live and demo are separate.
-        self._mode = mode(self._demo)
-        self._uid = user_id
-        self._uid_lookup: asyncio.Future[str] | None = None
-        self._coalesce = coalesce
-        self._retry = retry or RetryPolicy()
-        self._transport = Transport(
-            base_url=self._base_url,
+        options = ClientOptions.build(
+            base_url=base_url,
+            demo=demo,
+            user_id=user_id,
+            coalesce=coalesce,
+            retry=retry,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
+            allow_insecure_http=allow_insecure_http,
+            limiter=limiter,
+            limiter_url=limiter_url,
+            redis_url=redis_url,
+            redis_fallback_share=redis_fallback_share,
+            on_event=on_event,
             proxy=proxy,
             trust_env=trust_env,
             local_addr=local_addr,
             session=session,
+            meter_provider=meter_provider,
             ssl=ssl,
+            landing_horizon=landing_horizon,
+        )
+        self._wire(options)
+
+    def _wire(self, options: ClientOptions) -> None:
+        """Build the client's parts from validated options."""
+        self._base_url = options.base_url
+        self._demo = options.demo
+        # Budgets and lanes are the user's (see _identity): live and demo are separate.
+        self._mode = mode(self._demo)
+        self._uid = options.user_id
+        self._uid_lookup: asyncio.Future[str] | None = None
+        self._coalesce = options.coalesce
+        # Seconds after an uncertain outcome before the newest value is sent again.
+        self._landing_horizon = options.landing_horizon
+        self._retry = options.retry
+        self._transport = Transport(
+            base_url=self._base_url,
+            request_timeout=options.request_timeout,
+            connect_timeout=options.connect_timeout,
+            proxy=options.proxy,
+            trust_env=options.trust_env,
+            local_addr=options.local_addr,
+            session=options.session,
+            ssl=options.ssl,
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final
         # The loop's lane registry, remembered: looking it up costs a weakref per call.
         self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
         self._stats = StatsRecorder()
-        self._metrics = client_metrics(meter_provider, self._base_url)
-        self._on_event = on_event
+        self._metrics = client_metrics(options.meter_provider, self._base_url)
+        self._on_event = options.on_event
         self._outstanding: set[Update] = set()
         # Tasks inside _request now, so close() can stop exactly those (see close()).
         self._active: set[asyncio.Task[Any]] = set()
@@ -206,10 +245,10 @@ class OKXClient:
         # None: the loop's shared in-process backend, found on first use.
         self._backend: LimiterBackend | None
         self._backend, self._owns_backend = client_backend(
-            limiter_url=limiter_url,
-            redis_url=redis_url,
-            limiter=limiter,
-            redis_fallback_share=redis_fallback_share,
+            limiter_url=options.limiter_url,
+            redis_url=options.redis_url,
+            limiter=options.limiter,
+            redis_fallback_share=options.redis_fallback_share,
         )
         if self._metrics is not None and self._backend is not None:
             self._metrics.watch(self._backend)
@@ -217,7 +256,9 @@ class OKXClient:
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
         """Credentials from OKX_API_KEY, OKX_SECRET_KEY, OKX_PASSPHRASE (and optionally
-        OKX_BASE_URL, OKX_DEMO); keyword arguments win over the environment."""
+        OKX_BASE_URL, OKX_DEMO, read as `demo=` is); keyword arguments win over the
+        environment. Raises InvalidInputError naming a missing or malformed variable
+        (never its value when it is a secret), or what the constructor raises."""
         names = {"api_key": ENV_API_KEY, "secret_key": ENV_SECRET_KEY, "passphrase": ENV_PASSPHRASE}
         kwargs: dict[str, Any] = {}
         try:
@@ -229,7 +270,7 @@ class OKXClient:
             if missing:
                 raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
             if "demo" not in overrides and ENV_DEMO in os.environ:
-                kwargs["demo"] = _env_flag(ENV_DEMO, os.environ[ENV_DEMO])
+                kwargs["demo"] = env_flag(ENV_DEMO, os.environ[ENV_DEMO])
             if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
                 kwargs["base_url"] = os.environ[ENV_BASE_URL]
             kwargs.update(
@@ -251,8 +292,10 @@ class OKXClient:
         """Set the user-defined spot risk offset amount of `ccy` (portfolio margin only).
 
         Values of one currency go out one at a time in submission order; a newer value
-        replaces older ones still waiting (their results say `superseded=True`).
-        `timeout` bounds queueing, retries and the request together.
+        replaces older ones still waiting (their results say `superseded=True`: never
+        sent). `timeout` bounds queueing, retries and the request together. After a
+        request with an unknown outcome, the newest applied value is re-asserted once
+        the client's `landing_horizon` (seconds) has passed; see `RiskOffsetResult`.
         """
         ccy = validate_ccy(ccy)
         text, value = validate_amount(amount)
@@ -306,7 +349,16 @@ class OKXClient:
         return result
 
     async def get_account_config(self, *, timeout: float | None = None) -> AccountConfig:
-        """Account configuration; also learns the User ID that keys the rate limiter."""
+        """Account configuration; also learns the User ID that keys the rate limiter.
+
+        Raises: InvalidInputError (a bad `timeout`); ClientClosedError; DeadlineExceededError
+        when `timeout` (float seconds > 0, default None: no bound) runs out; after the
+        retries allowed: APIError subclasses (AuthenticationError, AccountModeError,
+        ParameterError, RateLimitedError, ExchangeBusyError...), NetworkError,
+        RequestTimeoutError, TLSError, TooManyOpenFilesError, UnexpectedResponseError;
+        LimiterUnavailableError / QueueFullError from the rate-limit store. All are
+        OKXError.
+        """
         deadline = self._deadline(timeout)
         self._check_open()
         data = await self._request("GET", ACCOUNT_CONFIG_PATH, deadline=deadline)
@@ -334,7 +386,20 @@ class OKXClient:
     async def get_risk_offset_amounts(
         self, ccys: list[str] | tuple[str, ...], *, timeout: float | None = None
     ) -> dict[str, RiskOffsetAmount]:
-        """User-defined, in-use and maximum spot risk offset amounts per currency."""
+        """User-defined, in-use and maximum spot risk offset amounts per currency.
+
+        `ccys`: currency codes (validated like set_risk_offset_amount's); the result maps
+        each currency OKX returned to its amounts (OKX leaves out currencies the account
+        holds none of). More than 20 currencies go out as several balance requests.
+
+        Raises: InvalidInputError (a bad currency or `timeout`); ClientClosedError;
+        DeadlineExceededError when `timeout` (float seconds > 0, default None: no
+        bound) runs out; after the retries allowed: APIError subclasses
+        (AuthenticationError, AccountModeError, ParameterError, RateLimitedError,
+        ExchangeBusyError...), NetworkError, RequestTimeoutError, TLSError,
+        TooManyOpenFilesError, UnexpectedResponseError; LimiterUnavailableError /
+        QueueFullError from the rate-limit store. All are OKXError.
+        """
         if isinstance(ccys, str):
             raise InvalidInputError("ccys must be a list of currency codes, e.g. ['BTC']")
         wanted = list(dict.fromkeys(validate_ccy(c) for c in ccys))
@@ -370,7 +435,10 @@ class OKXClient:
 
     async def close(self, *, timeout: float = CLOSE_DRAIN_TIMEOUT) -> None:
         """Stop taking calls, let pending ones finish for up to `timeout` seconds, then
-        fail the rest with ClientClosedError and close the connection. Idempotent."""
+        fail the rest with ClientClosedError and close the connection. Idempotent.
+
+        `timeout`: float seconds >= 0, default 5.0. Raises nothing of its own; a store
+        the client opened from a URL is closed too."""
         if self._closed:
             return
         self._closed = True
@@ -380,6 +448,10 @@ class OKXClient:
         closed = ClientClosedError("the client was closed before this update finished")
         for update in list(self._outstanding):
             update.fail(closed)
+        if self._lanes is not None:  # no more re-asserts of values this client set
+            unsettled = self._lanes[1].stop_settling(self._send_update)
+            if unsettled:
+                logger.debug("closed with %d currencies not yet settled", unsettled)
         # Requests still waiting for a slot or on the wire are this client's alone to stop;
         # the tasks running them may be shared lane workers, which carry on afterwards.
         if self._active:
@@ -423,7 +495,7 @@ class OKXClient:
     def _deadline(timeout: float | None) -> float | None:
         if timeout is None:
             return None
-        if not _is_positive_number(timeout):
+        if not is_positive_number(timeout):
             raise InvalidInputError(
                 f"timeout must be a positive number of seconds, not {timeout!r}"
             )
@@ -496,6 +568,9 @@ class OKXClient:
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        if update.reassert:
+            self._stats.reasserted += 1
+            self._emit("reasserted", SET_RISK_OFFSET_PATH, 0)
         body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
@@ -543,6 +618,7 @@ class OKXClient:
         metrics = self._metrics
         target = path + query
         attempt = 0
+        resynced = False  # after a 50102, once per call
         try:
             while True:
                 attempt += 1
@@ -567,7 +643,11 @@ class OKXClient:
                 if metrics is not None:
                     metrics.limiter_wait(waited)
                 stats.in_flight += 1
-                stats.sent += 1
+                if lane is not None:  # set requests, the only ones that go through a lane
+                    stats.sent += 1
+                    lane.attempt_sent()
+                else:
+                    stats.lookups += 1
                 try:
                     headers = (
                         self._credentials.request_headers(clock.timestamp(), method, target, body)
@@ -594,9 +674,14 @@ class OKXClient:
                     if isinstance(exc, RateLimitedError):
                         if metrics is not None:
                             metrics.rate_limited()
-                        stats.rate_limited += 1
+                        if lane is not None:
+                            stats.rate_limited += 1
                         self._emit("rate_limited", path, attempt, exc)
                         await limiter.on_rate_limited()
+                except asyncio.CancelledError:
+                    if lane is not None:  # it may have reached OKX: settle it later
+                        lane.note_uncertain(loop.time() + self._landing_horizon)
+                    raise
                 else:
                     if metrics is not None:
                         metrics.request(method, loop.time() - sent_at, None)
@@ -608,7 +693,7 @@ class OKXClient:
                 finally:
                     stats.in_flight -= 1
                     await limiter.release(lease)
-                await self._before_retry(error, attempt, path, deadline, lane)
+                resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
         except asyncio.CancelledError as exc:
             # Identify close()'s cancellation by message *or* by task: a library below
             # may re-raise CancelledError without the message.
@@ -628,19 +713,34 @@ class OKXClient:
         raise ClientClosedError("the client was closed before this request finished")
 
     async def _before_retry(
-        self, error: OKXError, attempt: int, path: str, deadline: float | None, lane: Lane | None
-    ) -> None:
-        """Return to retry, or raise: the error itself, or SupersededError."""
-        self._last_error = (asyncio.get_running_loop().time(), error)
-        if isinstance(error, TimestampExpiredError) and attempt == 1:
+        self,
+        error: OKXError,
+        attempt: int,
+        path: str,
+        deadline: float | None,
+        lane: Lane | None,
+        resynced: bool,
+    ) -> bool:
+        """Return to retry (with whether the clock was resynced in this call), or raise:
+        the error itself, or SupersededError."""
+        loop = asyncio.get_running_loop()
+        self._last_error = (loop.time(), error)
+        if lane is not None and outcome_unknown(error):
+            # OKX may still apply it: the lane re-asserts the newest value after this.
+            lane.note_uncertain(loop.time() + self._landing_horizon)
+        if isinstance(error, TimestampExpiredError) and not resynced:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
-        if self._closed or not should_retry(error, attempt, self._retry):
+            resynced, clock_resynced = True, False  # this 50102 came before the resync
+        else:
+            clock_resynced = resynced
+        if self._closed or not should_retry(
+            error, attempt, self._retry, clock_resynced=clock_resynced
+        ):
             self._fail(error, path, attempt)
             raise error
         if lane is not None and lane.has_newer():
             raise SupersededError  # a newer value waits: retrying this one could undo it
         delay = retry_delay(error, attempt, self._retry)
-        loop = asyncio.get_running_loop()
         if deadline is not None and loop.time() + delay >= deadline:
             self._fail(error, path, attempt)
             raise DeadlineExceededError(
@@ -657,6 +757,7 @@ class OKXClient:
             await asyncio.sleep(delay)
             if lane is not None and lane.has_newer():
                 raise SupersededError
+        return resynced
 
     def _error_since(self, start: float) -> OKXError | None:
         """The latest failed attempt's error if it came after loop time `start`."""
@@ -724,28 +825,3 @@ def _first_row(data: list[Any], path: str) -> dict[str, Any]:
             body_preview=repr(data)[:200],
         )
     return data[0]
-
-
-def _is_positive_number(value: object) -> bool:
-    # bool is an int; NaN fails "> 0"; inf would never time out, which is no timeout.
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
-    )
-
-
-def _demo_flag(demo: object) -> bool:
-    """`demo=` as a bool: a str is read exactly as OKX_DEMO is (`_env_flag`)."""
-    if isinstance(demo, bool):
-        return demo
-    if isinstance(demo, str):
-        return _env_flag("demo", demo)
-    raise InvalidInputError(f"demo must be a bool (or 'true'/'false'), not {type(demo).__name__}")
-
-
-def _env_flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise InvalidInputError(f"{name} must be 1/0, true/false, yes/no or on/off, not {value!r}")

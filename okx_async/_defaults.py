@@ -37,6 +37,14 @@ CLOSE_DRAIN_TIMEOUT: Final = 5.0  # close() lets pending calls finish this long
 # Clock: OKX rejects timestamps more than 30 s off (50102).
 SERVER_CLOCK_TOLERANCE: Final = 30.0
 
+# Uncertain outcomes (a request timed out, dropped, cancelled on the wire, or answered
+# 50004/5xx) may still be applied by OKX later. The client assumes none is applied more
+# than this many seconds after the client stopped waiting for it, and re-asserts the
+# newest value once that much time has passed (see README, "The last value sticks").
+# 30 s: OKX refuses a request whose timestamp is over 30 s off its clock (50102), and it
+# is 3x the default request timeout.
+LANDING_HORIZON: Final = 30.0
+
 # Retries: capped exponential backoff with full jitter.
 MAX_ATTEMPTS: Final = 6
 BACKOFF_BASE: Final = 0.25

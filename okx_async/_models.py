@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 __all__ = ["AccountConfig", "RiskOffsetAmount", "RiskOffsetResult"]
@@ -12,15 +12,35 @@ __all__ = ["AccountConfig", "RiskOffsetAmount", "RiskOffsetResult"]
 class RiskOffsetResult:
     """Outcome of one `set_risk_offset_amount` call.
 
-    `amount` is the value OKX holds now for `ccy` as a result of this call. When a newer
-    value for the same currency was submitted before ours was sent, ours was never sent:
-    `superseded` is True and `amount` is the newer value that was applied instead.
+    Fields (positional order kept from earlier versions: ccy, amount, requested,
+    superseded, attempts):
+
+    - `ccy` (str): the currency, upper case as sent, e.g. "BTC".
+    - `amount` (Decimal, units of `ccy`): the value OKX holds for `ccy` as the result of
+      this call — OKX's echo of the value applied. Usually equal to `requested`; a newer
+      value of the same currency when that one answered for this call.
+    - `requested` (Decimal, units of `ccy`): the value this call asked for.
+    - `superseded` (bool): True only when this value was never sent — a newer value of
+      the same currency was submitted before it went out, and `amount` is that value.
+    - `attempts` (int, >= 0): requests carrying this value that went to OKX (1 + retries;
+      0 when superseded). Not part of equality: two results of the same outcome compare
+      equal however many attempts each took.
+    - `sent` (bool, derived): whether this value went to OKX at all, i.e.
+      `not superseded`. `sent` with `amount != requested` means the value was sent, its
+      outcome was unknown (timeout, dropped connection) and a newer value, applied after
+      it, answered for it instead of a retry.
     """
 
     ccy: str
     amount: Decimal
     requested: Decimal
     superseded: bool = False
+    attempts: int = field(default=0, compare=False)
+
+    @property
+    def sent(self) -> bool:
+        """Whether a request carrying this value went to OKX (`not superseded`)."""
+        return not self.superseded
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,14 @@ submission order, so an older value can never overtake a newer one. With coalesc
 newer value replaces every older value still waiting: those are never sent, and their
 callers learn which value was applied instead. A retry of an older value is dropped
 (`SupersededError`) once a newer value waits, for the same reason.
+
+A request whose fate is unknown (timed out, connection dropped, 50004, cancelled on the
+wire) may still be applied by the exchange later, after a newer value. The lane remembers
+each such request as (value, landing horizon) and, once its newest value has been applied,
+sends that value once more (a *re-assert*) after the latest horizon of any other value has
+passed: whatever lands late, the newest value lands last. The settling state lives on the
+lane alone (`note_uncertain`, `_record_applied`, `_arm_settle`), so a shared store could
+later hold the same (value, horizon) entries per (user, currency).
 """
 
 from __future__ import annotations
@@ -24,13 +32,25 @@ class SupersededError(Exception):
     """Internal signal: stop retrying, a newer value for this currency waits."""
 
 
+_TIMER_SLACK = 1e-6  # seconds; far below any network delay
+
 SendUpdate = Callable[["Update", "Lane"], Awaitable[Decimal]]
 
 
 class Update:
     """One submitted value and everyone waiting for its outcome."""
 
-    __slots__ = ("amount", "ccy", "deadline", "future", "replaced", "send", "text")
+    __slots__ = (
+        "amount",
+        "attempts",
+        "ccy",
+        "deadline",
+        "future",
+        "reassert",
+        "replaced",
+        "send",
+        "text",
+    )
 
     def __init__(
         self,
@@ -50,6 +70,23 @@ class Update:
         self.future = future
         # Older updates whose callers wait on this one; a list only once there are any.
         self.replaced: list[Update] | tuple[()] = ()
+        self.attempts = 0  # requests carrying this value that went out (Lane.attempt_sent)
+        self.reassert = False  # sent by the lane itself to settle an uncertain outcome
+
+    def again(self) -> Update:
+        """A re-assert of this value: nobody awaits it, so its outcome is consumed here."""
+        future: asyncio.Future[RiskOffsetResult] = self.future.get_loop().create_future()
+        future.add_done_callback(_consume)
+        update = Update(
+            ccy=self.ccy,
+            text=self.text,
+            amount=self.amount,
+            deadline=None,
+            send=self.send,
+            future=future,
+        )
+        update.reassert = True
+        return update
 
     def is_wanted(self) -> bool:
         """False when every caller waiting on this value has gone (cancelled, closed)."""
@@ -64,10 +101,17 @@ class Update:
 
     def resolve(self, applied: Decimal) -> None:
         if not self.future.done():
-            self.future.set_result(RiskOffsetResult(self.ccy, applied, self.amount))
+            self.future.set_result(
+                RiskOffsetResult(self.ccy, applied, self.amount, attempts=self.attempts)
+            )
         for old in self.replaced:
             if not old.future.done():
-                old.future.set_result(RiskOffsetResult(self.ccy, applied, old.amount, True))
+                # Superseded only if never sent: a value that went out (and whose retry
+                # was dropped for this newer one) may have been applied in between.
+                superseded = old.attempts == 0
+                old.future.set_result(
+                    RiskOffsetResult(self.ccy, applied, old.amount, superseded, old.attempts)
+                )
 
     def fail(self, error: BaseException) -> None:
         for update in (self, *self.replaced):
@@ -81,7 +125,16 @@ class Update:
 class Lane:
     """The queue of one (environment, user, currency); one worker task while busy."""
 
-    __slots__ = ("_current", "_queue", "_registry", "_worker", "key")
+    __slots__ = (
+        "_applied",
+        "_current",
+        "_queue",
+        "_registry",
+        "_settle",
+        "_uncertain",
+        "_worker",
+        "key",
+    )
 
     def __init__(self, key: Hashable, registry: dict[Hashable, Lane]) -> None:
         self.key = key
@@ -90,6 +143,12 @@ class Lane:
         self._worker: asyncio.Task[None] | None = None
         # The registry's dict, which an idle lane leaves (a dict call, not a Python one).
         self._registry = registry
+        # (value, landing horizon in loop time) of requests whose fate is unknown and
+        # that no later successful send is known to have overwritten.
+        self._uncertain: list[tuple[Decimal, float]] = []
+        # The newest value known applied, while no later value has failed.
+        self._applied: Update | None = None
+        self._settle: asyncio.TimerHandle | None = None  # the pending re-assert
 
     def submit(self, update: Update, *, coalesce: bool) -> None:
         if coalesce:
@@ -97,6 +156,7 @@ class Lane:
                 update.absorb(self._queue.popleft())
         self._queue.append(update)
         if self._worker is None and self._current is None:
+            self._disarm_settle()  # the new value settles the lane instead
             self._worker = asyncio.get_running_loop().create_task(self._run())
 
     def claim(self, update: Update) -> bool:
@@ -104,20 +164,26 @@ class Lane:
         `run_inline`, saving a worker task on the common path."""
         if self._current is not None or self._worker is not None or self._queue:
             return False
+        if self._settle is not None:
+            self._disarm_settle()
         self._current = update
         return True
 
     async def run_inline(self, update: Update) -> None:
         """Send a claimed update in the caller's task. Its outcome lands in its future;
         values submitted meanwhile are handed to a worker afterwards."""
+        # Only entries older than the send can be pruned by its success; none: no clock.
+        started = update.future.get_loop().time() if self._uncertain else 0.0
         try:
             applied = await update.send(update, self)
         except asyncio.CancelledError:
             update.future.cancel()  # the caller went away mid-send; nobody else waits
+            self._applied = None  # its fate is unknown: never re-assert an older value
             raise
         except Exception as exc:
             self._settle_failure(update, exc)
         else:
+            self._record_applied(update, started)
             update.resolve(applied)
         finally:
             self._current = None
@@ -130,6 +196,17 @@ class Lane:
         """True while another value waits behind the one being sent."""
         return bool(self._queue)
 
+    def attempt_sent(self) -> None:
+        """The sender put a request for the current value on the wire (counts attempts)."""
+        if self._current is not None:
+            self._current.attempts += 1
+
+    def note_uncertain(self, landing: float) -> None:
+        """The current value's last request ended without a known outcome: the exchange
+        may still apply it, up to loop time `landing`."""
+        if self._current is not None:
+            self._uncertain.append((self._current.amount, landing))
+
     async def _run(self) -> None:
         try:
             while self._queue:
@@ -137,9 +214,11 @@ class Lane:
                 if not update.is_wanted():
                     continue  # all its callers left before it was sent: send nothing
                 self._current = update
+                started = update.future.get_loop().time() if self._uncertain else 0.0
                 try:
                     applied = await update.send(update, self)
                 except asyncio.CancelledError:
+                    self._applied = None  # as in run_inline
                     update.fail(asyncio.CancelledError())
                     for rest in self._queue:
                         rest.fail(asyncio.CancelledError())
@@ -148,6 +227,7 @@ class Lane:
                 except Exception as exc:
                     self._settle_failure(update, exc)
                 else:
+                    self._record_applied(update, started)
                     update.resolve(applied)
                 finally:
                     self._current = None
@@ -159,7 +239,9 @@ class Lane:
     def _leave_registry(self) -> None:
         # Only if it is still the registered one: a caller may hold this lane after the
         # registry dropped it and made a new one, which must stay while it is busy.
-        if self._registry.get(self.key) is self:
+        if self._registry.get(self.key) is self and not (self._uncertain and self._arm_settle()):
+            # (A lane that must settle stays registered: a re-assert is due, or its
+            # uncertain entries must outlive it for the next value to wait them out.)
             del self._registry[self.key]
 
     def _settle_failure(self, update: Update, error: Exception) -> None:
@@ -167,14 +249,85 @@ class Lane:
         # own: each waiting call keeps its coroutines alive.
         if not isinstance(error, SupersededError):
             update.fail(error)
+            # The newest value was not applied: re-asserting an older one could undo it
+            # if it lands late, so the lane settles again only after a later success.
+            self._applied = None
         elif self._queue:  # a newer value waits; it answers for this one too
             self._queue[0].absorb(update)
         else:  # the newer one was withdrawn meanwhile: ours is the latest again
             self._queue.appendleft(update)
 
+    # -- settling uncertain outcomes --------------------------------------------------
+
+    def _record_applied(self, update: Update, started: float) -> None:
+        self._applied = update
+        if self._uncertain:
+            # Whatever landed before this value's first request went out was overwritten.
+            # The slack: the loop runs a timer up to its clock resolution early, and a
+            # re-assert started by its timer must settle the entry it was timed for.
+            cutoff = started + _TIMER_SLACK
+            self._uncertain = [entry for entry in self._uncertain if entry[1] > cutoff]
+
+    def settle_due(self) -> float | None:
+        """Loop time at which the newest applied value must be sent again, or None."""
+        applied = self._applied
+        if applied is None or not self._uncertain:
+            return None
+        # Requests of the newest value itself may land whenever: they write that value.
+        return max(
+            (landing for amount, landing in self._uncertain if amount != applied.amount),
+            default=None,
+        )
+
+    def _arm_settle(self) -> bool:
+        """Called when the lane goes idle: True (and a timer set) while it must stay
+        registered, for a re-assert or until its uncertain entries have expired."""
+        due = self.settle_due()
+        loop = asyncio.get_running_loop()
+        if due is None:
+            now = loop.time()
+            self._uncertain = [entry for entry in self._uncertain if entry[1] > now]
+            if not self._uncertain:
+                return False
+            # Harmless now, but a newer value would have to wait them out: keep them.
+            due = max(landing for _, landing in self._uncertain)
+        self._disarm_settle()
+        self._settle = loop.call_at(due, self._on_settle_timer)
+        return True
+
+    def _disarm_settle(self) -> None:
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
+
+    def _on_settle_timer(self) -> None:
+        self._settle = None
+        if self._current is not None or self._worker is not None:
+            return  # busy: the lane re-arms when it is idle again
+        applied = self._applied
+        if applied is not None and self.settle_due() is not None:
+            self._queue.append(applied.again())
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._leave_registry()
+
+    def stop_settling(self, send: SendUpdate) -> bool:
+        """Drop the pending re-assert if `send` would send it (its client closes).
+        True when one was pending: that lane's late landings stay uncertain."""
+        applied = self._applied
+        if applied is None or applied.send != send:
+            return False
+        pending = self._settle is not None
+        self._disarm_settle()
+        self._applied = None
+        if self._current is None and self._worker is None and not self._queue:
+            self._leave_registry()
+        return pending
+
     def __repr__(self) -> str:
         busy = "sending" if self._current is not None else "idle"
-        return f"Lane({self.key!r}, {busy}, waiting={len(self._queue)})"
+        settle = ", settling" if self._settle is not None else ""
+        return f"Lane({self.key!r}, {busy}, waiting={len(self._queue)}{settle})"
 
 
 class LaneRegistry:
@@ -191,11 +344,21 @@ class LaneRegistry:
             lane = self._lanes[key] = Lane(key, self._lanes)
         return lane
 
+    def stop_settling(self, send: SendUpdate) -> int:
+        """Stop every pending re-assert that `send` would send; how many were pending."""
+        return sum(lane.stop_settling(send) for lane in list(self._lanes.values()))
+
     def __len__(self) -> int:
         return len(self._lanes)
 
     def __repr__(self) -> str:
         return f"LaneRegistry(lanes={len(self._lanes)})"
+
+
+def _consume(future: asyncio.Future[RiskOffsetResult]) -> None:
+    # A re-assert's failure is reported through the client's stats and events, not here.
+    if not future.cancelled():
+        future.exception()
 
 
 _REGISTRIES: WeakKeyDictionary[asyncio.AbstractEventLoop, LaneRegistry] = WeakKeyDictionary()

@@ -34,8 +34,8 @@ from ._errors import (
     ClientClosedError,
     DeadlineExceededError,
     InvalidInputError,
-    QueueFullError,
 )
+from ._limiter._queue import HeadQueue
 from ._limits import KeyLimiter, Lease, LimiterKey, LimiterSnapshot, RateLimit
 from ._redis_link import RedisDown, RedisLink
 from ._redis_scripts import (
@@ -273,7 +273,6 @@ class RedisKeyLimiter:
         "_epoch",
         "_fallback",
         "_fb_leases",
-        "_head_try_at",
         "_held_until",
         "_idle_ms",
         "_in_flight",
@@ -284,6 +283,7 @@ class RedisKeyLimiter:
         "_nap",
         "_pending",
         "_pending_limited",
+        "_queue",
         "_quiet",
         "_rate",
         "_recovery_us",
@@ -292,7 +292,6 @@ class RedisKeyLimiter:
         "_resync",
         "_resynced",
         "_settings",
-        "_waiters",
         "_window_us",
     )
 
@@ -307,8 +306,7 @@ class RedisKeyLimiter:
         self._window_us = max(1, round(rate.window * 1e6))
         self._recovery_us = round(RATE_LIMIT_RECOVERY_WINDOWS * rate.window * 1e6)
         self._idle_ms = idle_ms(rate, settings.inflight_ttl, settings.ticket_grace)
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._head_try_at = 0.0  # loop time the head waits for; nobody behind is earlier
+        self._queue = HeadQueue()  # this process's callers; only the head asks Redis
         self._nap: asyncio.Future[None] | None = None  # the head's wait; an outage ends it
         self._in_flight: set[RedisLease] = set()
         # (loop time it stops cooling, lease id) of our released leases, oldest first.
@@ -349,7 +347,7 @@ class RedisKeyLimiter:
         mode = "fallback" if self._use_fallback() else "redis"
         return (
             f"<RedisKeyLimiter {self._key} {self._rate.limit}/{self._rate.window:g}s "
-            f"{mode} queued={len(self._waiters)} in_flight={len(self._in_flight)} "
+            f"{mode} queued={len(self._queue)} in_flight={len(self._in_flight)} "
             f"burst={self._burst}>"
         )
 
@@ -361,7 +359,7 @@ class RedisKeyLimiter:
         if self._use_fallback() and self._fallback is not None:
             burst = self._fallback.snapshot().burst
         return LimiterSnapshot(
-            queued=len(self._waiters),
+            queued=len(self._queue),
             in_flight=len(self._in_flight),
             cooling=len(self._cooling),
             burst=burst,
@@ -392,41 +390,15 @@ class RedisKeyLimiter:
         if self._link.in_outage and self._settings.fallback_share is None:
             raise self._link.outage_error()
         loop = asyncio.get_running_loop()
-        if deadline is not None and loop.time() >= deadline:
-            raise DeadlineExceededError(f"deadline passed before asking for a slot of {self._key}")
-        if self._waiters and deadline is not None and deadline <= self._head_try_at:
-            raise DeadlineExceededError(
-                f"the caller ahead waits for {self._key} until past the deadline"
-            )
-        # The head (talking to Redis) does not count: `max_pending` callers may wait.
-        if len(self._waiters) > self._settings.max_pending:
-            raise QueueFullError(
-                f"{len(self._waiters) - 1} calls already wait for {self._key} "
-                f"(max_pending={self._settings.max_pending})"
-            )
-        turn: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(turn)
-        if len(self._waiters) == 1:
-            turn.set_result(None)
+        queue = self._queue
+        turn = queue.join(
+            loop, key=self._key, deadline=deadline, max_pending=self._settings.max_pending
+        )
         try:
-            if not turn.done():
-                timeout = None if deadline is None else deadline - loop.time()
-                await asyncio.wait((turn,), timeout=timeout)
-                if not turn.done():
-                    raise DeadlineExceededError(
-                        f"deadline passed while queued locally for {self._key}"
-                    )
+            await queue.wait(turn, loop, key=self._key, deadline=deadline)
             return await self._acquire_as_head(deadline)
         finally:
-            self._leave(turn)
-
-    def _leave(self, turn: asyncio.Future[None]) -> None:
-        if self._waiters and self._waiters[0] is turn:
-            self._waiters.popleft()
-            if self._waiters:
-                self._waiters[0].set_result(None)
-        else:
-            self._waiters.remove(turn)
+            queue.leave(turn)
 
     async def _acquire_as_head(self, deadline: float | None) -> RedisLease:
         loop = asyncio.get_running_loop()
@@ -471,7 +443,7 @@ class RedisKeyLimiter:
                         "after the deadline"
                     )
                 ticket = True
-                self._head_try_at = loop.time() + wait_us / 1e6
+                self._queue.head_try_at = loop.time() + wait_us / 1e6
                 self._nap = loop.create_future()
                 await asyncio.wait((self._nap,), timeout=wait_us / 1e6)
         except BaseException:
@@ -480,7 +452,7 @@ class RedisKeyLimiter:
                 self._forget(lease_id)
             raise
         finally:
-            self._head_try_at = 0.0
+            self._queue.head_try_at = 0.0
             self._nap = None
 
     async def _ask(self, lease_id: str, max_wait: int) -> tuple[int, int]:

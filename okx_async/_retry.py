@@ -7,9 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._defaults import BACKOFF_BASE, BACKOFF_CAP, MAX_ATTEMPTS
-from ._errors import OKXError, RateLimitedError, TimestampExpiredError
+from ._errors import (
+    APIError,
+    NetworkError,
+    OKXError,
+    RateLimitedError,
+    RequestTimeoutError,
+    TimestampExpiredError,
+    UnexpectedResponseError,
+)
 
-__all__ = ["RetryPolicy", "backoff", "should_retry"]
+__all__ = ["RetryPolicy", "backoff", "outcome_unknown", "should_retry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +35,35 @@ class RetryPolicy:
             raise ValueError("need 0 <= backoff_base <= backoff_cap")
 
 
-def should_retry(error: BaseException, attempt: int, policy: RetryPolicy) -> bool:
-    """Whether to send again after `error` ended attempt number `attempt` (1-based)."""
+def should_retry(
+    error: BaseException, attempt: int, policy: RetryPolicy, *, clock_resynced: bool = False
+) -> bool:
+    """Whether to send again after `error` ended attempt number `attempt` (1-based).
+    `clock_resynced`: this call already resynced the clock after an earlier 50102."""
     if attempt >= policy.max_attempts or not isinstance(error, OKXError):
         return False
     if isinstance(error, TimestampExpiredError):
-        return attempt == 1  # once, after the clock resync; twice means something else
+        # Once per call, after the resync, on whichever attempt: OKX's clock may move
+        # during a backoff. A second 50102 after a resync means something else.
+        return not clock_resynced
     return error.retryable
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether a request that ended in `error` may still be applied by OKX.
+
+    True for a timeout, a dropped connection (also one refused before sending: the
+    client cannot tell, and a needless re-assert costs one request), 50004, and any 5xx
+    (OKX JSON or a gateway page); also for a 2xx/3xx body that is not OKX JSON. False for
+    answers that refuse the request: 4xx pages, 50011, 50013 (HTTP 429), business codes.
+    """
+    if isinstance(error, (RequestTimeoutError, NetworkError)):
+        return True
+    if isinstance(error, UnexpectedResponseError):
+        return not 400 <= error.status < 500
+    if isinstance(error, APIError):
+        return error.code == "50004" or error.status >= 500
+    return False
 
 
 def backoff(

@@ -9,11 +9,9 @@ traceback hold the signed request headers (signature and passphrase).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl as _ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -40,55 +38,15 @@ from ._pool import (
     mask_url,
     release_pool,
 )
-from ._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
+from ._urls import (
+    check_base_url,
+    mask_credentials_in_text,
+    refuse_url_credentials,
+)
 
 __all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url", "refuse_url_credentials"]
 
 MAX_RESPONSE_BYTES = 1 << 20  # no answer of these endpoints comes near 1 MiB
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
-    """The base URL without a trailing slash; plain http only for loopback hosts.
-
-    Raises InvalidInputError. Credentials (`user:pw@`) are checked first, and every
-    message shows the URL with them masked, so a secret in the URL is never echoed.
-    """
-    refuse_url_credentials(base_url)
-    shown = repr(base_url)
-    try:
-        parts = urlsplit(base_url)
-        hostname = parts.hostname
-    except ValueError:  # a malformed IPv6 literal, for one
-        raise InvalidInputError(f"base_url {shown} is not a valid URL") from None
-    if parts.scheme not in ("https", "http") or not hostname:
-        raise InvalidInputError(f"base_url {shown} must look like https://www.okx.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url {shown} must not have a path or query")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(hostname):
-        raise InvalidInputError(
-            f"base_url {shown} uses plain http to a non-loopback host; use https "
-            "(or pass allow_insecure_http=True if you really mean it)"
-        )
-    return base_url.rstrip("/")
-
-
-def refuse_url_credentials(base_url: str) -> None:
-    """InvalidInputError if `base_url` carries credentials (`user:pw@`, `password=`); the
-    message shows the URL with them masked. Runs before any other check of the URL."""
-    if has_url_credentials(base_url):
-        raise InvalidInputError(
-            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
-        )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # (loop, session, proxy to pass per request, shared pool or None): found once per loop.

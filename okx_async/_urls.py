@@ -1,18 +1,40 @@
-"""Masking credentials in URLs before they reach a message, a log line or a repr.
+"""Every URL rule of the package: OKX's hosts and regions, plain http, credentials.
 
-One helper for every URL the package takes (`base_url`, proxies, Redis/limiter URLs):
-`mask_url_credentials(url)` replaces the password of `user:password@` (all of a lone
-`token@`), and the value of any `password=` query parameter, with `***`. It parses by
-hand rather than with `urlsplit`, which raises on malformed URLs (a bad IPv6 literal,
-an out-of-range port): a URL that is wrong in some other way must still be masked
-before the message that says so.
+- `resolve_base_url(base_url, allow_insecure_http=)`: a region name ("global", "eea",
+  "us") or a URL checked by `check_base_url` (https, or plain http to this computer
+  only: `is_loopback`).
+- `canonical_host(base_url)`: one `host:port` for every spelling of one server (what
+  budgets keyed per host use).
+- Masking credentials before they reach a message, a log line or a repr, for every URL
+  the package takes (`base_url`, proxies, Redis/limiter URLs): `mask_url_credentials`
+  replaces the password of `user:password@` (all of a lone `token@`), and the value of
+  any `password=` query parameter, with `***`. It parses by hand rather than with
+  `urlsplit`, which raises on malformed URLs (a bad IPv6 literal, an out-of-range
+  port): a URL that is wrong in some other way must still be masked before the message
+  that says so.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from typing import Final
+from urllib.parse import urlsplit
 
-__all__ = ["MASK", "has_url_credentials", "mask_credentials_in_text", "mask_url_credentials"]
+from ._defaults import DEFAULT_BASE_URL, GLOBAL_URL, OPENAPI_URL, REGION_URLS
+from ._errors import InvalidInputError
+
+__all__ = [
+    "MASK",
+    "canonical_host",
+    "check_base_url",
+    "has_url_credentials",
+    "is_loopback",
+    "mask_credentials_in_text",
+    "mask_url_credentials",
+    "refuse_url_credentials",
+    "resolve_base_url",
+]
 
 MASK = "***"
 # "password=" (or pass=, pwd=) in a query string, up to the next separator.
@@ -62,3 +84,94 @@ def _userinfo_span(url: str) -> tuple[int, int] | None:
 def mask_credentials_in_text(text: str) -> str:
     """Every `scheme://user:password@` inside free text (an error message) masked."""
     return _USERINFO_IN_TEXT.sub(lambda m: m.group(1) + MASK + "@", text)
+
+
+# -- OKX hosts ----------------------------------------------------------------------------
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+# www.okx.com and openapi.okx.com serve the same accounts and count the same budget.
+_ALIASES: Final = {urlsplit(OPENAPI_URL).netloc: urlsplit(GLOBAL_URL).netloc}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an IP literal, any case) is this computer."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: object, *, allow_insecure_http: bool = False) -> str:
+    """OKXClient's `base_url`: a region name (`REGION_URLS`: "global", "eea", "us") or a
+    URL, checked by `check_base_url`. Raises InvalidInputError (the URL's credentials
+    masked in every message)."""
+    if not isinstance(base_url, str):
+        raise InvalidInputError(
+            f"base_url must be a URL or a region name (global, eea, us), "
+            f"not {type(base_url).__name__}"
+        )
+    base_url = REGION_URLS.get(base_url, base_url)
+    refuse_url_credentials(base_url)  # first: no later message may echo them
+    if "://" not in base_url:
+        raise InvalidInputError(
+            f"base_url {base_url[:40]!r} is neither a URL nor a region name: use "
+            f"{', '.join(REGION_URLS)} or a URL such as {DEFAULT_BASE_URL}"
+        )
+    return check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
+    """The base URL without a trailing slash; plain http only for loopback hosts.
+
+    Raises InvalidInputError. Credentials (`user:pw@`) are checked first, and every
+    message shows the URL with them masked, so a secret in the URL is never echoed.
+    """
+    refuse_url_credentials(base_url)
+    shown = repr(base_url)
+    try:
+        parts = urlsplit(base_url)
+        hostname = parts.hostname
+    except ValueError:  # a malformed IPv6 literal, for one
+        raise InvalidInputError(f"base_url {shown} is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise InvalidInputError(f"base_url {shown} must look like https://www.okx.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidInputError(f"base_url {shown} must not have a path or query")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(hostname):
+        raise InvalidInputError(
+            f"base_url {shown} uses plain http to a non-loopback host; use https "
+            "(or pass allow_insecure_http=True if you really mean it)"
+        )
+    return base_url.rstrip("/")
+
+
+def refuse_url_credentials(base_url: str) -> None:
+    """InvalidInputError if `base_url` carries credentials (`user:pw@`, `password=`); the
+    message shows the URL with them masked. Runs before any other check of the URL."""
+    if has_url_credentials(base_url):
+        raise InvalidInputError(
+            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
+        )
+
+
+def canonical_host(base_url: str) -> str:
+    """`host:port` for a checked base URL, the same for every spelling of one server:
+    scheme and host case, a trailing dot, the scheme's default port, loopback names and
+    addresses, and OKX's two global hostnames.
+
+    >>> canonical_host("HTTPS://WWW.OKX.COM.:443/")
+    'www.okx.com:443'
+    >>> canonical_host("http://localhost:8080") == canonical_host("http://127.0.0.1:8080")
+    True
+    """
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")  # urlsplit lower-cases the hostname
+    host = _ALIASES.get(host, host)
+    if is_loopback(host):
+        host = "loopback"
+    port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme, 0)
+    return f"{host}:{port}"

@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from virtual_time import run_virtual
 
 from okx_async import RiskOffsetResult
 from okx_async._ordering import Lane, LaneRegistry, SupersededError, Update
@@ -228,3 +229,175 @@ async def test_cancelling_the_inline_caller_frees_the_lane() -> None:
         await inline
     assert first.future.cancelled()
     assert len(registry) == 0 and lane.claim(make(sender, "2"))
+
+
+# -- settling uncertain outcomes (virtual time) -------------------------------------------
+
+
+class Exchange:
+    """A fake exchange behind a lane. `script[text]` says how the next request of that
+    value goes: "ok", or ("late", apply_at, landing): the request's outcome is unknown
+    (the lane is told its landing horizon), the exchange applies it at `apply_at`, and
+    a retry of the same value succeeds at once; or "fail": refused, not applied."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+        self.sent: list[tuple[float, str, bool]] = []  # (time, value, re-assert)
+        self.script: dict[str, object] = {}
+
+    async def __call__(self, update: Update, lane: Lane) -> Decimal:
+        loop = asyncio.get_running_loop()
+        self.sent.append((loop.time(), update.text, update.reassert))
+        lane.attempt_sent()
+        how = self.script.pop(update.text, "ok") if not update.reassert else "ok"
+        if how == "fail":
+            raise RuntimeError("refused")
+        if isinstance(how, tuple):
+            _, apply_at, landing = how
+            loop.call_at(apply_at, setattr, self, "value", update.text)
+            lane.note_uncertain(landing)
+            lane.attempt_sent()  # the retry
+        self.value = update.text
+        return update.amount
+
+
+def send(lane: Lane, exchange: Exchange, text: str) -> asyncio.Future[RiskOffsetResult]:
+    update = make(exchange, text)  # type: ignore[arg-type]
+    lane.submit(update, coalesce=True)
+    return update.future
+
+
+def test_the_newest_value_is_reasserted_after_the_horizon() -> None:
+    async def main() -> None:
+        registry, exchange = LaneRegistry(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        first = await send(lane, exchange, "1")
+        assert (first.attempts, first.sent) == (2, True)
+        await send(lane, exchange, "2")
+        await asyncio.sleep(4.5)
+        assert exchange.value == "1"  # the uncertain request landed after the newer value
+        assert len(registry) == 1  # the lane waits to settle
+        await asyncio.sleep(1)
+        assert exchange.value == "2"
+        assert exchange.sent[-1] == (5.0, "2", True)  # exactly at the landing horizon
+        await asyncio.sleep(10)
+        assert len(exchange.sent) == 3 and len(registry) == 0  # settled, once
+
+    run_virtual(main)
+
+
+def test_no_reassert_while_the_newest_value_is_the_uncertain_one() -> None:
+    async def main() -> None:
+        registry, exchange = LaneRegistry(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        await send(lane, exchange, "1")
+        await asyncio.sleep(4.9)
+        assert len(registry) == 1  # kept: a newer value would have to wait the entry out
+        await asyncio.sleep(0.2)
+        assert len(registry) == 0 and [s[1] for s in exchange.sent] == ["1"]
+
+    run_virtual(main)
+
+
+def test_a_newest_value_that_failed_is_never_replaced_by_an_older_one() -> None:
+    async def main() -> None:
+        registry, exchange = LaneRegistry(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        exchange.script["2"] = "fail"
+        await send(lane, exchange, "1")
+        with pytest.raises(RuntimeError):
+            await send(lane, exchange, "2")
+        await asyncio.sleep(4.5)
+        assert [s[1] for s in exchange.sent] == ["1", "2"]  # "1" is not re-asserted
+        assert exchange.value == "1" and len(registry) == 1
+        # A later value still waits out the older uncertain request.
+        await send(registry.lane("k"), exchange, "3")
+        await asyncio.sleep(10)
+        assert exchange.sent[-1] == (5.0, "3", True) and exchange.value == "3"
+        assert len(registry) == 0
+
+    run_virtual(main)
+
+
+def test_a_value_set_during_the_wait_is_the_one_reasserted() -> None:
+    async def main() -> None:
+        registry, exchange = LaneRegistry(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        await send(lane, exchange, "1")
+        await send(lane, exchange, "2")
+        await asyncio.sleep(4.5)
+        await send(lane, exchange, "3")
+        await asyncio.sleep(1)
+        assert exchange.value == "3"
+        assert exchange.sent[-1] == (5.0, "3", True)
+
+    run_virtual(main)
+
+
+def test_stop_settling_drops_only_the_closing_senders_reasserts() -> None:
+    async def main() -> None:
+        registry, exchange, other = LaneRegistry(), Exchange(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        await send(lane, exchange, "1")
+        await send(lane, exchange, "2")
+        assert registry.stop_settling(other) == 0
+        assert registry.stop_settling(exchange) == 1
+        await asyncio.sleep(10)
+        assert exchange.value == "1"  # what close() leaves uncertain
+        assert len(exchange.sent) == 2 and len(registry) == 0
+
+    run_virtual(main)
+
+
+def test_after_the_newest_value_failed_no_older_value_is_reasserted() -> None:
+    async def main() -> None:
+        registry, exchange = LaneRegistry(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        exchange.script["3"] = "fail"
+        await send(lane, exchange, "1")
+        await send(lane, exchange, "2")  # a re-assert of "2" is now due at 5.0
+        with pytest.raises(RuntimeError):
+            await send(lane, exchange, "3")
+        await asyncio.sleep(10)
+        assert [s[1] for s in exchange.sent] == ["1", "2", "3"]
+
+    run_virtual(main)
+
+
+def test_after_the_newest_value_was_cancelled_on_the_wire_no_older_value_is_reasserted() -> None:
+    async def main() -> None:
+        registry, exchange = LaneRegistry(), Exchange()
+        lane = registry.lane("k")
+        exchange.script["1"] = ("late", 4.0, 5.0)
+        await send(lane, exchange, "1")
+        await send(lane, exchange, "2")
+
+        async def hangs(update: Update, lane: Lane) -> Decimal:
+            lane.attempt_sent()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                lane.note_uncertain(asyncio.get_running_loop().time() + 5)
+                raise
+            raise AssertionError("not reached")
+
+        third = make(exchange, "3")  # type: ignore[arg-type]
+        third.send = hangs
+        assert lane.claim(third)
+        inline = asyncio.ensure_future(lane.run_inline(third))
+        await asyncio.sleep(1)
+        inline.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await inline
+        await asyncio.sleep(10)
+        # "3" may have been applied: re-asserting "2" could undo it.
+        assert [s[1] for s in exchange.sent] == ["1", "2"]
+        assert len(registry) == 0
+
+    run_virtual(main)

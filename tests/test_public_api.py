@@ -75,3 +75,33 @@ def test_limiter_stores_are_public_and_redis_stays_optional() -> None:
         "okx_async.RedisLimiterBackend; assert 'okx_async._redis_limiter' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_what_the_cli_and_benchmarks_need_is_public() -> None:
+    for name in [
+        "SET_RISK_OFFSET_PATH",
+        "ACCOUNT_CONFIG_PATH",
+        "BALANCE_PATH",
+        "SERVER_TIME_PATH",
+        "REGION_URLS",
+        "KeyLimiter",
+        "LimiterBackend",
+        "Lease",
+        "LimiterSnapshot",
+        "LocalKeyLimiter",
+        "SqliteKeyLimiter",
+        "RedisKeyLimiter",
+        "ClientOptions",
+        "env_flag",
+    ]:
+        assert name in okx_async.__all__, name
+    assert okx_async.SET_RISK_OFFSET_PATH == "/api/v5/account/set-riskOffset-amt"
+    # Nothing private is listed.
+    assert [n for n in okx_async.__all__ if n.startswith("_") and n != "__version__"] == []
+
+
+def test_benchmarks_use_only_the_public_api() -> None:
+    root = Path(okx_async.__file__).parent.parent / "benchmarks"
+    for path in root.glob("*.py"):
+        bad = re.findall(r"okx_async\._[a-z]\w*", path.read_text())
+        assert not bad, f"{path} imports private modules: {bad}"

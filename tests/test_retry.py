@@ -18,7 +18,7 @@ from okx_async import (
     should_retry,
 )
 from okx_async._errors import api_error_for
-from okx_async._retry import retry_delay
+from okx_async._retry import outcome_unknown, retry_delay
 
 POLICY = RetryPolicy(max_attempts=4, backoff_base=0.5, backoff_cap=3.0)
 
@@ -38,8 +38,8 @@ def api(code: str, status: int = 200) -> Exception:
         (api("50013", 429), 1, True),
         (api("50026", 500), 1, True),
         (api("50040"), 1, True),
-        (api("50102", 401), 1, True),  # once, after resync
-        (api("50102", 401), 2, False),
+        (api("50102", 401), 1, True),  # once per call, after resync, on any attempt
+        (api("50102", 401), 3, True),
         (api("50111", 401), 1, False),
         (api("50113", 401), 1, False),
         (api("51000", 400), 1, False),
@@ -57,6 +57,37 @@ def api(code: str, status: int = 200) -> Exception:
 )
 def test_should_retry(error: Exception, attempt: int, expected: bool) -> None:
     assert should_retry(error, attempt, POLICY) is expected
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_a_second_50102_after_a_resync_is_not_retried(attempt: int) -> None:
+    assert not should_retry(api("50102", 401), attempt, POLICY, clock_resynced=True)
+    assert should_retry(api("50013", 429), attempt, POLICY, clock_resynced=True)
+
+
+@pytest.mark.parametrize(
+    ("error", "unknown"),
+    [
+        (RequestTimeoutError("slow", path="/p"), True),
+        (NetworkError("reset", path="/p"), True),
+        (api("50004", 400), True),
+        (api("50026", 500), True),
+        (api("50001", 503), True),
+        (UnexpectedResponseError("html", path="/p", status=502, body_preview=""), True),
+        (UnexpectedResponseError("odd", path="/p", status=200, body_preview=""), True),
+        (UnexpectedResponseError("waf", path="/p", status=403, body_preview=""), False),
+        (api("50011", 429), False),
+        (api("50013", 429), False),
+        (api("50102", 401), False),
+        (api("51000", 400), False),
+        (api("59648"), False),
+        (ClientClosedError("closed"), False),
+        (DeadlineExceededError("late"), False),
+    ],
+)
+def test_outcome_unknown(error: Exception, unknown: bool) -> None:
+    """A request OKX may still apply later: the lane re-asserts the newest value after it."""
+    assert outcome_unknown(error) is unknown
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ set -euo pipefail
 
 # name | module to mutate | its fast tests (space-separated)
 TABLE='
-rules     | okx_async/_limiter/_rules.py  | tests/test_ratelimit.py tests/test_limiter_gaps.py
+rules     | okx_async/_limiter/_rules.py  | tests/test_ratelimit.py tests/test_limiter_gaps.py tests/test_bursts.py
 memory    | okx_async/_limiter/_memory.py | tests/test_ratelimit.py tests/test_limiter_gaps.py
 ordering  | okx_async/_ordering.py        | tests/test_ordering.py tests/test_ordering_gaps.py
 retry     | okx_async/_retry.py           | tests/test_retry.py

@@ -28,11 +28,9 @@ from .._defaults import MAX_PENDING_PER_KEY, RATE_LIMIT_RECOVERY_WINDOWS
 from .._errors import DeadlineExceededError, QueueFullError
 from .._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
 from ._rules import (
+    Bursts,
     Pacer,
     earliest_grant,
-    incident,
-    recover,
-    recovered_at,
     slot_free_at,
 )
 
@@ -75,20 +73,16 @@ class LocalKeyLimiter:
     """
 
     __slots__ = (
-        "_burst",
+        "_bursts",
         "_cooling",
         "_handoffs",
-        "_held_until",
         "_in_flight",
         "_key",
         "_limit",
-        "_max_burst",
         "_max_pending",
         "_on_idle",
         "_pacer",
         "_queued",
-        "_recover_at",
-        "_recovery_period",
         "_timer",
         "_timer_when",
         "_waiters",
@@ -111,9 +105,10 @@ class LocalKeyLimiter:
         self._key = key
         self._limit = rate.limit
         self._window = rate.window
-        self._max_burst = min(max(burst if burst is not None else rate.limit, 1), rate.limit)
-        self._burst = self._max_burst
-        self._pacer = Pacer(rate.window / rate.limit, self._max_burst)
+        max_burst = min(max(burst if burst is not None else rate.limit, 1), rate.limit)
+        self._pacer = Pacer(rate.window / rate.limit, max_burst)
+        recovery = RATE_LIMIT_RECOVERY_WINDOWS * rate.window
+        self._bursts = Bursts(max_burst=max_burst, recovery=recovery, pacer=self._pacer)
         self._max_pending = max_pending
         self._on_idle = on_idle
         self._in_flight = 0  # granted, not released (includes grants not yet picked up)
@@ -121,9 +116,6 @@ class LocalKeyLimiter:
         self._cooling: deque[float] = deque()  # expiry times, ascending; len <= limit
         self._waiters: deque[_Waiter] = deque()  # FIFO; done futures are skipped lazily
         self._queued = 0  # live waiters in `_waiters`
-        self._held_until = -inf
-        self._recover_at = inf
-        self._recovery_period = RATE_LIMIT_RECOVERY_WINDOWS * rate.window
         # Weak, so a closed loop's handle (which references the loop) does not keep the
         # loop alive through default_local_backend's WeakKeyDictionary.
         self._timer: weakref.ref[asyncio.TimerHandle] | None = None
@@ -143,7 +135,7 @@ class LocalKeyLimiter:
             self._refresh(now)
             if (
                 self._in_flight + len(self._cooling) < self._limit
-                and now >= self._held_until
+                and now >= self._bursts.held_until
                 and self._pacer.try_commit(now)
             ):
                 self._in_flight += 1
@@ -201,13 +193,10 @@ class LocalKeyLimiter:
         self._refresh(now)
         # A grant not yet picked up may be cancelled and hand its slot straight back.
         slot = now if self._handoffs else self._slot_at(now)
-        pacer = self._pacer
-        tolerance = pacer.tolerance
-        if self._burst < self._max_burst and self._recover_at < deadline:
-            tolerance = (self._max_burst - 1) * pacer.interval  # may recover meanwhile
-        paced = pacer.tat - self._handoffs * pacer.interval - tolerance
+        pacer, bursts = self._pacer, self._bursts
+        paced = pacer.tat - self._handoffs * pacer.interval - bursts.tolerance_by(deadline)
         return earliest_grant(
-            slot_at=slot, window=self._window, held_until=self._held_until, paced_at=paced, now=now
+            slot_at=slot, window=self._window, held_until=bursts.held_until, paced_at=paced, now=now
         )
 
     def _slot_at(self, now: float) -> float:
@@ -221,22 +210,16 @@ class LocalKeyLimiter:
         cooling = self._cooling
         while cooling and cooling[0] <= now:
             cooling.popleft()
-        if self._burst < self._max_burst and now >= self._recover_at:
-            self._burst, self._recover_at = recover(
-                burst=self._burst,
-                max_burst=self._max_burst,
-                recover_at=self._recover_at,
-                recovery=self._recovery_period,
-                now=now,
-            )
-            self._pacer.set_burst(self._burst)
+        bursts = self._bursts
+        if bursts.burst < bursts.max_burst and now >= bursts.recover_at:
+            bursts.refresh(now)
 
     # -- the event machinery ------------------------------------------------------
 
     def _can_grant(self, now: float) -> bool:
         return (
             self._slot_at(now) <= now
-            and now >= self._held_until
+            and now >= self._bursts.held_until
             and self._pacer.earliest(now) <= now
         )
 
@@ -273,7 +256,7 @@ class LocalKeyLimiter:
         slot = self._slot_at(now)
         if slot == inf:
             return  # every slot is in flight: release() plans again
-        self._arm(max(slot, self._held_until, self._pacer.earliest(now)))
+        self._arm(max(slot, self._bursts.held_until, self._pacer.earliest(now)))
 
     def _settle(self, now: float) -> None:
         """No waiters: report idleness, or arm the timer for when it will be idle."""
@@ -282,13 +265,8 @@ class LocalKeyLimiter:
         self._refresh(now)
         cooling = self._cooling
         # The pacer needs no check: a key idle for a window has a rested pacer.
-        recovered = recovered_at(
-            burst=self._burst,
-            max_burst=self._max_burst,
-            recover_at=self._recover_at,
-            recovery=self._recovery_period,
-        )
-        idle_at = max(cooling[-1] if cooling else -inf, self._held_until, recovered)
+        bursts = self._bursts
+        idle_at = max(cooling[-1] if cooling else -inf, bursts.held_until, bursts.whole_at())
         if idle_at > now:
             self._arm(idle_at)
         elif self._on_idle is not None:
@@ -355,37 +333,18 @@ class LocalKeyLimiter:
     async def on_rate_limited(self) -> None:
         """OKX said 50011: hold the key a window from now and halve the burst."""
         now = asyncio.get_running_loop().time()
-        self._burst, self._held_until, self._recover_at = incident(
-            burst=self._burst,
-            held_until=self._held_until,
-            now=now,
-            window=self._window,
-            recovery=self._recovery_period,
-        )
-        self._pacer.set_burst(self._burst)
+        self._bursts.incident(now, self._window)
         self._dispatch(now)
 
-    def _now(self) -> float:
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return time.monotonic()  # the default loop clock (repr outside a loop)
-
     def snapshot(self) -> LimiterSnapshot:
-        now = self._now()
-        burst, _ = recover(
-            burst=self._burst,
-            max_burst=self._max_burst,
-            recover_at=self._recover_at,
-            recovery=self._recovery_period,
-            now=now,
-        )
+        now = _loop_time()
+        held_until = self._bursts.held_until
         return LimiterSnapshot(
             queued=self._queued,
             in_flight=self._in_flight,
             cooling=sum(1 for t in self._cooling if t > now),
-            burst=burst,
-            held_until=self._held_until if self._held_until > now else None,
+            burst=self._bursts.burst_at(now),
+            held_until=held_until if held_until > now else None,
         )
 
     def __repr__(self) -> str:
@@ -393,9 +352,16 @@ class LocalKeyLimiter:
         held = "" if s.held_until is None else f" held_until={s.held_until:.3f}"
         return (
             f"<LocalKeyLimiter {self._key} {self._limit}/{self._window:g}s "
-            f"burst={s.burst}/{self._max_burst} in_flight={s.in_flight} "
+            f"burst={s.burst}/{self._bursts.max_burst} in_flight={s.in_flight} "
             f"cooling={s.cooling} queued={s.queued}{held}>"
         )
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()  # the default loop clock (repr outside a loop)
 
 
 class LocalLimiterBackend:

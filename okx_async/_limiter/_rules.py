@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from math import inf
 
 __all__ = [
+    "Bursts",
     "Pacer",
     "earliest_grant",
     "gcra_allowed_at",
@@ -181,3 +182,77 @@ class Pacer:
 
     def __repr__(self) -> str:
         return f"Pacer(interval={self._interval:g}, burst={self._burst}, tat={self._tat:g})"
+
+
+class Bursts:
+    """How many sends may go at once after 50011 incidents, and the hold they impose.
+
+    Each incident halves `burst` (once per hold) and holds the key one window from now
+    (`held_until`); every `recovery` seconds without one, the burst doubles back up to
+    `max_burst`. The pacer's burst follows. No clock: every method takes `now`.
+    """
+
+    __slots__ = ("burst", "held_until", "max_burst", "pacer", "recover_at", "recovery")
+
+    def __init__(self, *, max_burst: int, recovery: float, pacer: Pacer) -> None:
+        self.max_burst = max_burst
+        self.burst = max_burst
+        self.pacer = pacer
+        self.held_until = -inf
+        self.recover_at = inf
+        self.recovery = recovery
+
+    def refresh(self, now: float) -> None:
+        """Recover the burst for the clean time passed by `now`."""
+        if self.burst < self.max_burst and now >= self.recover_at:
+            self.burst, self.recover_at = recover(
+                burst=self.burst,
+                max_burst=self.max_burst,
+                recover_at=self.recover_at,
+                recovery=self.recovery,
+                now=now,
+            )
+            self.pacer.set_burst(self.burst)
+
+    def incident(self, now: float, window: float) -> None:
+        """OKX answered 50011 at `now`."""
+        self.burst, self.held_until, self.recover_at = incident(
+            burst=self.burst,
+            held_until=self.held_until,
+            now=now,
+            window=window,
+            recovery=self.recovery,
+        )
+        self.pacer.set_burst(self.burst)
+
+    def burst_at(self, now: float) -> int:
+        """The burst at `now`, recoveries due by then counted (without changing state)."""
+        return recover(
+            burst=self.burst,
+            max_burst=self.max_burst,
+            recover_at=self.recover_at,
+            recovery=self.recovery,
+            now=now,
+        )[0]
+
+    def whole_at(self) -> float:
+        """When the burst will be back at `max_burst` (-inf if it is)."""
+        return recovered_at(
+            burst=self.burst,
+            max_burst=self.max_burst,
+            recover_at=self.recover_at,
+            recovery=self.recovery,
+        )
+
+    def tolerance_by(self, deadline: float) -> float:
+        """The pacer's tolerance at its largest before `deadline`: a recovery due by then
+        may give back the whole burst."""
+        if self.burst < self.max_burst and self.recover_at < deadline:
+            return (self.max_burst - 1) * self.pacer.interval
+        return self.pacer.tolerance
+
+    def __repr__(self) -> str:
+        return (
+            f"Bursts(burst={self.burst}/{self.max_burst}, held_until={self.held_until:g}, "
+            f"recover_at={self.recover_at:g})"
+        )

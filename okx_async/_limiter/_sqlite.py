@@ -66,9 +66,9 @@ from .._errors import (
     DeadlineExceededError,
     InvalidInputError,
     LimiterUnavailableError,
-    QueueFullError,
 )
 from .._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
+from ._queue import HeadQueue
 from ._rules import earliest_grant, gcra_allowed_at, gcra_commit, incident, recover, slot_free_at
 
 __all__ = ["SqliteKeyLimiter", "SqliteLease", "SqliteLimiterBackend"]
@@ -94,6 +94,30 @@ CREATE TABLE IF NOT EXISTS ticket (
 """
 
 _PURGE_BATCH = 4  # lapsed lease rows of a key deleted together
+
+
+def _sort_rows(
+    found: list[tuple[int, str, float, Any]], now: float
+) -> tuple[list[str], list[float], int, int, int]:
+    """The queue-and-lease rows of a key as (ticket ids by arrival, cooling expiries
+    ascending, leases in flight, lapsed tickets, lapsed leases)."""
+    found.sort(key=_by_kind_then_order)
+    tickets: list[str] = []
+    cooling: list[float] = []
+    in_flight = lapsed_tickets = lapsed_leases = 0
+    for kind, tid, expires, _ in found:
+        if expires <= now:
+            if kind:
+                lapsed_leases += 1
+            else:
+                lapsed_tickets += 1
+        elif kind == 0:
+            tickets.append(tid)
+        elif kind == 2:
+            cooling.append(expires)
+        else:
+            in_flight += 1
+    return tickets, cooling, in_flight, lapsed_tickets, lapsed_leases
 
 
 def _by_kind_then_order(row: tuple[int, str, float, float]) -> tuple[int, float]:
@@ -403,133 +427,25 @@ class SqliteLimiterBackend:
             logger.warning("sqlite limiter: %s", task.exception())
 
 
-class SqliteKeyLimiter:
-    """The budget of one key in the sqlite file (rules: `_rules`; layout: module doc).
+class _BudgetRows:
+    """The transactions on one key's rows of the file (budget, ticket, lease). Each runs
+    in the backend's transaction with the file's clock `now` (wall seconds)."""
 
-    `snapshot()` reports what this process knows: its queued callers, its leases in
-    flight and cooling, and the burst and hold read at its last transaction.
-    """
+    __slots__ = ("_backend", "_interval", "_name", "_rate", "_recovery")
 
-    __slots__ = (
-        "_backend",
-        "_burst",
-        "_cooling",
-        "_head_try_at",
-        "_held_until",
-        "_interval",
-        "_key",
-        "_live",
-        "_name",
-        "_rate",
-        "_recovery",
-        "_waiters",
-        "_wake",
-    )
-
-    def __init__(self, backend: SqliteLimiterBackend, key: LimiterKey, rate: RateLimit) -> None:
-        if rate.limit < 1 or not rate.window > 0:
-            raise ValueError(f"need limit >= 1 and window > 0, got {rate!r}")
+    def __init__(self, backend: SqliteLimiterBackend, name: str, rate: RateLimit) -> None:
         self._backend = backend
-        self._key = key
-        self._name = str(key)
+        self._name = name
         self._rate = rate
         self._interval = rate.window / rate.limit
         self._recovery = RATE_LIMIT_RECOVERY_WINDOWS * rate.window
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._head_try_at = 0.0  # loop time the head waits for; nobody behind is earlier
-        self._live: set[str] = set()  # lease ids in flight
-        self._cooling: deque[tuple[float, float, str]] = deque()  # (loop, wall expiry, id)
-        self._burst = rate.limit
-        self._held_until = -inf  # loop time
-        self._wake: asyncio.Future[None] | None = None
 
-    @property
-    def key(self) -> LimiterKey:
-        return self._key
-
-    @property
-    def rate(self) -> RateLimit:
-        return self._rate
-
-    def __repr__(self) -> str:
-        s = self.snapshot()
-        return (
-            f"<SqliteKeyLimiter {self._key} {self._rate.limit}/{self._rate.window:g}s "
-            f"burst={s.burst} in_flight={s.in_flight} cooling={s.cooling} queued={s.queued}>"
-        )
-
-    def snapshot(self) -> LimiterSnapshot:
-        try:
-            now = asyncio.get_running_loop().time()
-        except RuntimeError:
-            now = time.monotonic()
-        cooling = self._cooling
-        while cooling and cooling[0][0] <= now:
-            cooling.popleft()
-        return LimiterSnapshot(
-            queued=len(self._waiters),
-            in_flight=len(self._live),
-            cooling=len(cooling),
-            burst=self._burst,
-            held_until=self._held_until if self._held_until > now else None,
-        )
-
-    # -- acquire -------------------------------------------------------------------
-
-    async def acquire(self, *, deadline: float | None = None) -> SqliteLease:
-        """Wait FIFO (across processes) for a slot, granted strictly before `deadline`
-        (loop time). Raises DeadlineExceededError, QueueFullError, or
-        LimiterUnavailableError when the file cannot be used."""
-        loop = asyncio.get_running_loop()
-        if deadline is not None and loop.time() >= deadline:
-            raise DeadlineExceededError(f"deadline passed before asking for a slot of {self._key}")
-        if self._waiters and deadline is not None and deadline <= self._head_try_at:
-            raise DeadlineExceededError(
-                f"the caller ahead waits for {self._key} until past the deadline"
-            )
-        # The head (talking to the file) does not count: `max_pending` callers may wait.
-        if len(self._waiters) > self._backend._max_pending:
-            raise QueueFullError(
-                f"{len(self._waiters) - 1} calls already wait for {self._key} "
-                f"(max_pending={self._backend._max_pending})"
-            )
-        backend = self._backend
-        lease_id = backend._new_id()  # also the id of its ticket, if it needs one
-        turn: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(turn)
-        if len(self._waiters) == 1:
-            turn.set_result(None)
-        ticket = False
-        try:
-            if not turn.done():
-                # Take a ticket now: a caller of another process arriving later must not
-                # overtake this one while it waits behind this process's head.
-                try_at = backend._clock() + max(0.0, self._head_try_at - loop.time())
-                await backend._run(
-                    functools.partial(self._enqueue, lease_id=lease_id, try_at=try_at)
-                )
-                ticket = True
-                timeout = None if deadline is None else deadline - loop.time()
-                await asyncio.wait((turn,), timeout=timeout)
-                if not turn.done():
-                    raise DeadlineExceededError(
-                        f"deadline passed while queued locally for {self._key}"
-                    )
-            ticket = False  # from here on the head's code owns it
-            return await self._acquire_as_head(loop, deadline, lease_id)
-        except BaseException:
-            if ticket:
-                self._drop_ticket(lease_id)
-            raise
-        finally:
-            self._leave(turn)
-
-    def _enqueue(
+    def enqueue(
         self, conn: sqlite3.Connection, now: float, *, lease_id: str, try_at: float
     ) -> None:
         """Join the cross-process FIFO; the beat lasts until this process's head asks
         again (which extends it) plus the grace."""
-        next_ticket = self._state(conn, now)[4]
+        next_ticket = self.state(conn, now)[4]
         beat = max(now, try_at) + self._backend._ticket_grace
         conn.execute(
             "INSERT OR IGNORE INTO ticket VALUES (?, ?, ?, ?)",
@@ -539,68 +455,7 @@ class SqliteKeyLimiter:
             "UPDATE budget SET next_ticket = ? WHERE key = ?", (next_ticket + 1, self._name)
         )
 
-    def _drop_ticket(self, lease_id: str) -> None:
-        name = self._name
-        self._backend._fire(
-            lambda conn, t: conn.execute(
-                "DELETE FROM ticket WHERE key = ? AND id = ?", (name, lease_id)
-            ),
-            "dropping a ticket",
-        )
-
-    def _leave(self, turn: asyncio.Future[None]) -> None:
-        if self._waiters and self._waiters[0] is turn:
-            self._waiters.popleft()
-            if self._waiters:
-                self._waiters[0].set_result(None)
-        else:
-            self._waiters.remove(turn)
-
-    async def _acquire_as_head(
-        self, loop: asyncio.AbstractEventLoop, deadline: float | None, lease_id: str
-    ) -> SqliteLease:
-        backend = self._backend
-        ticket = True  # whether the file may hold a ticket under lease_id
-        try:
-            while True:
-                now = loop.time()
-                if deadline is not None and now >= deadline:
-                    raise DeadlineExceededError(f"deadline passed waiting for {self._key}")
-                wall_deadline = None if deadline is None else backend._clock() + (deadline - now)
-                ticket = True
-                status, wait, burst, hold = await backend._run(
-                    functools.partial(self._ask, lease_id=lease_id, deadline=wall_deadline)
-                )
-                self._learn(burst, hold)
-                if status == _GRANTED:
-                    ticket = False
-                    self._live.add(lease_id)
-                    return SqliteLease(self, lease_id)
-                if status == _REFUSED:  # the transaction dropped any ticket
-                    ticket = False
-                    raise DeadlineExceededError(
-                        f"the next slot of {self._key} frees in {wait:.3f}s, after the deadline"
-                    )
-                self._head_try_at = loop.time() + wait
-                await self._sleep(loop, wait)
-        except BaseException:
-            if ticket:  # cancelled, failed or past the deadline holding a ticket
-                self._drop_ticket(lease_id)
-            raise
-        finally:
-            self._head_try_at = 0.0
-
-    async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        """Until the try-at, or until one of our leases is released (it may free ours)."""
-        wake = self._wake = loop.create_future()
-        handle = loop.call_at(loop.time() + delay, _resolve, wake)
-        try:
-            await wake
-        finally:
-            handle.cancel()
-            self._wake = None
-
-    def _state(self, conn: sqlite3.Connection, now: float) -> tuple[float, float, int, float, int]:
+    def state(self, conn: sqlite3.Connection, now: float) -> tuple[float, float, int, float, int]:
         """The budget row at `now` (created if missing), burst recovery applied."""
         name, limit = self._name, self._rate.limit
         row = conn.execute(
@@ -620,33 +475,18 @@ class SqliteKeyLimiter:
         )
         return tat, held, burst, recover_at, next_ticket
 
-    def _ask(
+    def ask(
         self, conn: sqlite3.Connection, now: float, *, lease_id: str, deadline: float | None
     ) -> tuple[int, float, int, float]:
         """One acquire attempt: (_GRANTED, 0), (_WAIT, seconds) or (_REFUSED, seconds),
         then the burst and the seconds of hold left."""
         name, rate, backend = self._name, self._rate, self._backend
-        tat, held, burst, recover_at, next_ticket = self._state(conn, now)
+        tat, held, burst, recover_at, next_ticket = self.state(conn, now)
         # One read for tickets (kind 0, by arrival) and leases (1: in flight, 2: cooling;
         # by expiry); lapsed rows are skipped, and deleted only now and then: each
         # statement costs a few µs.
         found = conn.execute(_READ_QUEUE_AND_LEASES, (name, name)).fetchall()
-        found.sort(key=_by_kind_then_order)
-        tickets: list[str] = []
-        cooling: list[float] = []
-        in_flight = lapsed_tickets = lapsed_leases = 0
-        for kind, tid, expires, _ in found:
-            if expires <= now:
-                if kind:
-                    lapsed_leases += 1
-                else:
-                    lapsed_tickets += 1
-            elif kind == 0:
-                tickets.append(tid)
-            elif kind == 2:
-                cooling.append(expires)
-            else:
-                in_flight += 1
+        tickets, cooling, in_flight, lapsed_tickets, lapsed_leases = _sort_rows(found, now)
         if lapsed_tickets:  # a dead process's waiters: they must stop blocking at once
             conn.execute("DELETE FROM ticket WHERE key = ? AND beat <= ?", (name, now))
         if lapsed_leases >= _PURGE_BATCH:
@@ -708,6 +548,162 @@ class SqliteKeyLimiter:
         )
         return _WAIT, at - now, burst, hold
 
+
+class SqliteKeyLimiter:
+    """The budget of one key in the sqlite file (rules: `_rules`; layout: module doc).
+
+    `snapshot()` reports what this process knows: its queued callers, its leases in
+    flight and cooling, and the burst and hold read at its last transaction.
+    """
+
+    __slots__ = (
+        "_backend",
+        "_burst",
+        "_cooling",
+        "_held_until",
+        "_key",
+        "_live",
+        "_name",
+        "_queue",
+        "_rate",
+        "_recovery",
+        "_rows",
+        "_wake",
+    )
+
+    def __init__(self, backend: SqliteLimiterBackend, key: LimiterKey, rate: RateLimit) -> None:
+        if rate.limit < 1 or not rate.window > 0:
+            raise ValueError(f"need limit >= 1 and window > 0, got {rate!r}")
+        self._backend = backend
+        self._key = key
+        self._name = str(key)
+        self._rate = rate
+        self._recovery = RATE_LIMIT_RECOVERY_WINDOWS * rate.window
+        self._rows = _BudgetRows(backend, self._name, rate)
+        self._queue = HeadQueue()  # this process's callers; only the head asks the file
+        self._live: set[str] = set()  # lease ids in flight
+        self._cooling: deque[tuple[float, float, str]] = deque()  # (loop, wall expiry, id)
+        self._burst = rate.limit
+        self._held_until = -inf  # loop time
+        self._wake: asyncio.Future[None] | None = None
+
+    @property
+    def key(self) -> LimiterKey:
+        return self._key
+
+    @property
+    def rate(self) -> RateLimit:
+        return self._rate
+
+    def __repr__(self) -> str:
+        s = self.snapshot()
+        return (
+            f"<SqliteKeyLimiter {self._key} {self._rate.limit}/{self._rate.window:g}s "
+            f"burst={s.burst} in_flight={s.in_flight} cooling={s.cooling} queued={s.queued}>"
+        )
+
+    def snapshot(self) -> LimiterSnapshot:
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = time.monotonic()
+        cooling = self._cooling
+        while cooling and cooling[0][0] <= now:
+            cooling.popleft()
+        return LimiterSnapshot(
+            queued=len(self._queue),
+            in_flight=len(self._live),
+            cooling=len(cooling),
+            burst=self._burst,
+            held_until=self._held_until if self._held_until > now else None,
+        )
+
+    # -- acquire -------------------------------------------------------------------
+
+    async def acquire(self, *, deadline: float | None = None) -> SqliteLease:
+        """Wait FIFO (across processes) for a slot, granted strictly before `deadline`
+        (loop time). Raises DeadlineExceededError, QueueFullError, or
+        LimiterUnavailableError when the file cannot be used."""
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        turn = queue.join(
+            loop, key=self._key, deadline=deadline, max_pending=self._backend._max_pending
+        )
+        backend = self._backend
+        lease_id = backend._new_id()  # also the id of its ticket, if it needs one
+        ticket = False
+        try:
+            if not turn.done():
+                # Take a ticket now: a caller of another process arriving later must not
+                # overtake this one while it waits behind this process's head.
+                try_at = backend._clock() + max(0.0, self._queue.head_try_at - loop.time())
+                await backend._run(
+                    functools.partial(self._rows.enqueue, lease_id=lease_id, try_at=try_at)
+                )
+                ticket = True
+                await queue.wait(turn, loop, key=self._key, deadline=deadline)
+            ticket = False  # from here on the head's code owns it
+            return await self._acquire_as_head(loop, deadline, lease_id)
+        except BaseException:
+            if ticket:
+                self._drop_ticket(lease_id)
+            raise
+        finally:
+            queue.leave(turn)
+
+    def _drop_ticket(self, lease_id: str) -> None:
+        name = self._name
+        self._backend._fire(
+            lambda conn, t: conn.execute(
+                "DELETE FROM ticket WHERE key = ? AND id = ?", (name, lease_id)
+            ),
+            "dropping a ticket",
+        )
+
+    async def _acquire_as_head(
+        self, loop: asyncio.AbstractEventLoop, deadline: float | None, lease_id: str
+    ) -> SqliteLease:
+        backend = self._backend
+        ticket = True  # whether the file may hold a ticket under lease_id
+        try:
+            while True:
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    raise DeadlineExceededError(f"deadline passed waiting for {self._key}")
+                wall_deadline = None if deadline is None else backend._clock() + (deadline - now)
+                ticket = True
+                status, wait, burst, hold = await backend._run(
+                    functools.partial(self._rows.ask, lease_id=lease_id, deadline=wall_deadline)
+                )
+                self._learn(burst, hold)
+                if status == _GRANTED:
+                    ticket = False
+                    self._live.add(lease_id)
+                    return SqliteLease(self, lease_id)
+                if status == _REFUSED:  # the transaction dropped any ticket
+                    ticket = False
+                    raise DeadlineExceededError(
+                        f"the next slot of {self._key} frees in {wait:.3f}s, after the deadline"
+                    )
+                self._queue.head_try_at = loop.time() + wait
+                await self._sleep(loop, wait)
+        except BaseException:
+            if ticket:  # cancelled, failed or past the deadline holding a ticket
+                self._drop_ticket(lease_id)
+            raise
+        finally:
+            self._queue.head_try_at = 0.0
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        """Until the try-at, or until one of our leases is released (it may free ours)."""
+        wake = self._wake = loop.create_future()
+        handle = loop.call_at(loop.time() + delay, _resolve, wake)
+        try:
+            await wake
+        finally:
+            handle.cancel()
+            self._wake = None
+
     def _learn(self, burst: int, hold: float) -> None:
         self._burst = burst
         if hold > 0:
@@ -716,7 +712,7 @@ class SqliteKeyLimiter:
 
     def _reregister(self, conn: sqlite3.Connection, now: float) -> None:
         name, ttl = self._name, self._backend._inflight_ttl
-        held = self._state(conn, now)[1]
+        held = self._rows.state(conn, now)[1]
         # Copies: this may run in the worker thread while the loop thread releases.
         for lease_id in list(self._live):
             conn.execute(
@@ -766,7 +762,7 @@ class SqliteKeyLimiter:
         name, window, recovery = self._name, self._rate.window, self._recovery
 
         def limited(conn: sqlite3.Connection, now: float) -> tuple[int, float]:
-            _, held, burst, _, _ = self._state(conn, now)
+            _, held, burst, _, _ = self._rows.state(conn, now)
             burst, held, recover_at = incident(
                 burst=burst, held_until=held, now=now, window=window, recovery=recovery
             )

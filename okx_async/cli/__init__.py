@@ -11,12 +11,19 @@ import argparse
 import asyncio
 import signal
 
-from okx_async import InvalidInputError, OKXError
+from okx_async import (
+    ACCOUNT_CONFIG_PATH,
+    BALANCE_PATH,
+    SET_RISK_OFFSET_PATH,
+    InvalidInputError,
+    OKXError,
+)
 
-from ._apply import PlanError, describe
 from ._commands import build_parser
+from ._plan import PlanError
 from ._profiles import ConfigError, cli_text
 from ._progress import Console
+from ._report import describe
 
 __all__ = ["main"]
 
@@ -56,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # The endpoint each command calls, so an error from an earlier step can say so.
 _PATHS = {
-    "set": "/api/v5/account/set-riskOffset-amt",
-    "get": "/api/v5/account/balance",
-    "config": "/api/v5/account/config",
+    "set": SET_RISK_OFFSET_PATH,
+    "get": BALANCE_PATH,
+    "config": ACCOUNT_CONFIG_PATH,
 }
 
 

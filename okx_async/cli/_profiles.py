@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from okx_async import InvalidInputError, LimiterBackend, OKXClient
+from okx_async import InvalidInputError, LimiterBackend, OKXClient, env_flag
 
 __all__ = [
     "ConfigError",
@@ -41,8 +41,6 @@ _PLAIN_ENV = {
     "OKX_BASE_URL": "base_url",
     "OKX_DEMO": "demo",
 }
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 class ConfigError(Exception):
@@ -209,10 +207,10 @@ def load_profiles(
 
 def _env_value(var: str, field_name: str, value: str) -> Any:
     if field_name == "DEMO":
-        lowered = value.strip().lower()
-        if lowered not in _TRUE | _FALSE:
-            raise ConfigError(f"{var} must be 1/0, true/false, yes/no or on/off")
-        return lowered in _TRUE
+        try:
+            return env_flag(var, value)  # read exactly as OKXClient.from_env reads it
+        except InvalidInputError as exc:
+            raise ConfigError(str(exc)) from None
     if field_name == "USER_ID" and not value.isdigit():
         raise ConfigError(f"{var} must be OKX's numeric User ID")
     return value

@@ -7,6 +7,7 @@ so that stdout can carry JSON (`--json -`) undisturbed.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,10 @@ class Console:
     def out(self, text: str = "") -> None:
         self.stdout.write(self.redact(text) + "\n")
         self.stdout.flush()
+
+    def out_json(self, data: object) -> None:
+        """`data` as indented JSON on stdout (Decimals and other values as strings)."""
+        self.out(json.dumps(data, indent=2, default=str))
 
     def err(self, text: str) -> None:
         self.stderr.write(self.redact(text) + "\n")

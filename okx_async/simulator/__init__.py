@@ -9,13 +9,12 @@ every request. It uses okx_async's public API only.
 from __future__ import annotations
 
 from ._app import (
-    RATE_LIMIT_200_TEXT,
-    RATE_LIMIT_429_TEXT,
     SIMULATOR_KEY,
     TIMESTAMP_TOLERANCE,
     Simulator,
     create_app,
 )
+from ._endpoints import RATE_LIMIT_200_TEXT, RATE_LIMIT_429_TEXT
 from ._server import SimulatorServer, serve
 from ._state import (
     ALL_FAULT_KINDS,

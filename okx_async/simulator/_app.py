@@ -12,17 +12,25 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
-import orjson
 from aiohttp import web
 
 from okx_async import parse_timestamp, sign
 
+from ._endpoints import (
+    FAULT_REPLIES,
+    NO_REPLY,
+    RATE_LIMIT_200_TEXT,
+    Reply,
+    account_config,
+    balance,
+    okx,
+    parse_json,
+    set_amount,
+)
 from ._state import (
     ALL_FAULT_KINDS,
     BALANCE_PATH,
@@ -40,111 +48,11 @@ from ._state import (
 )
 
 TIMESTAMP_TOLERANCE: Final = 30.0  # seconds either side of the simulator clock (else 50102)
-MAX_BALANCE_CCYS: Final = 20
-_AMOUNT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # plain, non-negative decimals only
 # OKX's timestamp: UTC, milliseconds (exactly three digits) and Z. Anything else: 50112.
 _TIMESTAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-# The two texts OKX documents for 50011: with HTTP 429, and with HTTP 200.
-RATE_LIMIT_429_TEXT: Final = "Too Many Requests"
-RATE_LIMIT_200_TEXT: Final = (
-    "Rate limit reached. Please refer to API documentation and throttle requests accordingly"
-)
-
-_MESSAGES: Final = {
-    "0": "",
-    "50000": "Body for POST request cannot be empty.",
-    "50001": "Service temporarily unavailable. Please try again later.",
-    "50002": "JSON syntax error",
-    "50004": "API endpoint request timeout (does not mean that the request was successful "
-    "or failed, please check the request result).",
-    "50006": 'Invalid Content-Type, please use "application/JSON" format',
-    "50011": RATE_LIMIT_429_TEXT,
-    "50013": "Systems are busy. Please try again later.",
-    "50026": "System error. Try again later.",
-    "50101": "APIKey does not match current environment.",
-    "50102": "Timestamp request expired.",
-    "50103": 'Request header "OK-ACCESS-KEY" cannot be empty.',
-    "50104": 'Request header "OK-ACCESS-PASSPHRASE" cannot be empty.',
-    "50105": 'Request header "OK-ACCESS-PASSPHRASE" incorrect.',
-    "50106": 'Request header "OK-ACCESS-SIGN" cannot be empty.',
-    "50107": 'Request header "OK-ACCESS-TIMESTAMP" cannot be empty.',
-    "50111": "Invalid OK-ACCESS-KEY.",
-    "50112": "Invalid OK-ACCESS-TIMESTAMP.",
-    "50113": "Invalid Sign.",
-    "50119": "API key doesn't exist",
-    "50120": "API key doesn't have permission to access this endpoint.",
-    "51000": "Parameter error",
-    "51010": "You can't complete this request under your current account mode.",
-    "59648": "Your modified spot-in-use amount is insufficient, which may lead to liquidation.",
-    "59651": "Enable spot-derivatives risk offset mode to set your spot-in-use amount.",
-    "59652": "You can only set a spot-in-use amount for crypto that can be used as margin.",
-}
-# HTTP status per code, from OKX-FACTS.md; everything else (business errors) is 200.
-_STATUS: Final = {"50004": 400, "50011": 429, "50013": 429, "51000": 400} | {
-    str(code): 401 for code in range(50101, 50121)
-}
-_STATUS.update({"50000": 400, "50001": 503, "50002": 400, "50006": 400, "50014": 400})
-_STATUS.update({"50026": 500})
 # Documented with HTTP 200; other clients report 401: SimulatorConfig.permission_status.
 _PERMISSION_CODES: Final = frozenset({"50119", "50120"})
-
-_GATEWAY_PAGE: Final = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
 _AMBIGUOUS: Final = frozenset({"drop", "stall", "timeout_50004"})
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int  # 0: close the connection without a response
-    body: bytes = b""
-    content_type: str = "application/json"
-    code: str | None = None
-
-    def response(self) -> web.Response:
-        charset = None if self.content_type == "application/json" else "utf-8"
-        return web.Response(
-            status=self.status, body=self.body, content_type=self.content_type, charset=charset
-        )
-
-
-_NO_REPLY: Final = _Reply(0)
-_FAULT_REPLIES: Final = {
-    "http_500": _Reply(500, b"500 Internal Server Error", "text/plain"),
-    "html_502": _Reply(502, _GATEWAY_PAGE, "text/html"),
-}
-
-
-def _okx(
-    code: str,
-    msg: str | None = None,
-    data: list[dict[str, Any]] | None = None,
-    *,
-    status: int | None = None,
-) -> _Reply:
-    text = _MESSAGES.get(code, "") if msg is None else msg
-    body = orjson.dumps({"code": code, "msg": text, "data": data or []})
-    return _Reply(_STATUS.get(code, 200) if status is None else status, body, code=code)
-
-
-# Faults answered with OKX JSON: the exchange overloaded (50001, HTTP 503) or failing
-# (50026, HTTP 500), and 50011 in the form OKX sends with HTTP 200.
-_FAULT_REPLIES.update(
-    unavailable_50001=_okx("50001"),
-    error_50026=_okx("50026"),
-    rate_limit_200=_okx("50011", RATE_LIMIT_200_TEXT, status=200),
-)
-
-_NOT_JSON: Final = object()  # a body that does not parse (None is JSON's null)
-
-
-def _parse_json(raw: bytes) -> object:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _NOT_JSON
 
 
 class Simulator:
@@ -191,6 +99,7 @@ class Simulator:
         self._fault_rng = random.Random(config.faults.seed)
         self._script: deque[tuple[str | None, bool | None]] = deque()
         self._stalls: set[asyncio.Future[None]] = set()
+        self._holds: dict[str, deque[float]] = {}  # ccy -> seconds, see hold_next
         self.app = web.Application()
         self.app[SIMULATOR_KEY] = self
         for path in (TIME_PATH, CONFIG_PATH, BALANCE_PATH):
@@ -236,6 +145,16 @@ class Simulator:
             queued.append((kind, applied))
         self._script.extend(queued)
 
+    def hold_next(self, ccy: str, seconds: float) -> None:
+        """Hold the next set request of `ccy` (any user) for `seconds` after it passed auth
+        and rate limiting, then apply it whether or not its client still waits, and
+        answer if it does: a request OKX applies late, after the client timed out. Its
+        record says fault "hold". Holds of one currency queue up; a held request gets no
+        other fault."""
+        if not seconds >= 0:
+            raise ValueError("seconds must be >= 0")
+        self._holds.setdefault(ccy, deque()).append(seconds)
+
     def reset_records(self) -> None:
         """Forget records, the admission log and 50011 counts; windows keep limiting."""
         self.records.clear()
@@ -257,7 +176,7 @@ class Simulator:
         await self._network_delay()
         arrival = asyncio.get_running_loop().time()
         path = request.path
-        parsed = _parse_json(raw) if request.method == "POST" else None
+        parsed = parse_json(raw) if request.method == "POST" else None
         user: SimUser | None = None
         key: SimKey | None = None
         if path == TIME_PATH:  # public: no auth, limited per IP
@@ -271,7 +190,7 @@ class Simulator:
                 refusal = self._rate_limited()
         uid = user.uid if user is not None else None
 
-        def record(reply: _Reply, fault: str | None = None, applied: bool = False) -> Record:
+        def record(reply: Reply, fault: str | None = None, applied: bool = False) -> Record:
             return Record(
                 arrival=arrival,
                 method=request.method,
@@ -291,34 +210,37 @@ class Simulator:
 
         fault, applied_first = self._next_fault(path)
         process = partial(self._process, path, request, user, key, parsed, raw)
-        reply, applied = _NO_REPLY, False
-        if fault is None:
+        reply, applied = NO_REPLY, False
+        if fault is None and (hold := self._take_hold(path, parsed)) is not None:
+            fault = "hold"
+            reply, applied = await self._held(hold, request, process)
+        elif fault is None:
             reply, applied = process()
-        elif fault in _FAULT_REPLIES:
-            reply = _FAULT_REPLIES[fault]
+        elif fault in FAULT_REPLIES:
+            reply = FAULT_REPLIES[fault]
         elif fault == "busy_50013":
-            reply = _okx("50013")
+            reply = okx("50013")
         elif fault == "stall":
             if applied_first:
                 reply, applied = process()
             released = await self._stall(self._faults.stall_seconds)
             transport = request.transport
             if released or transport is None or transport.is_closing():
-                reply = _NO_REPLY  # shutting down, or the client gave up: nobody to answer
+                reply = NO_REPLY  # shutting down, or the client gave up: nobody to answer
             elif not applied_first:
                 reply, applied = process()
         else:  # drop, timeout_50004
             if applied_first:
                 _, applied = process()
-            reply = _NO_REPLY if fault == "drop" else _okx("50004")
+            reply = NO_REPLY if fault == "drop" else okx("50004")
         return await self._finish(request, record(reply, fault, applied), reply)
 
-    def _rate_limited(self) -> _Reply:
+    def _rate_limited(self) -> Reply:
         if self.rate_limit_status == 200:
-            return _okx("50011", RATE_LIMIT_200_TEXT, status=200)
-        return _okx("50011")
+            return okx("50011", RATE_LIMIT_200_TEXT, status=200)
+        return okx("50011")
 
-    async def _finish(self, request: web.Request, entry: Record, reply: _Reply) -> web.Response:
+    async def _finish(self, request: web.Request, entry: Record, reply: Reply) -> web.Response:
         self.records.append(entry)
         await self._network_delay()
         if reply.status == 0:
@@ -332,6 +254,20 @@ class Simulator:
         low, high = self.latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
+
+    def _take_hold(self, path: str, parsed: object) -> float | None:
+        ccy = parsed.get("ccy") if path == SET_PATH and isinstance(parsed, dict) else None
+        holds = self._holds.get(ccy) if isinstance(ccy, str) else None
+        return holds.popleft() if holds else None
+
+    async def _held(
+        self, seconds: float, request: web.Request, process: Callable[[], tuple[Reply, bool]]
+    ) -> tuple[Reply, bool]:
+        if await self._stall(seconds):
+            return NO_REPLY, False  # shutting down: never applied
+        reply, applied = process()  # applied late, whoever still waits
+        transport = request.transport
+        return (NO_REPLY if transport is None or transport.is_closing() else reply), applied
 
     async def _stall(self, seconds: float) -> bool:
         """Sleep `seconds`; True when woken early by `release_stalls`."""
@@ -359,7 +295,7 @@ class Simulator:
 
     def _authenticate(
         self, request: web.Request, raw: bytes
-    ) -> tuple[SimUser | None, SimKey | None, bool, _Reply | None]:
+    ) -> tuple[SimUser | None, SimKey | None, bool, Reply | None]:
         """(user, key, signature_ok, refusal). Checks in OKX's spirit, cheapest first."""
         headers = request.headers
         api_key = headers.get("OK-ACCESS-KEY", "")
@@ -400,7 +336,7 @@ class Simulator:
         if code is None:
             return user, key, signature_ok, None
         status = self.permission_status if code in _PERMISSION_CODES else None
-        return user, key, signature_ok, _okx(code, status=status)
+        return user, key, signature_ok, okx(code, status=status)
 
     # --- endpoints --------------------------------------------------------------------
 
@@ -412,90 +348,17 @@ class Simulator:
         key: SimKey | None,
         parsed: object,
         raw: bytes,
-    ) -> tuple[_Reply, bool]:
+    ) -> tuple[Reply, bool]:
         """The endpoint's own answer, and whether it changed a value."""
         if path == TIME_PATH:
-            return _okx("0", data=[{"ts": str(int(self.now() * 1000))}]), False
+            return okx("0", data=[{"ts": str(int(self.now() * 1000))}]), False
         assert user is not None and key is not None  # authenticated above
         if path == CONFIG_PATH:
-            return _okx("0", data=[self._account_config(user, key)]), False
+            return okx("0", data=[account_config(user, key)]), False
         if path == BALANCE_PATH:
-            return self._balance(user, request.query.get("ccy", "")), False
-        return self._set(user, parsed, raw, request.content_type)
-
-    def _account_config(self, user: SimUser, key: SimKey) -> dict[str, Any]:
-        is_main = user.main_uid in (None, user.uid)
-        return {
-            "uid": user.uid,
-            "mainUid": user.main_uid or user.uid,
-            "acctLv": user.acct_lv,
-            "perm": key.permissions,
-            "label": "okx_async simulator",
-            "level": "Lv1",
-            "levelTmp": "",
-            "posMode": "net_mode",
-            "autoLoan": False,
-            "greeksType": "PA",
-            "ctIsoMode": "automatic",
-            "mgnIsoMode": "automatic",
-            "spotOffsetType": "1" if user.risk_offset_mode else "",
-            "roleType": "0",
-            "kycLv": "2",
-            "ip": "",
-            "type": "0" if is_main else "1",
-        }
-
-    def _balance(self, user: SimUser, ccy_param: str) -> _Reply:
-        if ccy_param:
-            ccys = ccy_param.split(",")
-            if len(ccys) > MAX_BALANCE_CCYS or not all(ccys):
-                return _okx("51000", "Parameter ccy error")
-        else:
-            ccys = sorted(user.margin_ccys if user.equity is None else user.equity)
-        now_ms = str(int(self.now() * 1000))
-        details = [
-            {
-                "ccy": ccy,
-                "clSpotInUseAmt": user.values.get(ccy, ""),
-                "spotInUseAmt": user.spot_in_use.get(ccy, ""),
-                self.max_field_name: user.max_spot_in_use.get(ccy, ""),
-                "uTime": now_ms,
-            }
-            for ccy in dict.fromkeys(ccys)  # in order, without repeats
-            if user.holds(ccy)  # OKX leaves out a currency with no equity
-        ]
-        return _okx("0", data=[{"uTime": now_ms, "details": details}])
-
-    def _set(
-        self, user: SimUser, body: object, raw: bytes, content_type: str
-    ) -> tuple[_Reply, bool]:
-        if content_type != "application/json":  # aiohttp: the media type, lower case
-            return _okx("50006"), False
-        if not raw.strip():
-            return _okx("50000"), False
-        if body is _NOT_JSON:
-            return _okx("50002"), False
-        if not isinstance(body, dict):
-            return _okx("51000", "Parameter error: the body must be a JSON object"), False
-        ccy, amount = body.get("ccy"), body.get("clSpotInUseAmt")
-        for name, value in (("ccy", ccy), ("clSpotInUseAmt", amount)):
-            if value is None or value == "":
-                return _okx("50014", f"Parameter {name} can not be empty."), False
-        if not isinstance(ccy, str):
-            return _okx("51000", "Parameter ccy error"), False
-        if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):
-            return _okx("51000", "Parameter clSpotInUseAmt error"), False
-        if user.acct_lv != "4":
-            return _okx("51010"), False
-        if not user.risk_offset_mode:
-            return _okx("59651"), False
-        if ccy not in user.margin_ccys:
-            return _okx("59652"), False
-        floor = user.min_values.get(ccy)
-        if floor is not None and Decimal(amount) < Decimal(floor):
-            return _okx("59648"), False
-        user.values[ccy] = amount
-        return _okx("0", data=[{"ccy": ccy, "clSpotInUseAmt": amount}]), True
+            ccys = request.query.get("ccy", "")
+            return balance(user, ccys, now=self.now(), max_field_name=self.max_field_name), False
+        return set_amount(user, parsed, raw, request.content_type)
 
 
 def _parse_timestamp(text: str) -> float | None:

@@ -1,0 +1,82 @@
+"""ClientOptions: OKXClient's arguments validated in one frozen object; one yes/no reader."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from okx_async import ClientOptions, InvalidInputError, OKXClient, RetryPolicy, env_flag
+from okx_async.cli._profiles import ConfigError, load_profiles
+
+
+def test_build_normalises_and_freezes() -> None:
+    options = ClientOptions.build(base_url="eea", demo="yes", user_id="42")
+    assert options.base_url == "https://eea.okx.com"
+    assert options.demo is True
+    assert options.retry == RetryPolicy()
+    assert not hasattr(options, "__dict__")  # slotted
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.demo = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"base_url": 7}, "base_url must be a URL or a region name"),
+        ({"base_url": "mars"}, "neither a URL nor a region name"),
+        ({"base_url": "http://example.com"}, "plain http to a non-loopback host"),
+        ({"request_timeout": 0}, "request_timeout must be a positive number"),
+        ({"connect_timeout": float("nan")}, "connect_timeout must be a positive number"),
+        ({"user_id": "12a"}, "user_id must be OKX's numeric User ID"),
+        ({"demo": "perhaps"}, "demo must be 1/0"),
+        ({"demo": 1}, "demo must be a bool"),
+        ({"ssl": True}, "ssl must be an ssl.SSLContext"),
+    ],
+)
+def test_build_refuses_what_the_client_refuses(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        ClientOptions.build(**kwargs)  # type: ignore[arg-type]
+    # The client's constructor is the same check, not a second copy of it.
+    with pytest.raises(InvalidInputError, match=message):
+        OKXClient(api_key="k", secret_key="s", passphrase="p", **kwargs)  # type: ignore[arg-type]
+
+
+def test_repr_masks_proxy_and_store_credentials() -> None:
+    options = ClientOptions.build(
+        proxy="http://user:hunter2@proxy:3128", limiter_url="redis://:s3cret@localhost:6379/0"
+    )
+    text = repr(options)
+    assert "hunter2" not in text and "s3cret" not in text
+    assert "user:***@proxy" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *[("1", True), (" TRUE ", True), ("on", True), ("yes", True)],
+        *[("0", False), ("off", False), ("No", False), ("", False), ("maybe", None), ("2", None)],
+    ],
+)
+def test_one_flag_reader_for_library_and_cli(
+    value: str, expected: bool | None, tmp_path: Path
+) -> None:
+    # No config file (XDG_CONFIG_HOME is empty): the profile comes from the environment.
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "OKX_API_KEY": "k",
+        "OKX_SECRET_KEY": "s",
+        "OKX_PASSPHRASE": "p",
+        "OKX_DEMO": value,
+    }
+    if expected is None:
+        with pytest.raises(InvalidInputError, match="OKX_DEMO must be"):
+            env_flag("OKX_DEMO", value)
+        with pytest.raises(ConfigError, match="OKX_DEMO must be"):
+            load_profiles(None, env=env, warn=print).resolve("default")
+        return
+    assert env_flag("OKX_DEMO", value) is expected
+    if value:  # the CLI skips empty variables
+        store = load_profiles(None, env=env, warn=print)
+        assert store.resolve("default").demo is expected
