@@ -118,7 +118,10 @@ class _ConnectorMixin:
         try:
             return await super().connect(req, traces, timeout)  # type: ignore[misc]
         except aiohttp.ClientConnectorError as exc:
-            if _fd_exhausted(exc.os_error):
+            # Not a certificate error: aiohttp before 3.14 raises AttributeError for its
+            # os_error, and it is no descriptor shortage anyway.
+            certificate = isinstance(exc, aiohttp.ClientConnectorCertificateError)
+            if not certificate and _fd_exhausted(exc.os_error):
                 raise TooManyOpenFilesError(
                     "too many open files: this process has no file descriptor left for a "
                     "connection (raise `ulimit -n`, or share one client per user)",

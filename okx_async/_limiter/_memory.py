@@ -382,12 +382,24 @@ class LocalLimiterBackend:
         found = self._limiters.get(key)
         if found is None:
             cell: list[LocalKeyLimiter] = []
+            # A weak reference back: a strong one makes backend and limiter a reference
+            # cycle, which the cyclic GC frees only on a pass after the one that frees the
+            # loop (and with it the loop's entry in _BACKENDS). On Python 3.12+ a closed
+            # loop is itself in a cycle (a cancelled task keeps its CancelledError, whose
+            # traceback's frames hold the loop), so a collection left the backend alive.
+            owner = weakref.ref(self)
+
+            def on_idle(k: LimiterKey) -> None:
+                backend = owner()
+                if backend is not None:
+                    backend._drop(k, cell[0])
+
             found = LocalKeyLimiter(
                 key,
                 rate,
                 burst=self._burst,
                 max_pending=self._max_pending,
-                on_idle=lambda k: self._drop(k, cell[0]),
+                on_idle=on_idle,
             )
             cell.append(found)
             self._limiters[key] = found
