@@ -17,6 +17,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._auth import Credentials, RequestHeaders
@@ -30,7 +31,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._identity import cold_start_key, host_key, user_key
-from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
+from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey, RateLimit
 from ._ordering import Lane, SupersededError
 from ._retry import Action, Decision, RetryPolicy, decide, outcome_unknown
 from ._stats import ClientEvent, StatsRecorder
@@ -39,7 +40,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from ._telemetry import ClientMetrics
 
-__all__ = ["AttemptLoop", "ClientState", "first_row", "last_words", "within"]
+__all__ = ["AttemptLoop", "ClientState", "first_row", "last_words", "release_after", "within"]
 
 logger = logging.getLogger("okx_async")
 
@@ -105,17 +106,14 @@ class AttemptLoop:
         self._active[task] = False  # not stopped by close()
         loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
         rate, target, stats = ENDPOINT_LIMITS[path], path + query, self._stats
-        attempt, resynced = 0, False  # resynced: after a 50102, once per call
+        resynced = False  # after a 50102, once per call
         try:
-            while True:
-                attempt += 1
-                self._check_open()
-                clock = self._clock or self._bind_clock()
+            for attempt in count(1):
+                clock = self._attempt_clock()
                 if signed and not clock.synced:
                     await self._sync_clock(clock, deadline)
                 key = self._limiter_keys.get(path) or await self._limiter_key(path, deadline)
-                backend = self._backend if self._backend is not None else self._backend_now()
-                limiter = backend.limiter(key, rate)
+                limiter = self._key_limiter(key, rate)
                 asked = loop.time()
                 stats.queued += 1
                 try:
@@ -123,27 +121,32 @@ class AttemptLoop:
                 finally:
                     stats.queued -= 1
                 sent_at = self._count_sent(asked, lane, loop)
+                unanswered = True  # no answer yet: OKX may count it at any later moment
                 try:
                     headers = self._headers(clock, method, target, body, signed)
                     timeout = None if deadline is None else self._attempt_timeout(deadline, loop)
-                    if self._on_event is not None:
-                        self._emit("sent", path, attempt)
+                    self._emit("sent", path, attempt)
                     data = await self._transport.send(
                         method, target, body=body, headers=headers, timeout=timeout, loop=loop
                     )
                 except OKXError as exc:
                     error: OKXError = exc
+                    unanswered = outcome_unknown(exc)
                     if self._answered_error(exc, method, path, attempt, lane, sent_at, loop):
                         await limiter.on_rate_limited()
                 except asyncio.CancelledError:
                     self._in_flight_cancelled(lane, loop)
                     raise
                 else:
+                    unanswered = False
                     self._answered(method, path, attempt, sent_at, loop)
                     return data
                 finally:
                     stats.in_flight -= 1
-                    await limiter.release(lease)
+                    if unanswered:
+                        release_after(loop, self._landing_horizon, limiter, lease)
+                    else:
+                        await limiter.release(lease)
                 resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
         except asyncio.CancelledError:
             if not self._stopped_by_close(task):
@@ -155,6 +158,11 @@ class AttemptLoop:
         raise ClientClosedError("the client was closed before this request finished")
 
     # -- the steps of one attempt, in order ---------------------------------------------
+
+    def _attempt_clock(self) -> ServerClock:
+        """The server clock for the next attempt; ClientClosedError once closing."""
+        self._check_open()
+        return self._clock or self._bind_clock()
 
     def _bind_clock(self) -> ServerClock:
         self._clock = shared_clock(self._base_url)
@@ -208,6 +216,10 @@ class AttemptLoop:
         if self._uid is not None or key.environment == "ip":  # final: keep it
             self._limiter_keys[path] = key
         return key
+
+    def _key_limiter(self, key: LimiterKey, rate: RateLimit) -> KeyLimiter:
+        backend = self._backend if self._backend is not None else self._backend_now()
+        return backend.limiter(key, rate)
 
     def _backend_now(self) -> LimiterBackend:
         """The first use of the loop's in-process store (when the client has no other)."""
@@ -406,6 +418,35 @@ class AttemptLoop:
             self._on_event(
                 ClientEvent(kind, path, attempt, None if error is None else reason(error), delay)
             )
+
+
+_LATE_RELEASES: set[asyncio.Task[None]] = set()  # strong references until each is done
+
+
+def release_after(
+    loop: asyncio.AbstractEventLoop, horizon: float, limiter: KeyLimiter, lease: Lease
+) -> None:
+    """Release `lease` `horizon` seconds from now, not at once: its request got no answer
+    (timeout, dropped connection, cancelled on the wire, 5xx), so OKX may still count it
+    until the landing horizon. The lease rule needs the latest moment the server can see
+    the request; for an unanswered request that is the horizon, not the moment we gave
+    up. The slot stays in flight until then and cools one window after. Not tied to the
+    client: a closed client's late requests still count against the user. A store that
+    is closed by then (a client's own Redis or sqlite backend) lets the lease lapse by
+    its in-flight TTL instead."""
+
+    def release() -> None:
+        task = loop.create_task(limiter.release(lease))
+        _LATE_RELEASES.add(task)
+        task.add_done_callback(_late_release_done)
+
+    loop.call_later(horizon, release)
+
+
+def _late_release_done(task: asyncio.Task[None]) -> None:
+    _LATE_RELEASES.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("late release of an unanswered request's slot failed: %r", task.exception())
 
 
 async def within(

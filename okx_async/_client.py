@@ -59,6 +59,7 @@ from ._retry import RetryPolicy
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
 from ._transport import Transport
+from ._urls import masked
 from ._validation import validate_amount, validate_ccy
 
 if TYPE_CHECKING:
@@ -177,6 +178,9 @@ class OKXClient(AttemptLoop):
             # Reporters that capture frame locals show this frame in every traceback
             # raised from here on: keep no secret in it.
             del secret_key, passphrase
+        # URLs may carry passwords: from here on every frame shows them masked.
+        base_url, proxy = masked(base_url), masked(proxy)
+        limiter_url, redis_url = masked(limiter_url), masked(redis_url)
         options = ClientOptions.build(
             base_url=base_url,
             demo=demo,
