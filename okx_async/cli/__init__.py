@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OKXError as exc:
         call, path = _call(args)
-        console.err(f"error: {call}: {describe(exc, path)}")
+        note = getattr(args, "note", None)
+        console.err(f"error: {call}: {describe(exc, path)}" + (f"; {note}" if note else ""))
         return 1
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""

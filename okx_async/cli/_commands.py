@@ -18,7 +18,15 @@ from ._limiter import open_limiter
 from ._plan import read_plan, validate_plan
 from ._profiles import ConfigError, Profile, ProfileStore, default_config_path, load_profiles
 from ._progress import Console
-from ._report import dry_run_json, dry_run_text, plain, report_json, summary_text
+from ._report import (
+    dry_run_json,
+    dry_run_text,
+    may_still_apply,
+    may_still_apply_note,
+    plain,
+    report_json,
+    summary_text,
+)
 
 __all__ = ["build_parser"]
 
@@ -159,7 +167,12 @@ async def cmd_set(args: argparse.Namespace, console: Console) -> int:
     text, _ = validate_amount(args.amount)
     profile = _profile(args, console)
     async with profile.client() as client:
-        result = await client.set_risk_offset_amount(ccy, text, timeout=args.timeout)
+        try:
+            result = await client.set_risk_offset_amount(ccy, text, timeout=args.timeout)
+        except okx_async.OKXError as exc:
+            if may_still_apply(exc, sent=client.stats().sent > 0):
+                args.note = may_still_apply_note(ccy)  # main() adds it to the error line
+            raise
     if args.json:
         console.out_json(
             {

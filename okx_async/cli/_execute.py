@@ -25,7 +25,7 @@ from okx_async import (
 
 from ._plan import Plan, Row, duplicate_warnings, offline_account
 from ._progress import Console, Progress
-from ._report import describe, plain, short
+from ._report import describe, may_still_apply, plain, short
 
 __all__ = ["Account", "Mismatch", "Outcome", "Report", "Status", "execute"]
 
@@ -39,6 +39,7 @@ class Outcome:
     status: Status = "not_sent"
     applied: Decimal | None = None  # what OKX holds for the ccy as a result of this row
     error: OKXError | None = None
+    may_apply: bool = False  # failed, but OKX may still apply it (a timeout, a drop)
 
 
 @dataclass
@@ -153,7 +154,7 @@ async def execute(
                 same_as = outcomes[original]
                 await asyncio.wait([tasks[original]])
                 outcome.status, outcome.applied = same_as.status, same_as.applied
-                outcome.error = same_as.error
+                outcome.error, outcome.may_apply = same_as.error, same_as.may_apply
             elif row.profile in lookup_errors:
                 outcome.status = "failed"
                 outcome.error = lookup_errors[row.profile]
@@ -165,6 +166,7 @@ async def execute(
                 except OKXError as exc:
                     outcome.status = "failed"
                     outcome.error = exc
+                    outcome.may_apply = may_still_apply(exc, sent=counts[row.profile][0] > 0)
                 else:
                     outcome.status = "superseded" if result.superseded else "applied"
                     outcome.applied = result.amount
