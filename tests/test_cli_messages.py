@@ -84,3 +84,18 @@ async def test_apply_rows_that_timed_out_on_the_wire_may_still_apply(
     data = json.loads(report.read_text())
     flags = {r["ccy"]: r["may_still_apply"] for r in data["rows"]}
     assert flags == {"BTC": True, "ETH": False}
+
+
+async def test_an_unwritable_report_path_exits_2_before_anything_is_sent(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rows = plan(tmp_path, "default,BTC,1")
+    report = str(tmp_path / "no-such-dir" / "r.json")
+    assert await cli("apply", rows, "-q", "--limiter-url", "memory://", "--json", report) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"error: cannot write the report to {report}: the directory "
+        f"{tmp_path / 'no-such-dir'} does not exist; nothing was sent\n"
+    )
+    assert sim.records == []  # not even the User ID lookup

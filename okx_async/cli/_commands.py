@@ -263,6 +263,8 @@ async def cmd_config(args: argparse.Namespace, console: Console) -> int:
 
 
 async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
+    if args.json and args.json != "-":
+        _check_writable(Path(args.json))  # a report that cannot be written: send nothing
     store = _store(args, console)
     plan = validate_plan(read_plan(args.file), store)
     for warning in plan.warnings:
@@ -285,6 +287,23 @@ async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         console.err("interrupted")
         return 130
     return 0 if report.ok else 1
+
+
+def _check_writable(path: Path) -> None:
+    """ConfigError unless a report can be written to `path` (checked before sending, so a
+    typo in the path costs nothing)."""
+    folder = path.parent
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not folder.is_dir():
+        problem = f"the directory {folder} does not exist"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "the file is not writable"
+    elif not path.exists() and not os.access(folder, os.W_OK):
+        problem = f"the directory {folder} is not writable"
+    else:
+        return
+    raise ConfigError(f"cannot write the report to {path}: {problem}; nothing was sent")
 
 
 def _emit(console: Console, json_path: str | None, text: str, data: dict[str, Any]) -> None:
