@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -99,3 +101,36 @@ async def test_an_unwritable_report_path_exits_2_before_anything_is_sent(
         f"{tmp_path / 'no-such-dir'} does not exist; nothing was sent\n"
     )
     assert sim.records == []  # not even the User ID lookup
+
+
+async def test_a_sqlite_limiter_in_a_missing_directory_exits_2_saying_to_create_it(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "no-such-dir"
+    url = f"sqlite:///{folder}/x.db"  # four slashes: the style of SQLAlchemy's URLs
+    assert url.startswith("sqlite:////")
+    assert await cli("set", "BTC", "1", "--limiter-url", url) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"error: the limiter URL {url} names a file in {folder}, which does not exist: "
+        f"create the directory (mkdir -p {folder}) or pass another --limiter-url\n"
+    )
+    assert sim.records == []
+
+
+def test_an_unreachable_redis_limiter_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # A real process: the log line it must not print goes to stderr only where no logging
+    # is set up (under pytest, the log capture would take it).
+    pytest.importorskip("redis")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKX_")}
+    env |= {"OKX_API_KEY": "k", "OKX_SECRET_KEY": "s", "OKX_PASSPHRASE": "p"}
+    env |= {"OKX_BASE_URL": "http://127.0.0.1:9", "XDG_STATE_HOME": str(tmp_path)}
+    url = "redis://127.0.0.1:1/0"  # port 1: nothing listens there
+    argv = [sys.executable, "-m", "okx_async", "set", "BTC", "1", "--limiter-url", url]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr  # no log line before it
+    assert done.stderr.startswith("error: okx-async set BTC 1: LimiterUnavailableError: ")
+    assert "check that the limiter store runs" in done.stderr
