@@ -134,3 +134,19 @@ def test_an_unreachable_redis_limiter_is_one_line_and_exit_2(tmp_path: Path) -> 
     assert done.stderr.count("\n") == 1, done.stderr  # no log line before it
     assert done.stderr.startswith("error: okx-async set BTC 1: LimiterUnavailableError: ")
     assert "check that the limiter store runs" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("times", "busiest"),
+    [
+        ([], 0),
+        ([0.0], 1),
+        ([0.0, 1.999, 2.0, 2.5], 3),  # [0, 2) holds 2; [0.5, 2.5] holds 3
+        ([0.0, 0.0, 0.0, 4.0], 3),
+        ([0.0, 1.0, 2.0, 3.0, 4.0], 2),  # a request exactly a window later is the next window
+    ],
+)
+def test_busiest_window_counts_a_half_open_span(times: list[float], busiest: int) -> None:
+    from okx_async.cli._report import busiest_window
+
+    assert busiest_window(times, 2.0) == busiest

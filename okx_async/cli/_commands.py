@@ -15,7 +15,7 @@ from okx_async import InvalidInputError, validate_amount, validate_ccy
 from ._demo import cmd_demo, cmd_simulate
 from ._execute import execute
 from ._limiter import open_limiter
-from ._plan import read_plan, validate_plan
+from ._plan import duplicate_warnings, offline_account, read_plan, validate_plan
 from ._profiles import ConfigError, Profile, ProfileStore, default_config_path, load_profiles
 from ._progress import Console
 from ._report import (
@@ -267,8 +267,11 @@ async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         _check_writable(Path(args.json))  # a report that cannot be written: send nothing
     store = _store(args, console)
     plan = validate_plan(read_plan(args.file), store)
+    # A run tells a currency given two values once it knows the accounts (`execute`).
+    later = set() if args.dry_run else {w for _, w in duplicate_warnings(plan, offline_account)}
     for warning in plan.warnings:
-        console.err(warning)
+        if warning not in later:
+            console.err(warning)
     if plan.errors:
         console.err(
             f"{len(plan.errors)} error(s) in {plan.source} ({plan.numbering}); nothing was sent:"

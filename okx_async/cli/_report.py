@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from okx_async import (
     ACCOUNT_CONFIG_PATH,
+    ENDPOINT_LIMITS,
     GLOBAL_URL,
     LANDING_HORIZON,
     SERVER_TIME_PATH,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ._execute import Report
 
 __all__ = [
+    "busiest_window",
     "describe",
     "dry_run_json",
     "may_still_apply",
@@ -94,6 +96,16 @@ def may_still_apply_note(ccy: str) -> str:
     )
 
 
+def busiest_window(times: list[float], window: float) -> int:
+    """The most of `times` (sorted seconds) in any half-open span of `window` seconds."""
+    busiest, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - window:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
 def short(exc: BaseException) -> str:
     """The error class and OKX code alone, for a progress line."""
     code = getattr(exc, "code", None)
@@ -113,7 +125,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _tallies(report: Report) -> dict[str, dict[str, int]]:
-    """Per account: rows, sent, applied, superseded, failed, not_sent, rate_limited."""
+    """Per account: rows, sent, applied, superseded, failed, not_sent, rate_limited, and
+    busiest_window (the most set requests sent in any one window of the limit)."""
+    limit = ENDPOINT_LIMITS[SET_RISK_OFFSET_PATH]
     tallies = {
         key: dict(
             rows=0,
@@ -123,6 +137,7 @@ def _tallies(report: Report) -> dict[str, dict[str, int]]:
             failed=0,
             not_sent=0,
             rate_limited=a.rate_limited,
+            busiest_window=busiest_window(a.sent_at, limit.window),
         )
         for key, a in report.accounts.items()
     }
@@ -165,7 +180,14 @@ def summary_text(report: Report) -> str:
             lines += ["", f"{checked}; all match"]
         else:
             lines += ["", "verify: nothing to read back (no row was applied)"]
-    rate = total["sent"] / report.elapsed if report.elapsed > 0 else 0.0
+    limit = ENDPOINT_LIMITS[SET_RISK_OFFSET_PATH]
+    busiest = max((t["busiest_window"] for t in tallies.values()), default=0)
+    pace = (
+        f" (busiest {limit.window:g}-s window: {busiest} of the {limit.limit} allowed per "
+        f"{limit.scope})"
+        if total["sent"]
+        else ""
+    )
     not_sent = sum(1 for o in report.outcomes if o.status == "not_sent")
     unsent = f", {not_sent} not sent" if report.interrupted else ""
     pending = sum(1 for o in report.outcomes if o.may_apply)
@@ -174,7 +196,7 @@ def summary_text(report: Report) -> str:
         "",
         f"{_plural(total['rows'], 'row')}: {total['applied']} applied, "
         f"{total['superseded']} superseded, {total['failed']} failed{maybe}{unsent}; "
-        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s) "
+        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s{pace} "
         f"after {report.lookup_s:.2f} s of account lookups",
     ]
     if report.interrupted:
