@@ -1,0 +1,71 @@
+"""One OS process of tests/test_lane_processes.py: one OKXClient setting values on
+command from the test, sharing a limiter store (argv spec "limiter_url") with others.
+
+Protocol: argv[1] is a JSON spec; after warming up (clock sync, store opened) the worker
+prints "ready". Then per stdin line:
+    set CCY VALUE   start set_risk_offset_amount(CCY, VALUE) (not awaited) and print
+                    "submitted" once the call has taken its place in the store's order
+    results         wait for every started call; print one JSON list of outcomes
+    close           close the client and exit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from okx_async import OKXClient, RiskOffsetResult
+
+
+def outcome(result: RiskOffsetResult | BaseException) -> dict[str, Any]:
+    if isinstance(result, BaseException):
+        return {"error": repr(result)}
+    return {
+        "ccy": result.ccy,
+        "requested": str(result.requested),
+        "amount": str(result.amount),
+        "superseded": result.superseded,
+        "attempts": result.attempts,
+    }
+
+
+async def main(spec: dict[str, Any]) -> None:
+    key, secret, passphrase = spec["key"]
+    client = OKXClient(
+        api_key=key,
+        secret_key=secret,
+        passphrase=passphrase,
+        base_url=spec["base_url"],
+        user_id=spec["uid"],
+        limiter_url=spec["limiter_url"],
+        landing_horizon=spec["landing_horizon"],
+    )
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[RiskOffsetResult]] = []
+    try:
+        await client.get_risk_offset_amounts(["USDT"])  # warm up off the lanes
+        print("ready", flush=True)
+        while True:
+            line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+            if not line or line[0] == "close":
+                return
+            if line[0] == "set":
+                tasks.append(
+                    loop.create_task(client.set_risk_offset_amount(line[1], line[2], timeout=30))
+                )
+                # The call runs up to its first real wait: past validation and, with a
+                # shared store, past taking its sequence number (one short transaction).
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                print("submitted", flush=True)
+            elif line[0] == "results":
+                done = await asyncio.gather(*tasks, return_exceptions=True)
+                print(json.dumps([outcome(r) for r in done]), flush=True)
+    finally:
+        await client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
