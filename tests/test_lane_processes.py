@@ -157,13 +157,13 @@ async def test_two_processes_slow_first_request_last_value_sticks(
     store: str, tmp_path: Path
 ) -> None:
     sim = simulator()
-    sim.hold_next("BTC", 1.5)
+    sim.hold_next("BTC", 2.5)  # longer than the claim TTL: renewals keep the claim
     sim.hold_next("ETH", 1.0)
     async with SimulatorServer(sim) as server:
         workers = await start_workers(2, server.base_url, url_for(store, tmp_path))
         try:
             a, b = workers
-            await a.set("BTC", "1")  # held 1.5 s at the simulator
+            await a.set("BTC", "1")  # held 2.5 s at the simulator
             await asyncio.sleep(0.3)
             await b.set("BTC", "2")
             await b.set("ETH", "10")  # held 1 s
