@@ -47,7 +47,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._identity import cold_start_key, host_key, mode, user_key
-from ._lane_store import SqliteLaneStore
+from ._lane_store import LaneStoreBase
 from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
@@ -257,7 +257,7 @@ class OKXClient:
             self._metrics.watch(self._backend)
         # Ordering shared with other processes, where the store offers it (sqlite).
         make_lanes = getattr(self._backend, "lane_store", None)
-        self._lane_store: SqliteLaneStore | None = make_lanes() if make_lanes else None
+        self._lane_store: LaneStoreBase | None = make_lanes() if make_lanes else None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:

@@ -49,6 +49,7 @@ __all__ = [
     "LANE_SCHEMA",
     "ClaimAnswer",
     "LaneClaim",
+    "LaneStoreBase",
     "SqliteLaneStore",
     "SupersededElsewhereError",
     "process_token",
@@ -204,44 +205,56 @@ def newer_txn(conn: sqlite3.Connection, now: float, key: str, seq: int, owner: s
 
 
 class LaneClaim:
-    """A granted claim: renewed in the background until `SqliteLaneStore.release`."""
+    """A granted claim: renewed in the background until `LaneStoreBase.release`."""
 
-    __slots__ = ("_renewer", "fence", "key", "uncertain")
+    __slots__ = ("_renewer", "fence", "key", "newer", "uncertain")
 
     def __init__(self, *, key: str, fence: int, uncertain: list[tuple[Decimal, float]]) -> None:
         self.key = key
         self.fence = fence
         self.uncertain = uncertain  # (value, landing loop time) other processes left
+        self.newer = False  # a newer value of another process seen by a renewal (Redis)
         self._renewer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"LaneClaim({self.key!r}, fence={self.fence})"
 
 
-class SqliteLaneStore:
-    """Lane claims and sequence numbers in a `SqliteLimiterBackend`'s file.
+class LaneStoreBase:
+    """What every shared lane store does alike: wait for a claim, renew it while the
+    request is in flight, give it up. Subclasses provide one round trip per rule.
 
-    `ttl` (seconds, > 0, default LANE_CLAIM_TTL = 2): a claim not renewed for this long
-    (its holder crashed or hangs) lapses. Raises LimiterUnavailableError (from the
-    operations) when the file cannot be written. Use from the backend's event loop.
-    """
+    Operations raise LimiterUnavailableError when the store cannot be reached."""
 
-    __slots__ = ("_backend", "_counter", "_ttl")
+    __slots__ = ("_counter", "_ttl")
 
-    def __init__(self, *, backend: SqliteLimiterBackend, ttl: float = LANE_CLAIM_TTL) -> None:
+    def __init__(self, *, ttl: float) -> None:
         if not ttl > 0:
             raise InvalidInputError(f"ttl must be positive, got {ttl!r}")
-        self._backend = backend
         self._ttl = float(ttl)
         self._counter = 0
 
-    def __repr__(self) -> str:
-        return f"<SqliteLaneStore {self._backend.path} ttl={self._ttl:g}s>"
-
     async def submitted(self, key: str, value: str) -> int:
         """The store's sequence number for a newly submitted `value` of `key`."""
-        owner = process_token()
-        return await self._backend._run(lambda c, now: submit_txn(c, now, key, owner, value))
+        raise NotImplementedError
+
+    async def _claim_once(
+        self, key: str, seq: int, holder: str, value: str, horizon: float
+    ) -> tuple[ClaimAnswer, float]:
+        """One claim attempt and the store's wall clock when it ran."""
+        raise NotImplementedError
+
+    async def _renew_once(self, claim: LaneClaim) -> bool:
+        raise NotImplementedError
+
+    async def _release_once(self, claim: LaneClaim, uncertain: list[tuple[str, float]]) -> None:
+        """End `claim`; `uncertain`: (value text, seconds from now until it may land)."""
+        raise NotImplementedError
+
+    def newer_elsewhere(self, key: str, seq: int) -> bool:
+        """True when another process submitted a value of `key` after `seq` (best
+        effort; False when not known at once)."""
+        raise NotImplementedError
 
     async def claim(
         self, key: str, *, seq: int, value: str, deadline: float | None, horizon: float
@@ -249,28 +262,11 @@ class SqliteLaneStore:
         """Wait for `key`'s claim and take it for `value` (sequence `seq`). `deadline`
         (loop time) bounds the wait: DeadlineExceededError after it. Raises
         SupersededElsewhereError when another process submitted a newer value."""
-        owner = process_token()
         self._counter += 1
-        holder = f"{owner}:{self._counter}"
+        holder = f"{process_token()}:{self._counter}"
         loop = asyncio.get_running_loop()
         while True:
-            answer = await self._backend._run(
-                lambda c, now: (
-                    claim_txn(
-                        c,
-                        now,
-                        key,
-                        seq=seq,
-                        owner=owner,
-                        holder=holder,
-                        sending=value,
-                        ttl=self._ttl,
-                        horizon=horizon,
-                    ),
-                    now,
-                )
-            )
-            found, now = answer
+            found, now = await self._claim_once(key, seq, holder, value, horizon)
             if found.kind == "granted":
                 at = loop.time() - now  # wall time -> loop time
                 uncertain = [(Decimal(v), t + at) for v, t in found.uncertain]
@@ -285,52 +281,99 @@ class SqliteLaneStore:
             if deadline is not None and wake >= deadline:
                 await asyncio.sleep(max(deadline - loop.time(), 0.0))
                 raise DeadlineExceededError(
-                    f"another process kept sending {key.rsplit(':', 1)[-1]} past the deadline"
+                    f"another request kept {key.rsplit(':', 1)[-1]} busy past the deadline"
                 )
             await asyncio.sleep(wake - loop.time())
 
-    def newer_elsewhere(self, key: str, seq: int) -> bool:
-        """True when another process submitted a value of `key` after `seq`. Best
-        effort and synchronous: False when the file is busy (the claim still keeps the
-        order; this only spares sending a value that is already stale)."""
-        backend = self._backend
-        owner = process_token()
-        try:
-            return backend._try_now(lambda c, now: newer_txn(c, now, key, seq, owner)) is True
-        except LimiterUnavailableError:
-            return False
-
     async def release(self, claim: LaneClaim, uncertain: list[tuple[Decimal, float]]) -> None:
         """Give the claim up, recording this process's uncertain entries of its key as
-        (value, landing in loop time)."""
+        (value, landing in loop time). Never raises: an unreleased claim lapses."""
         renewer, claim._renewer = claim._renewer, None
         if renewer is not None:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
         loop_now = asyncio.get_running_loop().time()
-        owner = process_token()
-        key, fence = claim.key, claim.fence
-
-        def write(conn: sqlite3.Connection, now: float) -> None:
-            entries = [(str(v), now + (t - loop_now)) for v, t in uncertain]
-            release_txn(conn, now, key, fence, owner, entries)
-
+        entries = [(str(v), t - loop_now) for v, t in uncertain if t > loop_now]
         try:
-            await self._backend._run(write)
-        except LimiterUnavailableError as exc:  # the lease lapses by itself
-            logger.warning("releasing the claim of %s: %s", key, exc)
+            await self._release_once(claim, entries)
+        except LimiterUnavailableError as exc:
+            logger.warning("releasing the claim of %s: %s", claim.key, exc)
 
     async def _renew(self, claim: LaneClaim) -> None:
         while True:
             await asyncio.sleep(self._ttl / 3)
             try:
-                ours = await self._backend._run(
-                    lambda c, now: renew_txn(c, now, claim.key, claim.fence, self._ttl)
-                )
+                ours = await self._renew_once(claim)
             except LimiterUnavailableError as exc:
                 logger.warning("renewing the claim of %s: %s", claim.key, exc)
                 continue
             if not ours:
                 logger.warning("the claim of %s lapsed while its request was in flight", claim.key)
                 return
+
+
+class SqliteLaneStore(LaneStoreBase):
+    """Lane claims and sequence numbers in a `SqliteLimiterBackend`'s file.
+
+    `ttl` (seconds, > 0, default LANE_CLAIM_TTL = 2): a claim not renewed for this long
+    (its holder crashed or hangs) lapses. Use from the backend's event loop.
+    """
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, *, backend: SqliteLimiterBackend, ttl: float = LANE_CLAIM_TTL) -> None:
+        super().__init__(ttl=ttl)
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"<SqliteLaneStore {self._backend.path} ttl={self._ttl:g}s>"
+
+    async def submitted(self, key: str, value: str) -> int:
+        owner = process_token()
+        return await self._backend._run(lambda c, now: submit_txn(c, now, key, owner, value))
+
+    async def _claim_once(
+        self, key: str, seq: int, holder: str, value: str, horizon: float
+    ) -> tuple[ClaimAnswer, float]:
+        owner, ttl = process_token(), self._ttl
+
+        def attempt(conn: sqlite3.Connection, now: float) -> tuple[ClaimAnswer, float]:
+            answer = claim_txn(
+                conn,
+                now,
+                key,
+                seq=seq,
+                owner=owner,
+                holder=holder,
+                sending=value,
+                ttl=ttl,
+                horizon=horizon,
+            )
+            return answer, now
+
+        return await self._backend._run(attempt)
+
+    async def _renew_once(self, claim: LaneClaim) -> bool:
+        return await self._backend._run(
+            lambda c, now: renew_txn(c, now, claim.key, claim.fence, self._ttl)
+        )
+
+    async def _release_once(self, claim: LaneClaim, uncertain: list[tuple[str, float]]) -> None:
+        owner = process_token()
+
+        def write(conn: sqlite3.Connection, now: float) -> None:
+            entries = [(v, now + after) for v, after in uncertain]
+            release_txn(conn, now, claim.key, claim.fence, owner, entries)
+
+        await self._backend._run(write)
+
+    def newer_elsewhere(self, key: str, seq: int) -> bool:
+        # Synchronous: a read when the file is free at once, else False (the claim still
+        # keeps the order; this only spares sending a value that is already stale).
+        owner = process_token()
+        try:
+            found = self._backend._try_now(lambda c, now: newer_txn(c, now, key, seq, owner))
+        except LimiterUnavailableError:
+            return False
+        return found is True

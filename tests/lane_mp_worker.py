@@ -19,6 +19,22 @@ from typing import Any
 from okx_async import OKXClient, RiskOffsetResult
 
 
+class Numbered:
+    """The client's lane store, telling `numbered` each sequence number it hands out."""
+
+    def __init__(self, store: Any, numbered: asyncio.Queue[int]) -> None:
+        self._store = store
+        self._numbered = numbered
+
+    async def submitted(self, key: str, value: str) -> int:
+        seq: int = await self._store.submitted(key, value)
+        self._numbered.put_nowait(seq)
+        return seq
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def outcome(result: RiskOffsetResult | BaseException) -> dict[str, Any]:
     if isinstance(result, BaseException):
         return {"error": repr(result)}
@@ -44,6 +60,12 @@ async def main(spec: dict[str, Any]) -> None:
     )
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[RiskOffsetResult]] = []
+    # With a shared store, "submitted" is printed once the value has its sequence number
+    # (the store's order); the test's order of commands is then the store's order.
+    numbered: asyncio.Queue[int] = asyncio.Queue()
+    store = client._lane_store
+    if store is not None:
+        client._lane_store = Numbered(store, numbered)  # type: ignore[assignment]
     try:
         await client.get_risk_offset_amounts(["USDT"])  # warm up off the lanes
         print("ready", flush=True)
@@ -55,10 +77,11 @@ async def main(spec: dict[str, Any]) -> None:
                 tasks.append(
                     loop.create_task(client.set_risk_offset_amount(line[1], line[2], timeout=30))
                 )
-                # The call runs up to its first real wait: past validation and, with a
-                # shared store, past taking its sequence number (one short transaction).
-                for _ in range(3):
-                    await asyncio.sleep(0)
+                if store is not None:
+                    await asyncio.wait_for(numbered.get(), 10)
+                else:  # the call runs up to its first real wait: it is in its lane
+                    for _ in range(3):
+                        await asyncio.sleep(0)
                 print("submitted", flush=True)
             elif line[0] == "results":
                 done = await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,4 +1,5 @@
-"""Per-currency ordering across OS processes sharing a sqlite limiter file.
+"""Per-currency ordering across OS processes sharing a limiter store (a sqlite file, or
+a real redis-server: skipped without one unless OKX_ASYNC_REQUIRE_REDIS=1).
 
 Each worker (tests/lane_mp_worker.py) is one process with one OKXClient of the same
 user. The test tells them, in turn, which value to set; it waits for each worker to
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import redis_fixture
 
 from okx_async.simulator import (
     SET_PATH,
@@ -145,22 +149,28 @@ def limiter_params() -> list[Any]:
     unshared = pytest.mark.xfail(
         strict=True, reason="memory:// keeps ordering per process: the older value lands last"
     )
-    return ["sqlite", pytest.param("memory", marks=unshared)]
+    return ["sqlite", "redis", pytest.param("memory", marks=unshared)]
 
 
-def url_for(store: str, tmp_path: Path) -> str:
+def url_for(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if store == "redis":
+        server: redis_fixture.RedisServer = request.getfixturevalue("redis_server")
+        return server.url
     return f"sqlite:///{tmp_path / 'limits.db'}" if store == "sqlite" else "memory://"
+
+
+redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
 
 
 @pytest.mark.parametrize("store", limiter_params())
 async def test_two_processes_slow_first_request_last_value_sticks(
-    store: str, tmp_path: Path
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     sim = simulator()
     sim.hold_next("BTC", 2.5)  # longer than the claim TTL: renewals keep the claim
     sim.hold_next("ETH", 1.0)
     async with SimulatorServer(sim) as server:
-        workers = await start_workers(2, server.base_url, url_for(store, tmp_path))
+        workers = await start_workers(2, server.base_url, url_for(store, request, tmp_path))
         try:
             a, b = workers
             await a.set("BTC", "1")  # held 2.5 s at the simulator
@@ -183,12 +193,14 @@ async def test_two_processes_slow_first_request_last_value_sticks(
 
 
 @pytest.mark.parametrize("store", limiter_params())
-async def test_three_processes_interleaved_values(store: str, tmp_path: Path) -> None:
+async def test_three_processes_interleaved_values(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     sim = simulator()
     sim.hold_next("BTC", 1.2)
     sim.hold_next("ETH", 1.2)
     async with SimulatorServer(sim) as server:
-        workers = await start_workers(3, server.base_url, url_for(store, tmp_path))
+        workers = await start_workers(3, server.base_url, url_for(store, request, tmp_path))
         try:
             a, b, c = workers
             # The last value of each currency comes from a process that is not the
@@ -222,7 +234,7 @@ async def test_three_processes_interleaved_values(store: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("store", limiter_params())
 async def test_a_crashed_holders_claim_lapses_and_its_late_request_is_outlived(
-    store: str, tmp_path: Path
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """The holder of BTC's claim is killed while its request is held at the exchange;
     the request lands later anyway. The next process waits for the claim to lapse,
@@ -230,7 +242,7 @@ async def test_a_crashed_holders_claim_lapses_and_its_late_request_is_outlived(
     sim = simulator()
     sim.hold_next("BTC", 3.0)
     async with SimulatorServer(sim) as server:
-        workers = await start_workers(2, server.base_url, url_for(store, tmp_path))
+        workers = await start_workers(2, server.base_url, url_for(store, request, tmp_path))
         try:
             a, b = workers
             await a.set("BTC", "1")
