@@ -47,7 +47,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._identity import cold_start_key, host_key, mode, user_key
-from ._lane_store import LaneStoreBase
+from ._lane_store import LaneStoreBase, SupersededElsewhereError
 from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
@@ -581,13 +581,16 @@ class OKXClient:
             return await self._send_value(update, lane)
         # Never two requests of one currency in flight across the processes sharing it.
         name = _lane_name(lane)
-        claim = await store.claim(
-            name,
-            seq=update.seq,
-            value=update.text,
-            deadline=update.deadline,
-            horizon=self._landing_horizon,
-        )
+        try:
+            claim = await store.claim(
+                name,
+                seq=update.seq,
+                value=update.text,
+                deadline=update.deadline,
+                horizon=self._landing_horizon,
+            )
+        except SupersededElsewhereError as exc:
+            raise SupersededError(Decimal(exc.value)) from None
         if claim.uncertain:
             lane.import_uncertain(claim.uncertain)
         lane.newer_elsewhere = partial(store.newer_elsewhere, name, update.seq)

@@ -24,14 +24,19 @@ from collections.abc import Awaitable, Callable, Hashable
 from decimal import Decimal
 from weakref import WeakKeyDictionary
 
-from ._lane_store import SupersededElsewhereError
 from ._models import RiskOffsetResult
 
 __all__ = ["Lane", "LaneRegistry", "SupersededError", "Update", "lanes_for_running_loop"]
 
 
 class SupersededError(Exception):
-    """Internal signal: stop retrying, a newer value for this currency waits."""
+    """Internal signal: stop retrying, a newer value for this currency waits. `newest`
+    (Decimal | None): set when that value was submitted in another process sharing the
+    lane store; this one is then not sent (again) and answers with `newest`."""
+
+    def __init__(self, newest: Decimal | None = None) -> None:
+        super().__init__()
+        self.newest = newest
 
 
 _TIMER_SLACK = 1e-6  # seconds; far below any network delay
@@ -280,9 +285,9 @@ class Lane:
     def _settle_failure(self, update: Update, error: Exception) -> None:
         # Sent inline by run_inline and by the worker alike, without a coroutine of its
         # own: each waiting call keeps its coroutines alive.
-        if isinstance(error, SupersededElsewhereError):
+        if isinstance(error, SupersededError) and error.newest is not None:
             # Not sent; the other process's newer value is the lane's last word.
-            update.resolve_elsewhere(Decimal(error.value))
+            update.resolve_elsewhere(error.newest)
             self._applied = None  # re-asserting an older value here would undo it
         elif not isinstance(error, SupersededError):
             update.fail(error)
