@@ -107,11 +107,12 @@ class ClaimAnswer(NamedTuple):
 def submit_txn(conn: sqlite3.Connection, now: float, key: str, owner: str, value: str) -> int:
     """Take the next sequence number of `key` for `value`; it becomes the newest."""
     del now
-    row = conn.execute(
-        "INSERT INTO lane VALUES (?, 1, ?, ?, NULL, 0, 0, NULL) ON CONFLICT (key) DO UPDATE "
-        "SET seq = seq + 1, owner = excluded.owner, value = excluded.value RETURNING seq",
-        (key, owner, value),
-    ).fetchone()
+    # Plain statements, not an upsert with RETURNING: that needs sqlite 3.35.
+    conn.execute("INSERT OR IGNORE INTO lane VALUES (?, 0, '', '', NULL, 0, 0, NULL)", (key,))
+    conn.execute(
+        "UPDATE lane SET seq = seq + 1, owner = ?, value = ? WHERE key = ?", (owner, value, key)
+    )
+    row = conn.execute("SELECT seq FROM lane WHERE key = ?", (key,)).fetchone()
     return int(row[0])
 
 

@@ -1,17 +1,23 @@
-"""The sqlite lane store's rules (claim, fencing, sequence, lapse), each transaction run
-on a real sqlite file with an explicit clock value `now` (wall seconds)."""
+"""The lane stores' rules (claim, fencing, sequence, lapse): sqlite's transactions run
+on a real file with an explicit clock value `now` (wall seconds); Redis's script on a
+real redis-server, its clock moved by editing the stored expiry."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+import redis_fixture
+
 from okx_async._lane_store import (
     LANE_SCHEMA,
+    LaneClaim,
     SupersededElsewhereError,
     claim_txn,
     newer_txn,
@@ -20,6 +26,8 @@ from okx_async._lane_store import (
     submit_txn,
 )
 from okx_async._limiter._sqlite import SqliteLimiterBackend
+
+redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
 
 KEY = "live:42:BTC"
 TTL, HORIZON = 2.0, 30.0
@@ -134,4 +142,51 @@ async def test_a_waiter_sleeps_until_the_lease_expires_and_a_deadline_bounds_it(
             await backend._run(lambda c, now: submit_txn(c, now, KEY, "other", "7"))
             await store.claim(KEY, seq=seq, value="1", deadline=None, horizon=HORIZON)
     finally:
+        await backend.aclose()
+
+
+async def test_the_redis_script_keeps_the_same_rules(
+    redis_server: redis_fixture.RedisServer,
+) -> None:
+    """The same rules in Redis's Lua script, against a real redis-server. Another
+    process is played by calling the script with a foreign owner; a lapse by moving the
+    claim's expiry into the past (Redis `TIME` is the store's only clock)."""
+    import redis.asyncio as aioredis
+
+    from okx_async import RedisLimiterBackend
+
+    backend = RedisLimiterBackend(redis_server.url)
+    store = backend.lane_store()
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert [await store.submitted(KEY, v) for v in ("1", "2")] == [1, 2]
+        await store._call(KEY, ["submit", "other", "7"])  # another process's newer value
+        answer, _ = await store._claim_once(KEY, 2, "me:1", "2", HORIZON)
+        assert (answer.kind, answer.value) == ("superseded", "7")
+
+        eth = "live:42:ETH"
+        seq = await store.submitted(eth, "5")
+        first, now = await store._claim_once(eth, seq, "me:1", "5", HORIZON)
+        assert (first.kind, first.fence, first.uncertain) == ("granted", 1, ())
+        waiting, now2 = await store._claim_once(eth, seq, "me:2", "5", HORIZON)
+        assert waiting.kind == "wait" and now < waiting.until <= now2 + 2.0
+        claim = LaneClaim(key=eth, fence=first.fence, uncertain=[])
+        assert await store._renew_once(claim)
+        await store._release_once(claim, [("5", 5.0), ("4", 0.0)])  # one already landed
+        other = await store._call(eth, ["claim", "other", "other:1", seq, "5", "2.0", "30"])
+        assert [x.decode() if isinstance(x, bytes) else x for x in other[:3]] == [
+            "granted",
+            2,
+            "5",
+        ]
+        assert float(other[3]) == pytest.approx(float(other[-1]) + 5.0, abs=0.5)
+        # "other" crashes mid-send: its claim's expiry passes; ours takes over.
+        seconds, micros = await raw.time()
+        await raw.hset(f"okx_async:lane:{{{eth}}}", "expires", str(seconds + micros / 1e6 - 1))
+        taken, now3 = await store._claim_once(eth, seq, "me:3", "5", HORIZON)
+        assert (taken.kind, taken.fence) == ("granted", 3)
+        assert [(v, round(t - now3)) for v, t in taken.uncertain] == [("5", 29)]
+        assert not await store._renew_once(claim)  # fence 1 is long gone
+    finally:
+        await raw.aclose()
         await backend.aclose()
