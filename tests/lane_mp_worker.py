@@ -57,6 +57,7 @@ async def main(spec: dict[str, Any]) -> None:
         user_id=spec["uid"],
         limiter_url=spec["limiter_url"],
         landing_horizon=spec["landing_horizon"],
+        request_timeout=spec.get("request_timeout", 10.0),
     )
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[RiskOffsetResult]] = []

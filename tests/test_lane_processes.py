@@ -73,7 +73,9 @@ class Worker:
         return found
 
 
-async def start_workers(n: int, base_url: str, limiter_url: str) -> list[Worker]:
+async def start_workers(
+    n: int, base_url: str, limiter_url: str, request_timeout: float = 10.0
+) -> list[Worker]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -86,6 +88,7 @@ async def start_workers(n: int, base_url: str, limiter_url: str) -> list[Worker]
             "key": [KEYS[i].api_key, KEYS[i].secret_key, KEYS[i].passphrase],
             "limiter_url": limiter_url,
             "landing_horizon": HORIZON,
+            "request_timeout": request_timeout,
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -264,3 +267,34 @@ async def test_a_crashed_holders_claim_lapses_and_its_late_request_is_outlived(
     # overlap; the re-assert after its landing horizon is what outlives it.)
     held = next(r for r in sets if r.fault == "hold")
     assert min(r.arrival for r in sets if r.fault != "hold") > held.arrival + 1.5
+
+
+@pytest.mark.parametrize("store", limiter_params())
+async def test_a_timed_out_request_of_another_process_is_outlived(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The issue's first scenario across two processes: a's request times out (1 s) but
+    the exchange applies it at 2.5 s; b's newer value, submitted meanwhile, is applied
+    first. a drops its retry (a newer value exists elsewhere) and leaves the uncertain
+    request in the store; b re-asserts its value after that request's landing horizon."""
+    sim = simulator()
+    sim.hold_next("BTC", 2.5)
+    async with SimulatorServer(sim) as server:
+        url = url_for(store, request, tmp_path)
+        workers = await start_workers(2, server.base_url, url, request_timeout=1.0)
+        try:
+            a, b = workers
+            await a.set("BTC", "1")
+            await asyncio.sleep(0.3)
+            await b.set("BTC", "2")
+            results = [await w.results() for w in workers]
+            await settled(sim, {"BTC": "2"}, holds=1)
+            final = sim.values(UID)
+            await asyncio.sleep(0.2)  # nothing lands after the settled state
+        finally:
+            await stop_workers(workers)
+    [[first], [second]] = results
+    assert "error" not in first and "error" not in second, results
+    assert second["amount"] == "2" and not second["superseded"]
+    assert first["amount"] == "2" and not first["superseded"]  # sent; answered by "2"
+    assert final == sim.values(UID) == {"BTC": "2"}
