@@ -49,7 +49,7 @@ from ._errors import (
 from ._identity import cold_start_key, host_key, mode, user_key
 from ._lane_store import LaneStoreBase, SupersededElsewhereError
 from ._limiter._urls import client_backend
-from ._limits import ENDPOINT_LIMITS, LimiterBackend, LimiterKey
+from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
 from ._options import ClientOptions, env_flag, is_positive_number
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
@@ -57,6 +57,7 @@ from ._retry import RetryPolicy, outcome_unknown, retry_delay, should_retry
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
 from ._transport import Transport
+from ._urls import masked
 from ._validation import validate_amount, validate_ccy
 
 if TYPE_CHECKING:
@@ -184,6 +185,9 @@ class OKXClient:
             # Reporters that capture frame locals show this frame in every traceback
             # raised from here on: keep no secret in it.
             del secret_key, passphrase
+        # URLs may carry passwords: from here on every frame shows them masked.
+        base_url, proxy = masked(base_url), masked(proxy)
+        limiter_url, redis_url = masked(limiter_url), masked(redis_url)
         options = ClientOptions.build(
             base_url=base_url,
             demo=demo,
@@ -681,6 +685,7 @@ class OKXClient:
                     lane.attempt_sent()
                 else:
                     stats.lookups += 1
+                unanswered = True  # no answer yet: OKX may count it at any later moment
                 try:
                     headers = (
                         self._credentials.request_headers(clock.timestamp(), method, target, body)
@@ -702,6 +707,7 @@ class OKXClient:
                     )
                 except OKXError as exc:
                     error: OKXError = exc
+                    unanswered = outcome_unknown(exc)
                     if metrics is not None:
                         metrics.request(method, loop.time() - sent_at, exc)
                     if isinstance(exc, RateLimitedError):
@@ -716,6 +722,7 @@ class OKXClient:
                         lane.note_uncertain(loop.time() + self._landing_horizon)
                     raise
                 else:
+                    unanswered = False
                     if metrics is not None:
                         metrics.request(method, loop.time() - sent_at, None)
                     if path == SET_RISK_OFFSET_PATH:
@@ -725,7 +732,10 @@ class OKXClient:
                     return data
                 finally:
                     stats.in_flight -= 1
-                    await limiter.release(lease)
+                    if unanswered:
+                        _release_after(loop, self._landing_horizon, limiter, lease)
+                    else:
+                        await limiter.release(lease)
                 resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
         except asyncio.CancelledError as exc:
             # Identify close()'s cancellation by message *or* by task: a library below
@@ -814,6 +824,35 @@ class OKXClient:
             self._on_event(
                 ClientEvent(kind, path, attempt, None if error is None else _reason(error), delay)
             )
+
+
+_LATE_RELEASES: set[asyncio.Task[None]] = set()  # strong references until each is done
+
+
+def _release_after(
+    loop: asyncio.AbstractEventLoop, horizon: float, limiter: KeyLimiter, lease: Lease
+) -> None:
+    """Release `lease` `horizon` seconds from now, not at once: its request got no answer
+    (timeout, dropped connection, cancelled on the wire, 5xx), so OKX may still count it
+    until the landing horizon. The lease rule needs the latest moment the server can see
+    the request; for an unanswered request that is the horizon, not the moment we gave
+    up. The slot stays in flight until then and cools one window after. Not tied to the
+    client: a closed client's late requests still count against the user. A store that
+    is closed by then (a client's own Redis or sqlite backend) lets the lease lapse by
+    its in-flight TTL instead."""
+
+    def release() -> None:
+        task = loop.create_task(limiter.release(lease))
+        _LATE_RELEASES.add(task)
+        task.add_done_callback(_late_release_done)
+
+    loop.call_later(horizon, release)
+
+
+def _late_release_done(task: asyncio.Task[None]) -> None:
+    _LATE_RELEASES.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("late release of an unanswered request's slot failed: %r", task.exception())
 
 
 async def _within(

@@ -108,9 +108,15 @@ class TransportError(OKXError):
 
 
 class NetworkError(TransportError):
-    """The connection failed or was dropped."""
+    """The connection failed or was dropped.
+
+    `sent` (bool) is False when no connection was made (refused, unreachable, DNS): the
+    request never left, so OKX cannot apply or count it. True otherwise, including when
+    the client cannot tell.
+    """
 
     retryable = True
+    sent: bool = True
 
 
 class RequestTimeoutError(TransportError, TimeoutError):

@@ -47,19 +47,24 @@ SOCKS_PROXY_SCHEMES = frozenset({"socks4", "socks5", "socks5h"})
 _FD_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE})
 
 
+def _scheme_host_port(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.hostname, parts.port
+
+
 def check_proxy(proxy: object) -> str | None:
     """The proxy URL if it is usable; InvalidInputError (credentials masked) if not."""
     if proxy is None:
         return None
     if not isinstance(proxy, str):
         raise InvalidInputError(f"proxy must be a URL string, not {type(proxy).__name__}")
+    # Only the parts needed, never the SplitResult: its repr (a traceback's locals) would
+    # show the netloc, password included.
     try:
-        parts = urlsplit(proxy)
-        port = parts.port
+        scheme, hostname, port = _scheme_host_port(proxy)
     except ValueError:
         raise InvalidInputError(f"proxy {mask_url(proxy)!r} is not a valid URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in HTTP_PROXY_SCHEMES | SOCKS_PROXY_SCHEMES or not parts.hostname:
+    if scheme not in HTTP_PROXY_SCHEMES | SOCKS_PROXY_SCHEMES or not hostname:
         raise InvalidInputError(
             f"proxy {mask_url(proxy)!r} must look like http://host:port, https://host:port "
             "or socks5://host:port"
@@ -113,7 +118,10 @@ class _ConnectorMixin:
         try:
             return await super().connect(req, traces, timeout)  # type: ignore[misc]
         except aiohttp.ClientConnectorError as exc:
-            if _fd_exhausted(exc.os_error):
+            # Not a certificate error: aiohttp before 3.14 raises AttributeError for its
+            # os_error, and it is no descriptor shortage anyway.
+            certificate = isinstance(exc, aiohttp.ClientConnectorCertificateError)
+            if not certificate and _fd_exhausted(exc.os_error):
                 raise TooManyOpenFilesError(
                     "too many open files: this process has no file descriptor left for a "
                     "connection (raise `ulimit -n`, or share one client per user)",

@@ -227,11 +227,20 @@ class RedisLink:
         try:
             if sys.version_info >= (3, 11):  # no extra task, unlike wait_for
                 async with asyncio.timeout(self._timeout):
-                    raw: object = await self._scripts[script](keys=keys, args=args)
+                    raw: object = await self._run_script(script, keys, args)
             else:
-                raw = await asyncio.wait_for(
-                    self._scripts[script](keys=keys, args=args), self._timeout
-                )
+                # Not wait_for: on 3.10 it waits for the call it cancels to end, and redis-py's
+                # read timeout (async_timeout, due at the same moment) can take that
+                # cancellation for its own timeout and retry, so the caller waited for every
+                # retry. Wait at most the timeout; a late call is cancelled and ends alone.
+                call = self.spawn(self._run_script(script, keys, args))
+                try:
+                    done, _ = await asyncio.wait({call}, timeout=self._timeout)
+                finally:
+                    call.cancel()
+                if not done:
+                    raise asyncio.TimeoutError
+                raw = call.result()
         except Exception as exc:
             # Not only RedisError, OSError and timeouts: redis-py's cluster client also
             # fails with AttributeError when a topology refresh (after one command's
@@ -240,6 +249,17 @@ class RedisLink:
             self._failed(exc)
             raise RedisDown from exc
         return raw
+
+    async def _run_script(self, script: str, keys: list[str], args: list[str | int]) -> object:
+        # A cluster client routes a keyed command by slot only once its slot map is loaded:
+        # a call made before then (redis-py gives it no default node, so no slot) goes to
+        # a random master and gets MOVED, and after a few MOVEDs redis-py closes every
+        # connection, including ones other calls are using (AttributeError on a None
+        # writer in redis-py 8, unclosed sockets in 7). So load the map first: initialize()
+        # does it once under redis-py's lock, and is a flag check after that (a no-op for a
+        # plain client).
+        await self._client.initialize()
+        return await self._scripts[script](keys=keys, args=args)
 
     async def aclose(self) -> None:
         """Stop the probe, let background calls finish (bounded by the timeout), close

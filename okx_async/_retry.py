@@ -52,12 +52,14 @@ def should_retry(
 def outcome_unknown(error: BaseException) -> bool:
     """Whether a request that ended in `error` may still be applied by OKX.
 
-    True for a timeout, a dropped connection (also one refused before sending: the
-    client cannot tell, and a needless re-assert costs one request), 50004, and any 5xx
-    (OKX JSON or a gateway page); also for a 2xx/3xx body that is not OKX JSON. False for
-    answers that refuse the request: 4xx pages, 50011, 50013 (HTTP 429), business codes.
+    True for a timeout, a dropped connection, 50004, and any 5xx (OKX JSON or a gateway
+    page); also for a 2xx/3xx body that is not OKX JSON. False for a connection that was
+    never made (`NetworkError.sent` is False) and for answers that refuse the request:
+    4xx pages, 50011, 50013 (HTTP 429), business codes.
     """
-    if isinstance(error, (RequestTimeoutError, NetworkError)):
+    if isinstance(error, NetworkError):
+        return error.sent
+    if isinstance(error, RequestTimeoutError):
         return True
     if isinstance(error, UnexpectedResponseError):
         return not 400 <= error.status < 500

@@ -39,6 +39,7 @@ from ._pool import (
     release_pool,
 )
 from ._urls import (
+    MaskedURL,
     check_base_url,
     mask_credentials_in_text,
     refuse_url_credentials,
@@ -204,8 +205,10 @@ class Transport:
         except aiohttp.ClientError as exc:
             failure = _translate(exc, self._base_url, path)
         else:
-            # The headers outlive the closed response; _decode reads them only on errors.
-            return _decode(raw, status=status, headers_of=response, path=path)
+            if not _from_proxy_auth(status, raw, proxied=bound[2] is not None):
+                # The headers outlive the closed response; _decode reads them only on errors.
+                return _decode(raw, status=status, headers_of=response, path=path)
+            failure = _proxy_refused(path)  # a plain-http target: the proxy answered itself
         # Raised here, outside the except clauses, so aiohttp's error is neither the
         # __cause__ nor the __context__ of ours (see the module docstring).
         raise failure
@@ -249,7 +252,7 @@ def _env_proxy(base_url: str) -> str | None:
         return None
     if auth is not None:  # aiohttp strips credentials from the URL: put them back
         proxy = proxy.with_user(auth.login).with_password(auth.password)
-    return str(proxy)
+    return MaskedURL(str(proxy))
 
 
 async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
@@ -277,9 +280,41 @@ def _translate(exc: aiohttp.ClientError, base_url: str, path: str) -> TransportE
             "OKXClient(..., ssl=ssl.create_default_context(cafile='/path/to/ca.pem'))",
             path=path,
         )
+    if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == _PROXY_AUTH_REQUIRED:
+        return _proxy_refused(path)  # an https target: the proxy refused the CONNECT
     if isinstance(exc, aiohttp.ClientPayloadError):
         return NetworkError(f"the response body was cut off: {_describe(exc)}", path=path)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        unsent = NetworkError(
+            f"connection to OKX failed, nothing sent: {_describe(exc)}", path=path
+        )
+        unsent.sent = False  # no connection, so no request: nothing for OKX to count
+        return unsent
     return NetworkError(f"connection to OKX failed: {_describe(exc)}", path=path)
+
+
+_PROXY_AUTH_REQUIRED = 407  # OKX never answers it; only a proxy on the way does
+
+
+def _from_proxy_auth(status: int, raw: bytes, *, proxied: bool) -> bool:
+    """Whether an answer is a proxy asking for credentials rather than OKX's: 407, or a
+    non-JSON 401 through an http proxy (tinyproxy answers so; OKX's 401s are JSON)."""
+    if status == _PROXY_AUTH_REQUIRED:
+        return True
+    return status == 401 and proxied and not raw.lstrip().startswith(b"{")
+
+
+def _proxy_refused(path: str) -> NetworkError:
+    """The proxy wants (other) credentials: nothing reached OKX, and no retry can help."""
+    error = NetworkError(
+        "the proxy refused the request (HTTP 407/401: it wants credentials): check the "
+        "user name and password in proxy= (http://user:password@host:port); nothing was "
+        "sent to OKX",
+        path=path,
+    )
+    error.sent = False
+    error.retryable = False
+    return error
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from ._defaults import DEFAULT_BASE_URL, GLOBAL_URL, OPENAPI_URL, REGION_URLS
@@ -26,17 +26,20 @@ from ._errors import InvalidInputError
 
 __all__ = [
     "MASK",
+    "MaskedURL",
     "canonical_host",
     "check_base_url",
     "has_url_credentials",
     "is_loopback",
     "mask_credentials_in_text",
     "mask_url_credentials",
+    "masked",
     "refuse_url_credentials",
     "resolve_base_url",
 ]
 
 MASK = "***"
+_T = TypeVar("_T")
 # "password=" (or pass=, pwd=) in a query string, up to the next separator.
 _QUERY_PASSWORD = re.compile(r"(?i)([?&;](?:password|pass|pwd)=)[^&;#]*")
 # scheme://userinfo@ anywhere in free text (an aiohttp message naming a proxy URL).
@@ -175,3 +178,27 @@ def canonical_host(base_url: str) -> str:
         host = "loopback"
     port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme, 0)
     return f"{host}:{port}"
+
+
+class MaskedURL(str):
+    """A URL string whose repr masks its credentials.
+
+    Reporters that capture frame locals (Sentry-style, `traceback.TracebackException(...,
+    capture_locals=True)`) print every local with repr(); a proxy, Redis or base URL with a
+    password passes through many frames. Wrapped once where it enters the package, it shows
+    as `'http://bob:***@host:3128'` in each of them, and is still the plain string aiohttp
+    and redis-py need.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url_credentials(str(self)))
+
+
+def masked(url: _T) -> _T:
+    """`url` as a MaskedURL if it is a string (anything else unchanged, for the
+    validation that follows to refuse)."""
+    if isinstance(url, str) and not isinstance(url, MaskedURL):
+        return MaskedURL(url)  # type: ignore[return-value]
+    return url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,6 +45,25 @@ def _patch_aioresponses_for_aiohttp_314() -> None:
 
 
 _patch_aioresponses_for_aiohttp_314()
+
+
+# Which event loop pytest-asyncio runs the async tests on: OKX_ASYNC_TEST_LOOP=uvloop (.ci/run
+# runs the suite once so) or "asyncio" (the default). Tests that make their own loop
+# (tests/virtual_time.py, asyncio.run in a sync test) keep asyncio's. pytest-asyncio 1.4+
+# takes loop factories from this hook (overriding the event_loop_policy fixture is
+# deprecated there); it is only defined when it has something to return, because an
+# implementation that returns nothing is a usage error.
+TEST_LOOP = os.environ.get("OKX_ASYNC_TEST_LOOP", "asyncio")
+if TEST_LOOP == "uvloop":
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
+
+elif TEST_LOOP != "asyncio":
+    raise pytest.UsageError(f"OKX_ASYNC_TEST_LOOP={TEST_LOOP!r}: expected 'asyncio' or 'uvloop'")
 
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)

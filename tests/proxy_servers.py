@@ -117,6 +117,12 @@ class TinyProxy(_Server):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+_PPROXY_WITHOUT_UVLOOP = (
+    "import runpy, sys; sys.modules['uvloop'] = None; "
+    "runpy.run_module('pproxy', run_name='__main__')"
+)
+
+
 class SocksProxy(_Server):
     """pproxy serving SOCKS5, run as `python -m pproxy`; `user`/`password` require them."""
 
@@ -136,7 +142,10 @@ class SocksProxy(_Server):
             listen += f"#{self.user}:{self.password}"
         with open(self.dir / "pproxy.log", "wb") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pproxy", "-l", listen, "-v"],
+                # Without uvloop, even where it is installed (the suite's uvloop run):
+                # pproxy installs it, then asks for a current loop, which uvloop's policy
+                # does not make, and exits.
+                [sys.executable, "-c", _PPROXY_WITHOUT_UVLOOP, "-l", listen, "-v"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -109,3 +109,45 @@ async def test_many_keys_waking_up_at_once_share_the_lookup_budget(
     assert len(lookups) == len(KEYS)
     assert simulator.rate_limited_count() == 0
     assert simulator.max_in_window(UID, CONFIG_PATH) <= 5
+
+
+def test_a_second_running_loop_on_the_memory_store_is_warned_about(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads, each with its own running loop, on the default memory:// store: each
+    loop has its own budget. That cannot be shared, so it must at least be said."""
+    import threading
+
+    from okx_async._limiter import _memory
+
+    monkeypatch.setattr(_memory, "_WARNED_SECOND_LOOP", False)
+    first_running = threading.Event()
+    second_done = threading.Event()
+
+    async def first() -> None:
+        _memory.default_local_backend()
+        first_running.set()
+        await asyncio.to_thread(second_done.wait, 10)  # running until the second is done
+
+    thread = threading.Thread(target=asyncio.run, args=(first(),))
+    thread.start()
+    try:
+        assert first_running.wait(10)
+
+        async def second() -> None:
+            _memory.default_local_backend()
+
+        asyncio.run(second())
+    finally:
+        second_done.set()
+        thread.join(10)
+    warned = [r for r in caplog.records if "second running event loop" in r.getMessage()]
+    assert len(warned) == 1 and "sqlite:///" in warned[0].getMessage()
+
+    async def third() -> None:  # one loop at a time: no warning
+        _memory.default_local_backend()
+
+    caplog.clear()
+    monkeypatch.setattr(_memory, "_WARNED_SECOND_LOOP", False)
+    asyncio.run(third())
+    assert not [r for r in caplog.records if "second running event loop" in r.getMessage()]

@@ -18,6 +18,7 @@ each waiter with a deadline has its own deadline timer. Nothing polls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections import deque
@@ -381,12 +382,24 @@ class LocalLimiterBackend:
         found = self._limiters.get(key)
         if found is None:
             cell: list[LocalKeyLimiter] = []
+            # A weak reference back: a strong one makes backend and limiter a reference
+            # cycle, which the cyclic GC frees only on a pass after the one that frees the
+            # loop (and with it the loop's entry in _BACKENDS). On Python 3.12+ a closed
+            # loop is itself in a cycle (a cancelled task keeps its CancelledError, whose
+            # traceback's frames hold the loop), so a collection left the backend alive.
+            owner = weakref.ref(self)
+
+            def on_idle(k: LimiterKey) -> None:
+                backend = owner()
+                if backend is not None:
+                    backend._drop(k, cell[0])
+
             found = LocalKeyLimiter(
                 key,
                 rate,
                 burst=self._burst,
                 max_pending=self._max_pending,
-                on_idle=lambda k: self._drop(k, cell[0]),
+                on_idle=on_idle,
             )
             cell.append(found)
             self._limiters[key] = found
@@ -422,9 +435,22 @@ _BACKENDS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalLimiterBack
 
 def default_local_backend() -> LocalLimiterBackend:
     """The backend of the running loop, shared by every client on it (futures cannot
-    cross loops, so there is one per loop)."""
+    cross loops, so there is one per loop). Logs a warning, once per process, when a
+    second loop that is still running takes one: `memory://` budgets are per event loop,
+    so clients of one user on two running loops (threads) would spend two budgets."""
     loop = asyncio.get_running_loop()
     backend = _BACKENDS.get(loop)
     if backend is None:
+        global _WARNED_SECOND_LOOP
+        if not _WARNED_SECOND_LOOP and any(other.is_running() for other in _BACKENDS):
+            _WARNED_SECOND_LOOP = True
+            logging.getLogger("okx_async").warning(
+                "a second running event loop uses the in-process (memory://) limiter: each "
+                "loop keeps its own budget, so clients of one user on both can exceed OKX's "
+                "limit; share one with limiter_url='sqlite:///ABSOLUTE/PATH' (or Redis)"
+            )
         backend = _BACKENDS[loop] = LocalLimiterBackend()
     return backend
+
+
+_WARNED_SECOND_LOOP = False

@@ -125,10 +125,12 @@ def _by_kind_then_order(row: tuple[int, str, float, float]) -> tuple[int, float]
     return row[0], row[3]
 
 
+# Plain "?" twice, not "?1": Python 3.12.1 takes "?1" for a named parameter and warns
+# (DeprecationWarning) when it is bound from a sequence.
 _READ_QUEUE_AND_LEASES = """
-SELECT 0, id, beat, seq FROM ticket WHERE key = ?1
+SELECT 0, id, beat, seq FROM ticket WHERE key = ?
 UNION ALL
-SELECT 1 + cooling, id, expires, expires FROM lease WHERE key = ?1
+SELECT 1 + cooling, id, expires, expires FROM lease WHERE key = ?
 """  # sorted in Python: a handful of rows, cheaper than SQLite's sorter
 
 # What an acquire transaction answers.
@@ -497,7 +499,7 @@ class _BudgetRows:
         # One read for tickets (kind 0, by arrival) and leases (1: in flight, 2: cooling;
         # by expiry); lapsed rows are skipped, and deleted only now and then: each
         # statement costs a few µs.
-        found = conn.execute(_READ_QUEUE_AND_LEASES, (name,)).fetchall()
+        found = conn.execute(_READ_QUEUE_AND_LEASES, (name, name)).fetchall()
         tickets, cooling, in_flight, lapsed_tickets, lapsed_leases = _sort_rows(found, now)
         if lapsed_tickets:  # a dead process's waiters: they must stop blocking at once
             conn.execute("DELETE FROM ticket WHERE key = ? AND beat <= ?", (name, now))

@@ -56,7 +56,7 @@ def parse_limiter_url(url: object) -> LimiterUrl:
     echoing a password) for anything else."""
     if not isinstance(url, str):
         raise InvalidInputError(f"the limiter URL must be a string; {_EXPECTED}")
-    scheme, sep, _ = url.partition("://")
+    scheme, sep = url.partition("://")[:2]  # not the rest: it may hold a password
     scheme = scheme.lower()
     if not sep:
         raise InvalidInputError(f"not a limiter URL: {_shown(url)}; {_EXPECTED}")
