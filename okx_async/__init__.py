@@ -16,6 +16,7 @@ from ._defaults import (
     BALANCE_PATH,
     EEA_URL,
     GLOBAL_URL,
+    LANDING_HORIZON,
     OPENAPI_URL,
     REGION_URLS,
     SERVER_TIME_PATH,
@@ -57,7 +58,7 @@ from ._limits import (
 )
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult
 from ._options import ClientOptions, env_flag
-from ._retry import RetryPolicy, backoff, should_retry
+from ._retry import RetryPolicy, backoff, outcome_unknown, should_retry
 from ._stats import ClientEvent, ClientStats
 from ._validation import validate_amount, validate_ccy
 
@@ -90,6 +91,7 @@ __all__ = [
     "ENDPOINT_LIMITS",
     "EEA_URL",
     "GLOBAL_URL",
+    "LANDING_HORIZON",
     "OPENAPI_URL",
     "REGION_URLS",
     "SERVER_TIME_PATH",
@@ -140,6 +142,7 @@ __all__ = [
     "env_flag",
     "format_timestamp",
     "limiter_from_url",
+    "outcome_unknown",
     "parse_timestamp",
     "should_retry",
     "sign",

@@ -62,7 +62,20 @@ def _demo_flag(demo: object) -> bool:
         return demo
     if isinstance(demo, str):
         return env_flag("demo", demo)
-    raise InvalidInputError(f"demo must be a bool (or 'true'/'false'), not {type(demo).__name__}")
+    raise InvalidInputError(
+        "demo must be a bool, or a str as OKX_DEMO takes it (1/0, true/false, yes/no or "
+        f"on/off), not {type(demo).__name__} {demo!r}"[:160]
+    )
+
+
+def _check_bools(**flags: object) -> None:
+    """The other yes/no options take a bool only: a str such as 'no' is truthy, so
+    accepting any value would read coalesce='no' as True."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise InvalidInputError(
+                f"{name} must be True or False, not {type(value).__name__} {value!r}"[:160]
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +130,12 @@ class ClientOptions:
         ssl: SSLContext | None = None,
         landing_horizon: float = LANDING_HORIZON,
     ) -> ClientOptions:
-        """Validated options. Raises InvalidInputError (a URL's credentials masked)."""
+        """Validated options. Raises InvalidInputError (a URL's credentials masked).
+        `coalesce`, `allow_insecure_http` and `trust_env` take a bool only; `demo` a bool
+        or a str read by `env_flag`, as OKX_DEMO is."""
+        _check_bools(
+            coalesce=coalesce, allow_insecure_http=allow_insecure_http, trust_env=trust_env
+        )
         checked_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
         for name, value in (
             ("request_timeout", request_timeout),

@@ -225,22 +225,7 @@ class RedisLink:
         if self._outage_since is not None:
             raise RedisDown from self._down_cause
         try:
-            if sys.version_info >= (3, 11):  # no extra task, unlike wait_for
-                async with asyncio.timeout(self._timeout):
-                    raw: object = await self._run_script(script, keys, args)
-            else:
-                # Not wait_for: on 3.10 it waits for the call it cancels to end, and redis-py's
-                # read timeout (async_timeout, due at the same moment) can take that
-                # cancellation for its own timeout and retry, so the caller waited for every
-                # retry. Wait at most the timeout; a late call is cancelled and ends alone.
-                call = self.spawn(self._run_script(script, keys, args))
-                try:
-                    done, _ = await asyncio.wait({call}, timeout=self._timeout)
-                finally:
-                    call.cancel()
-                if not done:
-                    raise asyncio.TimeoutError
-                raw = call.result()
+            raw = await self._bounded(self._run_script(script, keys, args))
         except Exception as exc:
             # Not only RedisError, OSError and timeouts: redis-py's cluster client also
             # fails with AttributeError when a topology refresh (after one command's
@@ -249,6 +234,33 @@ class RedisLink:
             self._failed(exc)
             raise RedisDown from exc
         return raw
+
+    async def _ping(self) -> object:
+        return await self._client.ping()
+
+    async def _bounded(self, call: Coroutine[Any, Any, _T]) -> _T:
+        """`await call`, for at most the operation timeout (TimeoutError after it). On
+        3.11+ in place, with no extra task. Not asyncio.wait_for on 3.10: it waits for the
+        call it cancels to end, and redis-py's read timeout (due at the same moment) can
+        take that cancellation for its own timeout and retry, so the caller waited for
+        every retry."""
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(self._timeout):
+                return await call
+        return await self._bounded_in_task(call)
+
+    async def _bounded_in_task(self, call: Coroutine[Any, Any, _T]) -> _T:
+        """`await call` in a task of our own (`spawn` retrieves its outcome, and aclose
+        waits for it), for at most the operation timeout; a late call is cancelled and
+        ends alone."""
+        task = self.spawn(call)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        finally:
+            task.cancel()
+        if not done:
+            raise asyncio.TimeoutError
+        return task.result()
 
     async def _run_script(self, script: str, keys: list[str], args: list[str | int]) -> object:
         # A cluster client routes a keyed command by slot only once its slot map is loaded:
@@ -317,7 +329,11 @@ class RedisLink:
                 await asyncio.sleep(self._probe_interval)
             first = False
             try:
-                await asyncio.wait_for(self._client.ping(), self._timeout)
+                # In a task of ours: asyncio.wait_for's own task, when aclose cancels the
+                # probe while a ping fails, leaves that failure unretrieved (reported at
+                # garbage collection); cancelling a ping mid-read in place leaves
+                # redis-py's connection unclosed.
+                await self._bounded_in_task(self._ping())
             except Exception:  # see eval
                 continue
             self._answered()

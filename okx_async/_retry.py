@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ._defaults import BACKOFF_BASE, BACKOFF_CAP, MAX_ATTEMPTS
 from ._errors import (
     APIError,
+    InvalidInputError,
     NetworkError,
     OKXError,
     RateLimitedError,
@@ -29,10 +30,29 @@ class RetryPolicy:
     backoff_cap: float = BACKOFF_CAP
 
     def __post_init__(self) -> None:
+        """InvalidInputError (a ValueError) naming the field, its bound and its default."""
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise InvalidInputError(
+                f"max_attempts must be a whole number of at least 1 (default {MAX_ATTEMPTS}), "
+                f"not {type(self.max_attempts).__name__}"
+            )
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.backoff_base < 0 or self.backoff_cap < self.backoff_base:
-            raise ValueError("need 0 <= backoff_base <= backoff_cap")
+            raise InvalidInputError(
+                f"max_attempts must be at least 1 (default {MAX_ATTEMPTS}), not {self.max_attempts}"
+            )
+        for name, value in (("backoff_base", self.backoff_base), ("backoff_cap", self.backoff_cap)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                default = BACKOFF_BASE if name == "backoff_base" else BACKOFF_CAP
+                raise InvalidInputError(
+                    f"{name} must be a number of seconds >= 0 (default {default:g}), not {value!r}"[
+                        :160
+                    ]
+                )
+        if self.backoff_cap < self.backoff_base:
+            raise InvalidInputError(
+                f"backoff_cap must be at least backoff_base ({self.backoff_base:g} s; defaults "
+                f"{BACKOFF_BASE:g} and {BACKOFF_CAP:g}), not {self.backoff_cap:g}"
+            )
 
 
 def should_retry(

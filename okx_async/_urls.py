@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -93,6 +94,7 @@ def mask_credentials_in_text(text: str) -> str:
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
+_INET_ATON_FORM: Final = re.compile(r"[0-9A-Fa-fXx]+(?:\.[0-9A-Fa-fXx]+){0,3}")
 # www.okx.com and openapi.okx.com serve the same accounts and count the same budget.
 _ALIASES: Final = {urlsplit(OPENAPI_URL).netloc: urlsplit(GLOBAL_URL).netloc}
 
@@ -104,6 +106,14 @@ def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        pass
+    # The short IPv4 spellings the resolver also takes (127.1, 0x7f.1, 2130706433), which
+    # ipaddress refuses; the pattern keeps out what inet_aton would cut short ("1.2.3.4 x").
+    if _INET_ATON_FORM.fullmatch(host) is None:
+        return False
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host)).is_loopback
+    except OSError:
         return False
 
 

@@ -13,12 +13,14 @@ __all__ = ["validate_amount", "validate_ccy"]
 _CCY = re.compile(rf"[A-Za-z0-9]{{1,{CCY_MAX_LENGTH}}}")
 # Digits, an optional point, an optional exponent. Decimal() alone would also take
 # "1_000", "NaN", "Infinity" and surrounding blanks, none of which OKX understands.
-_AMOUNT_TEXT = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits only: Decimal() also reads other scripts' digits (a fullwidth "1"),
+# which OKX would refuse or misread.
+_AMOUNT_TEXT = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 # The usual input, "12.25": ASCII digits, no sign, exponent or redundant leading zero, not
 # zero. Such text is already what format(Decimal(text), "f") gives, so it is sent as is.
 _PLAIN_NONZERO = re.compile(r"[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*")
 # Zero with a minus sign ("-0", "-0.00"): zero, as Decimal('-0') is.
-_NEGATIVE_ZERO = re.compile(r"-(0+\.?0*|\.0+)([eE][+-]?\d+)?")
+_NEGATIVE_ZERO = re.compile(r"-(0+\.?0*|\.0+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def validate_ccy(ccy: object) -> str:
@@ -49,7 +51,10 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
         if _AMOUNT_TEXT.fullmatch(amount) is None:
             shown = amount[:40]
             hint = " (negative amounts are not allowed)" if shown.startswith("-") else ""
-            raise InvalidInputError(f"amount {shown!r} is not a plain decimal number{hint}")
+            raise InvalidInputError(
+                f"amount {shown!r} is not a plain decimal number{hint}: pass ASCII digits "
+                "with an optional point, such as '0.5' (an exponent, '5E-1', also works)"
+            )
         try:
             value = Decimal(amount)
         except InvalidOperation as exc:  # pragma: no cover - the pattern already guards
@@ -80,8 +85,14 @@ def validate_amount(amount: object) -> tuple[str, Decimal]:
     # An exponent like 1E+1000000 would format to a million digits: refuse it early.
     exponent = value.adjusted()
     if exponent >= AMOUNT_MAX_DIGITS or exponent < -AMOUNT_MAX_DIGITS:
-        raise InvalidInputError(f"amount {value} is out of range (exponent {exponent})")
+        raise InvalidInputError(
+            f"amount {value} is out of range: it must be at least 1E-{AMOUNT_MAX_DIGITS} and "
+            f"below 1E+{AMOUNT_MAX_DIGITS}, written in at most {AMOUNT_MAX_DIGITS} digits"
+        )
     text = format(value, "f")
     if len(text) > AMOUNT_MAX_DIGITS + 2:
-        raise InvalidInputError(f"amount {text[:40]}... has too many digits")
+        raise InvalidInputError(
+            f"amount {text[:40]}... has too many digits: use at most {AMOUNT_MAX_DIGITS} "
+            "(leading zeros after the point included)"
+        )
     return text, value

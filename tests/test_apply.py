@@ -292,8 +292,10 @@ async def test_duplicate_currency_warns_and_the_later_row_wins(
     report_path = tmp_path / "report.json"
     assert await cli("apply", plan, "--config", config, "--json", report_path, "--verify") == 0
     out, err = capsys.readouterr()
-    assert "lines 2 and 4 set BTC of profile a to different values: 1 (profile a), then 2 " \
+    # Told once the accounts are known: profile a's key belongs to account 1001.
+    assert "lines 2 and 4 set BTC of account 1001 to different values: 1 (profile a), then 2 " \
         "(profile a); line 4 wins" in err  # fmt: skip
+    assert err.count("warning: ") == 2, err
     assert "lines 3 and 5 set ETH of account 1001 to different values: 5 (profile a), then 6 " \
         "(profile b); line 5 wins" in err  # fmt: skip
     assert simulator.values("1001") == {**simulator.values("1001"), "BTC": "2", "ETH": "6"}
@@ -600,3 +602,40 @@ async def test_plain_http_elsewhere_gets_advice_the_cli_user_can_follow(
     _, err = capsys.readouterr()
     assert "allow_insecure_http" not in err
     assert err.count("uses plain http to a non-loopback host; use https (plain http is") == 1
+
+
+async def test_a_conflict_is_told_once_per_account_in_a_run(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Lines 2 and 3: one profile; line 4: another profile of the same user (1001).
+    plan = plan_csv(tmp_path, "a,BTC,1", "a,BTC,2", "b,BTC,3")
+    assert await cli("apply", plan, "--config", config, "-q") == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        f"warning: {plan} lines 2, 3 and 4 set BTC of account 1001 to different values: 1 "
+        "(profile a), then 2 (profile a), then 3 (profile b); line 4 wins (the last value "
+        "asked for is the one applied)"
+    ]
+    # A dry run cannot ask OKX: it tells what the plan alone shows.
+    assert await cli("apply", plan, "--config", config, "--dry-run") == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1 and "lines 2 and 3 set BTC of profile a" in err, err
+
+
+async def test_the_summary_shows_the_busiest_window_against_the_limit(
+    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator, _ = sim
+    plan = plan_csv(tmp_path, *(f"a,{ccy},1" for ccy in sorted(DEFAULT_MARGIN_CCYS)[:12]))
+    report = tmp_path / "report.json"
+    assert await cli("apply", plan, "--config", config, "-q", "--json", report) == 0
+    out = capsys.readouterr().out
+    # 12 requests for one user: 10 go at once, 2 wait for the next window.
+    busiest = simulator.max_in_window("1001", SET)
+    assert busiest == 10
+    assert "12 requests in " in out
+    assert "(busiest 2-s window: 10 of the 10 allowed per user)" in out, out
+    assert "/s)" not in out
+    [account] = json.loads(report.read_text())["accounts"]
+    assert account["busiest_window"] == 10

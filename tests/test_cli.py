@@ -109,7 +109,8 @@ async def test_bad_input_to_set_exits_2_before_any_request(
     assert await cli("set", "BTC", "-1") == 2
     _, err = capsys.readouterr()
     assert err == "error: amount '-1' is not a plain decimal number (negative amounts are " \
-        "not allowed)\n"  # fmt: skip
+        "not allowed): pass ASCII digits with an optional point, such as '0.5' (an exponent, " \
+        "'5E-1', also works)\n"  # fmt: skip
     assert await cli("set", "B-TC", "1") == 2
     assert "ccy 'B-TC' is not a currency code" in capsys.readouterr().err
     assert await cli("set", "BTC", "1e999999") == 2

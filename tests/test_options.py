@@ -80,3 +80,31 @@ def test_one_flag_reader_for_library_and_cli(
     if value:  # the CLI skips empty variables
         store = load_profiles(None, env=env, warn=print)
         assert store.resolve("default").demo is expected
+
+
+@pytest.mark.parametrize("name", ["coalesce", "allow_insecure_http", "trust_env"])
+@pytest.mark.parametrize("value", ["no", "false", 0, None])
+def test_yes_no_options_take_a_bool_only(name: str, value: object) -> None:
+    # 'no' is a truthy str: taking it would turn coalescing (or plain http) on.
+    with pytest.raises(InvalidInputError, match=f"^{name} must be True or False, not "):
+        ClientOptions.build(**{name: value})  # type: ignore[arg-type]
+
+
+def test_a_bad_demo_lists_every_spelling_okx_demo_takes() -> None:
+    for value in (2, "2"):
+        with pytest.raises(InvalidInputError) as info:
+            ClientOptions.build(demo=value)  # type: ignore[arg-type]
+        for spelling in ("1/0", "true/false", "yes/no", "on/off"):
+            assert spelling in str(info.value), (value, str(info.value))
+
+
+@pytest.mark.parametrize("host", ["127.1", "127.0.1", "2130706433", "0x7f.1", "[::1]"])
+def test_plain_http_to_any_loopback_spelling_is_allowed(host: str) -> None:
+    options = ClientOptions.build(base_url=f"http://{host}:8080")
+    assert options.base_url == f"http://{host}:8080"
+
+
+@pytest.mark.parametrize("host", ["128.1", "10.1", "0x7e.1", "127.0.0.1.example.com"])
+def test_plain_http_to_short_spellings_of_other_hosts_is_refused(host: str) -> None:
+    with pytest.raises(InvalidInputError, match="plain http to a non-loopback host"):
+        ClientOptions.build(base_url=f"http://{host}:8080")

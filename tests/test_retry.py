@@ -134,13 +134,35 @@ def test_policy_edges_are_allowed_and_behave() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_attempts": 0}, "max_attempts must be at least 1"),
-        ({"max_attempts": -3}, "max_attempts must be at least 1"),
-        ({"backoff_base": -0.001}, "need 0 <= backoff_base <= backoff_cap"),
-        ({"backoff_base": 1.5, "backoff_cap": 1.499}, "need 0 <= backoff_base <= backoff_cap"),
-        ({"backoff_base": 0.0, "backoff_cap": -1.0}, "need 0 <= backoff_base <= backoff_cap"),
+        ({"max_attempts": 0}, "max_attempts must be at least 1 (default 6), not 0"),
+        ({"max_attempts": -3}, "max_attempts must be at least 1 (default 6), not -3"),
+        (
+            {"max_attempts": 2.5},
+            "max_attempts must be a whole number of at least 1 (default 6), not float",
+        ),
+        (
+            {"backoff_base": -0.001},
+            "backoff_base must be a number of seconds >= 0 (default 0.25), not -0.001",
+        ),
+        (
+            {"backoff_base": 1.5, "backoff_cap": 1.499},
+            "backoff_cap must be at least backoff_base (1.5 s; defaults 0.25 and 8), not 1.499",
+        ),
+        (
+            {"backoff_cap": 0.2},
+            "backoff_cap must be at least backoff_base (0.25 s; defaults 0.25 and 8), not 0.2",
+        ),
+        (
+            {"backoff_base": 0.0, "backoff_cap": -1.0},
+            "backoff_cap must be a number of seconds >= 0 (default 8), not -1.0",
+        ),
+        (
+            {"backoff_cap": float("nan")},
+            "backoff_cap must be a number of seconds >= 0 (default 8), not nan",
+        ),
     ],
 )
 def test_policy_refuses_each_bound_with_its_reason(kwargs: dict[str, float], message: str) -> None:
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+    # InvalidInputError, like every other bad argument; a ValueError too, as it was.
+    with pytest.raises(InvalidInputError, match=f"^{re.escape(message)}$"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]

@@ -125,3 +125,30 @@ def test_demo_takes_a_bool_or_a_string_read_as_okx_demo_is(
 def test_demo_refuses_anything_else(given: object) -> None:
     with pytest.raises(InvalidInputError, match="demo"):
         OKXClient(api_key="k", secret_key="s", passphrase="p", demo=given)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["\N{FULLWIDTH DIGIT ONE}", "0.\N{FULLWIDTH DIGIT FIVE}", "\u0663", "1e\u0665", "-\uff10"],
+)
+def test_digits_of_other_scripts_are_refused(given: str) -> None:
+    # Decimal() reads them (fullwidth one is Decimal(1)); OKX takes ASCII digits only.
+    with pytest.raises(InvalidInputError, match="not a plain decimal number"):
+        validate_amount(given)
+
+
+def test_amount_messages_say_what_to_pass() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        validate_amount("abc")
+    assert str(info.value) == (
+        "amount 'abc' is not a plain decimal number: pass ASCII digits with an optional "
+        "point, such as '0.5' (an exponent, '5E-1', also works)"
+    )
+    with pytest.raises(InvalidInputError) as info:
+        validate_amount("1E+400")
+    assert str(info.value) == (
+        "amount 1E+400 is out of range: it must be at least 1E-40 and below 1E+40, written "
+        "in at most 40 digits"
+    )
+    # OKX documents no precision for clSpotInUseAmt: a small amount is passed on as is.
+    assert validate_amount("1e-30")[0] == "0." + "0" * 29 + "1"

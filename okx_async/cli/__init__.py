@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 
 from okx_async import (
@@ -16,6 +17,7 @@ from okx_async import (
     BALANCE_PATH,
     SET_RISK_OFFSET_PATH,
     InvalidInputError,
+    LimiterUnavailableError,
     OKXError,
 )
 
@@ -37,28 +39,65 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
     console = Console()
+    # The library's warnings (a limiter store going down, say) are held while the command
+    # runs: a failure's one error line already says what went wrong, and a warning drawn
+    # mid-run would break the progress bar. After a finished command each is told once.
+    held = _HeldWarnings()
+    library = logging.getLogger("okx_async")
+    library.addHandler(held)
+    try:
+        code, failed = _main(args, console)
+    finally:
+        library.removeHandler(held)
+    if not failed:
+        for message in dict.fromkeys(held.messages):
+            console.err(f"warning: {message}")
+    return code
+
+
+class _HeldWarnings(logging.Handler):
+    """Collects the library's WARNING and above records (their messages, one line each)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+def _main(args: argparse.Namespace, console: Console) -> tuple[int, bool]:
+    """The exit code, and whether it ended in an error line."""
     try:
         code = asyncio.run(_run(args, console))
     except KeyboardInterrupt:  # Ctrl-C outside the command's own handling
         code = _INTERRUPTED
     except (ConfigError, PlanError, InvalidInputError) as exc:
         console.err(f"error: {cli_text(exc)}")
-        return 2
+        return 2, True
+    except LimiterUnavailableError as exc:  # the store in the configuration: nothing sent
+        call, _ = _call(args)
+        console.err(
+            f"error: {call}: {describe(exc)}; check that the limiter store runs and that "
+            "--limiter-url (else OKX_ASYNC_LIMITER_URL, else limiter_url in the config) is right"
+        )
+        return 2, True
     except OKXError as exc:
         call, path = _call(args)
-        console.err(f"error: {call}: {describe(exc, path)}")
-        return 1
+        note = getattr(args, "note", None)
+        console.err(f"error: {call}: {describe(exc, path)}" + (f"; {note}" if note else ""))
+        return 1, True
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         console.err(f"error: {exc.strerror or exc}{where}")
-        return 1
+        return 1, True
     if code == _INTERRUPTED:
         if args.command == "simulate":
             console.err("simulator stopped")
-            return 0
+            return 0, False
         console.err("interrupted")
-        return 130
-    return code
+        return 130, False
+    return code, False
 
 
 # The endpoint each command calls, so an error from an earlier step can say so.

@@ -15,10 +15,18 @@ from okx_async import InvalidInputError, validate_amount, validate_ccy
 from ._demo import cmd_demo, cmd_simulate
 from ._execute import execute
 from ._limiter import open_limiter
-from ._plan import read_plan, validate_plan
+from ._plan import duplicate_warnings, offline_account, read_plan, validate_plan
 from ._profiles import ConfigError, Profile, ProfileStore, default_config_path, load_profiles
 from ._progress import Console
-from ._report import dry_run_json, dry_run_text, plain, report_json, summary_text
+from ._report import (
+    dry_run_json,
+    dry_run_text,
+    may_still_apply,
+    may_still_apply_note,
+    plain,
+    report_json,
+    summary_text,
+)
 
 __all__ = ["build_parser"]
 
@@ -159,7 +167,12 @@ async def cmd_set(args: argparse.Namespace, console: Console) -> int:
     text, _ = validate_amount(args.amount)
     profile = _profile(args, console)
     async with profile.client() as client:
-        result = await client.set_risk_offset_amount(ccy, text, timeout=args.timeout)
+        try:
+            result = await client.set_risk_offset_amount(ccy, text, timeout=args.timeout)
+        except okx_async.OKXError as exc:
+            if may_still_apply(exc, sent=client.stats().sent > 0):
+                args.note = may_still_apply_note(ccy)  # main() adds it to the error line
+            raise
     if args.json:
         console.out_json(
             {
@@ -250,10 +263,15 @@ async def cmd_config(args: argparse.Namespace, console: Console) -> int:
 
 
 async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
+    if args.json and args.json != "-":
+        _check_writable(Path(args.json))  # a report that cannot be written: send nothing
     store = _store(args, console)
     plan = validate_plan(read_plan(args.file), store)
+    # A run tells a currency given two values once it knows the accounts (`execute`).
+    later = set() if args.dry_run else {w for _, w in duplicate_warnings(plan, offline_account)}
     for warning in plan.warnings:
-        console.err(warning)
+        if warning not in later:
+            console.err(warning)
     if plan.errors:
         console.err(
             f"{len(plan.errors)} error(s) in {plan.source} ({plan.numbering}); nothing was sent:"
@@ -272,6 +290,23 @@ async def cmd_apply(args: argparse.Namespace, console: Console) -> int:
         console.err("interrupted")
         return 130
     return 0 if report.ok else 1
+
+
+def _check_writable(path: Path) -> None:
+    """ConfigError unless a report can be written to `path` (checked before sending, so a
+    typo in the path costs nothing)."""
+    folder = path.parent
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not folder.is_dir():
+        problem = f"the directory {folder} does not exist"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "the file is not writable"
+    elif not path.exists() and not os.access(folder, os.W_OK):
+        problem = f"the directory {folder} is not writable"
+    else:
+        return
+    raise ConfigError(f"cannot write the report to {path}: {problem}; nothing was sent")
 
 
 def _emit(console: Console, json_path: str | None, text: str, data: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from okx_async import (
 
 from ._plan import Plan, Row, duplicate_warnings, offline_account
 from ._progress import Console, Progress
-from ._report import describe, plain, short
+from ._report import describe, may_still_apply, plain, short
 
 __all__ = ["Account", "Mismatch", "Outcome", "Report", "Status", "execute"]
 
@@ -39,6 +39,7 @@ class Outcome:
     status: Status = "not_sent"
     applied: Decimal | None = None  # what OKX holds for the ccy as a result of this row
     error: OKXError | None = None
+    may_apply: bool = False  # failed, but OKX may still apply it (a timeout, a drop)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Account:
     client: OKXClient  # any client of the account, for the readback
     sent: int = 0  # set-riskOffset-amt requests, retries included
     rate_limited: int = 0  # 50011 answers
+    sent_at: list[float] = field(default_factory=list)  # loop time of each, in order
 
 
 @dataclass
@@ -102,9 +104,10 @@ async def execute(
     async with AsyncExitStack() as stack:
         clients: dict[str, OKXClient] = {}
         counts: dict[str, list[int]] = {}  # profile -> [set requests sent, 50011 answers]
+        sent_at: dict[str, list[float]] = {}  # profile -> loop time of each set request
         for name, profile in plan.profiles.items():
-            counts[name] = [0, 0]
-            clients[name] = profile.client(on_event=_counter(counts[name]))
+            counts[name], sent_at[name] = [0, 0], []
+            clients[name] = profile.client(on_event=_counter(counts[name], sent_at[name]))
             stack.push_async_callback(clients[name].close)
         try:
             account_of, lookup_errors = await _learn_accounts(plan, clients, timeout)
@@ -119,15 +122,16 @@ async def execute(
             )
             # The stated one would key the wrong budget: this user's limit would not hold.
             clients[name] = replace(plan.profiles[name], user_id=uid).client(
-                on_event=_counter(counts[name])
+                on_event=_counter(counts[name], sent_at[name])
             )
             stack.push_async_callback(clients[name].close)
-        # Profiles that turned out to be keys of one user share its currencies too.
-        known = {lines for lines, _ in duplicate_warnings(plan, offline_account)}
-        for lines, warning in duplicate_warnings(plan, lambda _, r: _label(account_of[r.profile])):
-            if lines not in known:
-                plan.warnings.append(warning)
-                console.err(warning)
+        # A currency given two values is told once, per account as OKX knows it: the
+        # plan's own guess (per profile or stated user_id) was not told (see `cmd_apply`).
+        offline = {w for _, w in duplicate_warnings(plan, offline_account)}
+        plan.warnings = [w for w in plan.warnings if w not in offline]
+        for _, warning in duplicate_warnings(plan, lambda _, r: _label(account_of[r.profile])):
+            plan.warnings.append(warning)
+            console.err(warning)
         # One window before a rate is shown; the ETA assumes no more than the limits allow.
         limit = ENDPOINT_LIMITS[SET_RISK_OFFSET_PATH]
         users = len({account_of[row.profile] for row in plan.rows})
@@ -153,7 +157,7 @@ async def execute(
                 same_as = outcomes[original]
                 await asyncio.wait([tasks[original]])
                 outcome.status, outcome.applied = same_as.status, same_as.applied
-                outcome.error = same_as.error
+                outcome.error, outcome.may_apply = same_as.error, same_as.may_apply
             elif row.profile in lookup_errors:
                 outcome.status = "failed"
                 outcome.error = lookup_errors[row.profile]
@@ -165,6 +169,7 @@ async def execute(
                 except OKXError as exc:
                     outcome.status = "failed"
                     outcome.error = exc
+                    outcome.may_apply = may_still_apply(exc, sent=counts[row.profile][0] > 0)
                 else:
                     outcome.status = "superseded" if result.superseded else "applied"
                     outcome.applied = result.amount
@@ -191,7 +196,7 @@ async def execute(
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
             bar.close()
-        accounts = _accounts(clients, account_of, counts)
+        accounts = _accounts(clients, account_of, counts, sent_at)
         # One clock for the progress line, the summary and the demo's figures.
         report = Report(plan, outcomes, accounts, account_of, loop.time() - sending)
         report.lookup_s = sending - started
@@ -218,7 +223,10 @@ def _repeats(rows: list[Row], account_of: dict[str, str]) -> dict[int, int]:
 
 
 def _accounts(
-    clients: dict[str, OKXClient], account_of: dict[str, str], counts: dict[str, list[int]]
+    clients: dict[str, OKXClient],
+    account_of: dict[str, str],
+    counts: dict[str, list[int]],
+    sent_at: dict[str, list[float]],
 ) -> dict[str, Account]:
     """The profiles' clients and request counts gathered per account."""
     accounts: dict[str, Account] = {}
@@ -228,6 +236,7 @@ def _accounts(
         account.profiles.append(name)
         account.sent += counts[name][0]
         account.rate_limited += counts[name][1]
+        account.sent_at = sorted(account.sent_at + sent_at[name])
     return accounts
 
 
@@ -284,11 +293,12 @@ def _label(key: str) -> str:
     return key if key.startswith("profile ") else f"account {key}"
 
 
-def _counter(counts: list[int]) -> Callable[[ClientEvent], None]:
+def _counter(counts: list[int], sent_at: list[float]) -> Callable[[ClientEvent], None]:
     def on_event(event: ClientEvent) -> None:
         if event.path == SET_RISK_OFFSET_PATH:
             if event.kind == "sent":
                 counts[0] += 1
+                sent_at.append(asyncio.get_running_loop().time())
             elif event.kind == "rate_limited":
                 counts[1] += 1
 

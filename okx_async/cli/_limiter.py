@@ -8,10 +8,16 @@ then `limiter_url` at the top of the config file, then the default file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from okx_async import LimiterBackend, SqliteLimiterBackend, limiter_from_url
+from okx_async import (
+    InvalidInputError,
+    LimiterBackend,
+    SqliteLimiterBackend,
+    limiter_from_url,
+)
 
 __all__ = ["default_limiter_path", "open_limiter"]
 
@@ -27,12 +33,28 @@ def default_limiter_path(env: Mapping[str, str]) -> Path:
     return root / "okx-async" / "limits.db"
 
 
+def _check_folder(url: str, path: str) -> None:
+    """InvalidInputError unless the sqlite file's directory exists: sqlite would say only
+    "unable to open database file", and only when the first request waits for a slot."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        # sqlite:////dir/x.db (four slashes) names /dir/x.db; normpath keeps the "//".
+        folder = folder[1:] if folder.startswith("//") else folder
+        raise InvalidInputError(
+            f"the limiter URL {url} names a file in {folder}, which does not exist: create "
+            f"the directory (mkdir -p {folder}) or pass another --limiter-url"
+        )
+
+
 def open_limiter(flag: str | None, env: Mapping[str, str], file_url: str | None) -> LimiterBackend:
     """The store for this run (the caller closes it). Raises InvalidInputError for a bad
     URL, OSError when the default directory cannot be created."""
     url = flag or env.get(ENV_LIMITER_URL) or env.get(ENV_REDIS_URL) or file_url
     if url:
-        return limiter_from_url(url)
+        backend = limiter_from_url(url)
+        if isinstance(backend, SqliteLimiterBackend):
+            _check_folder(url, backend.path)
+        return backend
     path = default_limiter_path(env)
     # 0700: the file names the users whose budgets it holds.
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any, overload
 
 from okx_async import (
     ACCOUNT_CONFIG_PATH,
+    ENDPOINT_LIMITS,
     GLOBAL_URL,
+    LANDING_HORIZON,
     SERVER_TIME_PATH,
     SET_RISK_OFFSET_PATH,
     APIError,
+    DeadlineExceededError,
     OKXError,
+    outcome_unknown,
 )
 
 from ._plan import Plan, Row, offline_account
@@ -23,8 +27,11 @@ if TYPE_CHECKING:
     from ._execute import Report
 
 __all__ = [
+    "busiest_window",
     "describe",
     "dry_run_json",
+    "may_still_apply",
+    "may_still_apply_note",
     "dry_run_text",
     "plain",
     "report_json",
@@ -63,6 +70,42 @@ def describe(exc: BaseException, path: str | None = None) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def may_still_apply(exc: BaseException, *, sent: bool) -> bool:
+    """Whether a failed set call may still be applied by OKX. `sent`: a set request of
+    the call's client went on the wire. A failure of a step before the set request (the
+    User ID lookup, the clock sync) says so by its path: then nothing was sent for it."""
+    if not sent:
+        return False
+    error: BaseException | None = exc
+    while error is not None:
+        path = getattr(error, "path", None)
+        if path is not None and path != SET_RISK_OFFSET_PATH:
+            return False
+        if outcome_unknown(error):
+            return True
+        error = error.__cause__
+    # Gave up waiting with no failed attempt to blame: the request may be on the wire.
+    return isinstance(exc, DeadlineExceededError)
+
+
+def may_still_apply_note(ccy: str) -> str:
+    """What to do about a set call that may still be applied, for a person."""
+    return (
+        f"OKX may still apply this value up to {LANDING_HORIZON:g} s later: check with "
+        f"`okx-async get {ccy}` before setting it again"
+    )
+
+
+def busiest_window(times: list[float], window: float) -> int:
+    """The most of `times` (sorted seconds) in any half-open span of `window` seconds."""
+    busiest, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - window:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
 def short(exc: BaseException) -> str:
     """The error class and OKX code alone, for a progress line."""
     code = getattr(exc, "code", None)
@@ -82,7 +125,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _tallies(report: Report) -> dict[str, dict[str, int]]:
-    """Per account: rows, sent, applied, superseded, failed, not_sent, rate_limited."""
+    """Per account: rows, sent, applied, superseded, failed, not_sent, rate_limited, and
+    busiest_window (the most set requests sent in any one window of the limit)."""
+    limit = ENDPOINT_LIMITS[SET_RISK_OFFSET_PATH]
     tallies = {
         key: dict(
             rows=0,
@@ -92,6 +137,7 @@ def _tallies(report: Report) -> dict[str, dict[str, int]]:
             failed=0,
             not_sent=0,
             rate_limited=a.rate_limited,
+            busiest_window=busiest_window(a.sent_at, limit.window),
         )
         for key, a in report.accounts.items()
     }
@@ -134,14 +180,23 @@ def summary_text(report: Report) -> str:
             lines += ["", f"{checked}; all match"]
         else:
             lines += ["", "verify: nothing to read back (no row was applied)"]
-    rate = total["sent"] / report.elapsed if report.elapsed > 0 else 0.0
+    limit = ENDPOINT_LIMITS[SET_RISK_OFFSET_PATH]
+    busiest = max((t["busiest_window"] for t in tallies.values()), default=0)
+    pace = (
+        f" (busiest {limit.window:g}-s window: {busiest} of the {limit.limit} allowed per "
+        f"{limit.scope})"
+        if total["sent"]
+        else ""
+    )
     not_sent = sum(1 for o in report.outcomes if o.status == "not_sent")
     unsent = f", {not_sent} not sent" if report.interrupted else ""
+    pending = sum(1 for o in report.outcomes if o.may_apply)
+    maybe = f" ({pending} may still apply)" if pending else ""
     lines += [
         "",
         f"{_plural(total['rows'], 'row')}: {total['applied']} applied, "
-        f"{total['superseded']} superseded, {total['failed']} failed{unsent}; "
-        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s ({rate:.1f}/s) "
+        f"{total['superseded']} superseded, {total['failed']} failed{maybe}{unsent}; "
+        f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s{pace} "
         f"after {report.lookup_s:.2f} s of account lookups",
     ]
     if report.interrupted:
@@ -157,7 +212,10 @@ def _failure_lines(report: Report) -> list[str]:
     reasons: dict[tuple[str, str], list[int]] = {}
     for o in report.outcomes:
         if o.error is not None:
-            who = (report.account_of[o.row.profile], describe(o.error, SET_RISK_OFFSET_PATH))
+            reason = describe(o.error, SET_RISK_OFFSET_PATH)
+            if o.may_apply:
+                reason += f"; may still apply: {may_still_apply_note(o.row.ccy)}"
+            who = (report.account_of[o.row.profile], reason)
             reasons.setdefault(who, []).append(o.row.line)
     lines = []
     unit = "line" if report.plan.kind == "csv" else "item"
@@ -200,6 +258,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "status": o.status,
                 "applied": plain(o.applied),
                 "error": _error_json(o.error),
+                "may_still_apply": o.may_apply,
             }
             for o in report.outcomes
         ],
