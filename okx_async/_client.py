@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from ssl import SSLContext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._identity import cold_start_key, host_key, mode, user_key
+from ._lane_store import LaneStoreBase, SupersededElsewhereError
 from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
@@ -131,6 +133,7 @@ class OKXClient:
         "_credentials",
         "_demo",
         "_landing_horizon",
+        "_lane_store",
         "_lanes",
         "_last_error",
         "_limiter_keys",
@@ -256,6 +259,9 @@ class OKXClient:
         )
         if self._metrics is not None and self._backend is not None:
             self._metrics.watch(self._backend)
+        # Ordering shared with other processes, where the store offers it (sqlite).
+        make_lanes = getattr(self._backend, "lane_store", None)
+        self._lane_store: LaneStoreBase | None = make_lanes() if make_lanes else None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
@@ -322,6 +328,8 @@ class OKXClient:
             send=self._send_update,
             future=loop.create_future(),
         )
+        if self._lane_store is not None:  # the value's place in the store's order
+            update.seq = await self._lane_store.submitted(_lane_name(lane), text)
         self._outstanding.add(update)
         future = update.future
         try:
@@ -572,6 +580,31 @@ class OKXClient:
         return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        store = self._lane_store
+        if store is None:
+            return await self._send_value(update, lane)
+        # Never two requests of one currency in flight across the processes sharing it.
+        name = _lane_name(lane)
+        try:
+            claim = await store.claim(
+                name,
+                seq=update.seq,
+                value=update.text,
+                deadline=update.deadline,
+                horizon=self._landing_horizon,
+            )
+        except SupersededElsewhereError as exc:
+            raise SupersededError(Decimal(exc.value)) from None
+        if claim.uncertain:
+            lane.import_uncertain(claim.uncertain)
+        lane.newer_elsewhere = partial(store.newer_elsewhere, name, update.seq)
+        try:
+            return await self._send_value(update, lane)
+        finally:
+            lane.newer_elsewhere = None
+            await store.release(claim, lane.uncertain_entries())
+
+    async def _send_value(self, update: Update, lane: Lane) -> Decimal:
         if update.reassert:
             self._stats.reasserted += 1
             self._emit("reasserted", SET_RISK_OFFSET_PATH, 0)
@@ -853,6 +886,11 @@ def _last(cause: BaseException | None) -> str:
 def _reason(error: BaseException) -> str:
     code = getattr(error, "code", None)
     return f"{type(error).__name__} {code}" if code else type(error).__name__
+
+
+def _lane_name(lane: Lane) -> str:
+    """The lane's key in a shared store: "mode:uid:ccy"."""
+    return ":".join(map(str, lane.key))  # type: ignore[call-overload]
 
 
 def _first_row(data: list[Any], path: str) -> dict[str, Any]:
