@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from ssl import SSLContext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from ._errors import (
     OKXError,
 )
 from ._identity import mode
+from ._lane_store import LaneStoreBase, SupersededElsewhereError
 from ._limiter._urls import client_backend
 from ._limits import LimiterBackend, LimiterKey
 from ._models import (
@@ -54,7 +56,7 @@ from ._models import (
     risk_offset_amounts,
 )
 from ._options import ClientOptions, env_flag, is_positive_number
-from ._ordering import Lane, LaneRegistry, Update, lanes_for_running_loop
+from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
 from ._retry import RetryPolicy
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
@@ -128,6 +130,7 @@ class OKXClient(AttemptLoop):
         "_credentials",
         "_demo",
         "_landing_horizon",
+        "_lane_store",
         "_lanes",
         "_limiter_keys",
         "_metrics",
@@ -251,6 +254,9 @@ class OKXClient(AttemptLoop):
         )
         if self._metrics is not None and self._backend is not None:
             self._metrics.watch(self._backend)
+        # Ordering shared with other processes, where the store offers it (sqlite).
+        make_lanes = getattr(self._backend, "lane_store", None)
+        self._lane_store: LaneStoreBase | None = make_lanes() if make_lanes else None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> OKXClient:
@@ -316,6 +322,8 @@ class OKXClient(AttemptLoop):
             send=self._send_update,
             future=loop.create_future(),
         )
+        if self._lane_store is not None:  # the value's place in the store's order
+            update.seq = await self._lane_store.submitted(_lane_name(lane), text)
         self._outstanding.add(update)
         future = update.future
         try:
@@ -488,6 +496,31 @@ class OKXClient(AttemptLoop):
             self._uid_lookup = None  # let the next call try again
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
+        store = self._lane_store
+        if store is None:
+            return await self._send_value(update, lane)
+        # Never two requests of one currency in flight across the processes sharing it.
+        name = _lane_name(lane)
+        try:
+            claim = await store.claim(
+                name,
+                seq=update.seq,
+                value=update.text,
+                deadline=update.deadline,
+                horizon=self._landing_horizon,
+            )
+        except SupersededElsewhereError as exc:
+            raise SupersededError(Decimal(exc.value)) from None
+        if claim.uncertain:
+            lane.import_uncertain(claim.uncertain)
+        lane.newer_elsewhere = partial(store.newer_elsewhere, name, update.seq)
+        try:
+            return await self._send_value(update, lane)
+        finally:
+            lane.newer_elsewhere = None
+            await store.release(claim, lane.uncertain_entries())
+
+    async def _send_value(self, update: Update, lane: Lane) -> Decimal:
         if update.reassert:
             self._stats.reasserted += 1
             self._emit("reasserted", SET_RISK_OFFSET_PATH, 0)
@@ -501,3 +534,8 @@ class OKXClient(AttemptLoop):
         applied = parse_decimal(echoed)
         # OKX echoes what it stored; an answer without it still means success (code 0).
         return update.amount if applied is None else applied
+
+
+def _lane_name(lane: Lane) -> str:
+    """The lane's key in a shared store: "mode:uid:ccy"."""
+    return ":".join(map(str, lane.key))  # type: ignore[call-overload]

@@ -11,8 +11,9 @@ wire) may still be applied by the exchange later, after a newer value. The lane 
 each such request as (value, landing horizon) and, once its newest value has been applied,
 sends that value once more (a *re-assert*) after the latest horizon of any other value has
 passed: whatever lands late, the newest value lands last. The settling state lives on the
-lane alone (`note_uncertain`, `_record_applied`, `_arm_settle`), so a shared store could
-later hold the same (value, horizon) entries per (user, currency).
+lane (`note_uncertain`, `_record_applied`, `_arm_settle`); with a shared lane store
+(`_lane_store`) the sender imports other processes' entries (`import_uncertain`) when it
+takes the currency's claim and leaves its own when it gives the claim up.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ __all__ = ["Lane", "LaneRegistry", "SupersededError", "Update", "lanes_for_runni
 
 
 class SupersededError(Exception):
-    """Internal signal: stop retrying, a newer value for this currency waits."""
+    """Internal signal: stop retrying, a newer value for this currency waits. `newest`
+    (Decimal | None): set when that value was submitted in another process sharing the
+    lane store; this one is then not sent (again) and answers with `newest`."""
+
+    def __init__(self, newest: Decimal | None = None) -> None:
+        super().__init__()
+        self.newest = newest
 
 
 _TIMER_SLACK = 1e-6  # seconds; far below any network delay
@@ -49,6 +56,7 @@ class Update:
         "reassert",
         "replaced",
         "send",
+        "seq",
         "text",
     )
 
@@ -72,6 +80,7 @@ class Update:
         self.replaced: list[Update] | tuple[()] = ()
         self.attempts = 0  # requests carrying this value that went out (Lane.attempt_sent)
         self.reassert = False  # sent by the lane itself to settle an uncertain outcome
+        self.seq = 0  # the shared lane store's sequence number (0: no shared store)
 
     def again(self) -> Update:
         """A re-assert of this value: nobody awaits it, so its outcome is consumed here."""
@@ -86,6 +95,7 @@ class Update:
             future=future,
         )
         update.reassert = True
+        update.seq = self.seq  # a newer value of another process supersedes it too
         return update
 
     def is_wanted(self) -> bool:
@@ -113,6 +123,16 @@ class Update:
                     RiskOffsetResult(self.ccy, applied, old.amount, superseded, old.attempts)
                 )
 
+    def resolve_elsewhere(self, newest: Decimal) -> None:
+        """Another process submitted `newest` after this value: this one is not sent."""
+        for update in (self, *self.replaced):
+            if not update.future.done():
+                update.future.set_result(
+                    RiskOffsetResult(
+                        self.ccy, newest, update.amount, update.attempts == 0, update.attempts
+                    )
+                )
+
     def fail(self, error: BaseException) -> None:
         for update in (self, *self.replaced):
             if not update.future.done():
@@ -134,6 +154,7 @@ class Lane:
         "_uncertain",
         "_worker",
         "key",
+        "newer_elsewhere",
     )
 
     def __init__(self, key: Hashable, registry: dict[Hashable, Lane]) -> None:
@@ -149,6 +170,9 @@ class Lane:
         # The newest value known applied, while no later value has failed.
         self._applied: Update | None = None
         self._settle: asyncio.TimerHandle | None = None  # the pending re-assert
+        # While a shared lane store holds the claim: whether another process submitted
+        # a newer value (set and cleared by the sender).
+        self.newer_elsewhere: Callable[[], bool] | None = None
 
     def submit(self, update: Update, *, coalesce: bool) -> None:
         if coalesce:
@@ -193,8 +217,22 @@ class Lane:
                 self._leave_registry()
 
     def has_newer(self) -> bool:
-        """True while another value waits behind the one being sent."""
-        return bool(self._queue)
+        """True while another value waits behind the one being sent (here, or in another
+        process sharing the lane store)."""
+        if self._queue:
+            return True
+        elsewhere = self.newer_elsewhere
+        return elsewhere is not None and elsewhere()
+
+    def import_uncertain(self, entries: list[tuple[Decimal, float]]) -> None:
+        """Uncertain (value, landing loop time) entries another process left: this lane
+        waits them out (re-asserts its newest value after them) like its own."""
+        known = set(self._uncertain)
+        self._uncertain.extend(entry for entry in entries if entry not in known)
+
+    def uncertain_entries(self) -> list[tuple[Decimal, float]]:
+        """This lane's uncertain (value, landing loop time) entries (a copy)."""
+        return list(self._uncertain)
 
     def attempt_sent(self) -> None:
         """The sender put a request for the current value on the wire (counts attempts)."""
@@ -247,7 +285,11 @@ class Lane:
     def _settle_failure(self, update: Update, error: Exception) -> None:
         # Sent inline by run_inline and by the worker alike, without a coroutine of its
         # own: each waiting call keeps its coroutines alive.
-        if not isinstance(error, SupersededError):
+        if isinstance(error, SupersededError) and error.newest is not None:
+            # Not sent; the other process's newer value is the lane's last word.
+            update.resolve_elsewhere(error.newest)
+            self._applied = None  # re-asserting an older value here would undo it
+        elif not isinstance(error, SupersededError):
             update.fail(error)
             # The newest value was not applied: re-asserting an older one could undo it
             # if it lands late, so the lane settles again only after a later success.

@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._limiter._queue import HeadQueue
 from ._limits import KeyLimiter, Lease, LimiterKey, LimiterSnapshot, RateLimit
+from ._redis_lanes import RedisLaneStore
 from ._redis_link import RedisDown, RedisLink
 from ._redis_scripts import (
     GRANTED,
@@ -245,6 +246,10 @@ class RedisLimiterBackend:
             limiter = RedisKeyLimiter(key=key, rate=rate, link=self._link, settings=self._settings)
             self._limiters[(key, rate)] = limiter
         return limiter
+
+    def lane_store(self) -> RedisLaneStore:
+        """Per-currency ordering shared through this Redis (see `_redis_lanes`)."""
+        return RedisLaneStore(link=self._link, prefix=self._settings.key_prefix)
 
     def snapshots(self) -> list[tuple[LimiterKey, LimiterSnapshot]]:
         """This process's view of every key it used (for the slots-in-use metric)."""

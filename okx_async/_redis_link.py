@@ -206,6 +206,11 @@ class RedisLink:
         task.add_done_callback(_consume)
         return task
 
+    def register(self, name: str, lua: str) -> None:
+        """Make script `lua` callable as `eval(name, ...)` (once per name)."""
+        if name not in self._scripts:
+            self._scripts[name] = self._client.register_script(lua)
+
     @property
     def busy(self) -> bool:
         """Whether background calls are under way."""

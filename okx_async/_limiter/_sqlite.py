@@ -67,6 +67,7 @@ from .._errors import (
     InvalidInputError,
     LimiterUnavailableError,
 )
+from .._lane_store import LANE_SCHEMA, SqliteLaneStore
 from .._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
 from ._queue import HeadQueue
 from ._rules import earliest_grant, gcra_allowed_at, gcra_commit, incident, recover, slot_free_at
@@ -262,6 +263,10 @@ class SqliteLimiterBackend:
             found = self._limiters[(key, rate)] = SqliteKeyLimiter(self, key, rate)
         return found
 
+    def lane_store(self) -> SqliteLaneStore:
+        """Per-currency ordering shared through this file (see `_lane_store`)."""
+        return SqliteLaneStore(backend=self)
+
     async def aclose(self) -> None:
         """Write pending releases and close the file. Leases still held stay in it
         until they lapse."""
@@ -301,7 +306,7 @@ class SqliteLimiterBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + LANE_SCHEMA).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (secrets.token_hex(8),))
@@ -398,6 +403,15 @@ class SqliteLimiterBackend:
             self._slow = asyncio.Lock()
         async with self._slow:
             return await asyncio.to_thread(self._txn, fn, True)
+
+    def _try_now(self, fn: Callable[[sqlite3.Connection, float], _T]) -> _T | None:
+        """`fn`'s result when the write lock is free now, else None (never waits)."""
+        if self._slow is not None and self._slow.locked():
+            return None
+        try:
+            return self._txn(fn, False)
+        except _Busy:
+            return None
 
     def _fire(self, fn: Callable[[sqlite3.Connection, float], object], what: str) -> None:
         """Run `fn` now if the lock is free, else in the background; never raises (what

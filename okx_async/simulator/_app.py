@@ -203,6 +203,7 @@ class Simulator:
                 signature_ok=signature_ok,
                 fault=fault,
                 applied=applied,
+                replied=asyncio.get_running_loop().time(),
             )
 
         if refusal is not None:

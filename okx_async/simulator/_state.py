@@ -165,8 +165,10 @@ class SimulatorConfig:
 class Record:
     """One request as the simulator saw it.
 
-    `arrival` is the loop time it was counted (after the inbound latency). `status` is 0
-    when no response was written (drop, or a stall cut short by the client or shutdown).
+    `arrival` is the loop time it was counted (after the inbound latency), `replied` the
+    loop time its reply was ready (after any hold or stall; before the outbound latency).
+    `status` is 0 when no response was written (drop, or a stall cut short by the client
+    or shutdown).
     """
 
     arrival: float
@@ -180,6 +182,7 @@ class Record:
     signature_ok: bool
     fault: str | None
     applied: bool
+    replied: float = field(default=0.0, compare=False)
 
 
 class RollingWindows:
