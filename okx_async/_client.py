@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 from ssl import SSLContext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
-from ._auth import Credentials, RequestHeaders, mask
-from ._clock import ServerClock, shared_clock
+from ._attempts import AttemptLoop, ClientState, first_row, last_words, within
+from ._auth import Credentials, mask
+from ._clock import ServerClock
 from ._defaults import (
     ACCOUNT_CONFIG_PATH,
     BALANCE_PATH,
@@ -34,7 +35,6 @@ from ._defaults import (
     ENV_SECRET_KEY,
     LANDING_HORIZON,
     REQUEST_TIMEOUT,
-    SERVER_TIME_PATH,
     SET_RISK_OFFSET_PATH,
 )
 from ._errors import (
@@ -42,18 +42,22 @@ from ._errors import (
     DeadlineExceededError,
     InvalidInputError,
     OKXError,
-    RateLimitedError,
-    TimestampExpiredError,
-    UnexpectedResponseError,
 )
-from ._identity import cold_start_key, host_key, mode, user_key
+from ._identity import mode
 from ._lane_store import LaneStoreBase, SupersededElsewhereError
 from ._limiter._urls import client_backend
-from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey
-from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult, parse_decimal
+from ._limits import LimiterBackend, LimiterKey
+from ._models import (
+    AccountConfig,
+    RiskOffsetAmount,
+    RiskOffsetResult,
+    account_config_from_row,
+    parse_decimal,
+    risk_offset_amounts,
+)
 from ._options import ClientOptions, env_flag, is_positive_number
 from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
-from ._retry import RetryPolicy, outcome_unknown, retry_delay, should_retry
+from ._retry import RetryPolicy
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
 from ._transport import Transport
@@ -67,12 +71,10 @@ __all__ = ["OKXClient"]
 
 logger = logging.getLogger("okx_async")
 
-_T = TypeVar("_T")
 _MAX_BALANCE_CCYS = 20  # OKX's limit per balance request
-_CLOSING = "okx_async: client closed"  # marks close()'s own cancellations
 
 
-class OKXClient:
+class OKXClient(AttemptLoop):
     """Async client for OKX's set-riskOffset-amt endpoint, with a strict per-user limiter.
 
     Every OKXClient in one event loop whose keys belong to one user shares that user's
@@ -123,19 +125,13 @@ class OKXClient:
     """
 
     __slots__ = (
-        "_active",
-        "_all_idle",
-        "_backend",
         "_base_url",
-        "_clock",
-        "_closed",
         "_coalesce",
         "_credentials",
         "_demo",
         "_landing_horizon",
         "_lane_store",
         "_lanes",
-        "_last_error",
         "_limiter_keys",
         "_metrics",
         "_mode",
@@ -143,8 +139,8 @@ class OKXClient:
         "_outstanding",
         "_owns_backend",
         "_retry",
+        "_state",
         "_stats",
-        "_stopping",
         "_transport",
         "_uid",
         "_uid_lookup",
@@ -242,11 +238,10 @@ class OKXClient:
         self._metrics = client_metrics(options.meter_provider, self._base_url)
         self._on_event = options.on_event
         self._outstanding: set[Update] = set()
-        # Tasks inside _request now, so close() can stop exactly those (see close()).
-        self._active: set[asyncio.Task[Any]] = set()
-        self._all_idle: asyncio.Event | None = None
-        self._stopping: set[asyncio.Task[Any]] = set()
-        self._closed = False
+        # Tasks inside _request now -> whether close() stopped them (see close()).
+        self._active: dict[asyncio.Task[Any], bool] = {}
+        self._drained: asyncio.Future[None] | None = None  # close(): the last one left
+        self._state = ClientState.OPEN
         # (loop time, error) of the latest failed attempt: what a deadline error names.
         self._last_error: tuple[float, OKXError] | None = None
         # None: the loop's shared in-process backend, found on first use.
@@ -310,9 +305,8 @@ class OKXClient:
         ccy = validate_ccy(ccy)
         text, value = validate_amount(amount)
         deadline = None if timeout is None else self._deadline(timeout)
-        if self._closed:
-            self._check_open()  # raises
-        uid = self._uid or await _within(
+        self._check_open()
+        uid = self._uid or await within(
             deadline, self._user_id(), "looking up the User ID", self._error_since
         )
         loop = asyncio.get_running_loop()
@@ -349,7 +343,7 @@ class OKXClient:
             started = None if deadline is None or timeout is None else deadline - timeout
             cause = None if started is None else self._error_since(started)
             raise DeadlineExceededError(
-                f"setting {ccy} to {text} did not finish within {timeout:g} s{_last(cause)}"
+                f"setting {ccy} to {text} did not finish within {timeout:g} s{last_words(cause)}"
             ) from cause
         finally:
             self._outstanding.discard(update)
@@ -374,25 +368,9 @@ class OKXClient:
         deadline = self._deadline(timeout)
         self._check_open()
         data = await self._request("GET", ACCOUNT_CONFIG_PATH, deadline=deadline)
-        row = _first_row(data, ACCOUNT_CONFIG_PATH)
-        uid = row.get("uid")
-        if not isinstance(uid, str) or not uid:
-            raise UnexpectedResponseError(
-                "account config without a uid",
-                path=ACCOUNT_CONFIG_PATH,
-                status=200,
-                body_preview=str(row)[:200],
-            )
-        main_uid = row.get("mainUid")
-        perm = row.get("perm")
-        config = AccountConfig(
-            uid=uid,
-            main_uid=main_uid if isinstance(main_uid, str) and main_uid else uid,
-            acct_lv=str(row.get("acctLv", "")),
-            permissions=frozenset(p for p in str(perm or "").split(",") if p),
-        )
+        config = account_config_from_row(first_row(data, ACCOUNT_CONFIG_PATH))
         if self._uid is None:
-            self._uid = uid
+            self._uid = config.uid
         return config
 
     async def get_risk_offset_amounts(
@@ -425,17 +403,7 @@ class OKXClient:
             data = await self._request(
                 "GET", BALANCE_PATH, query="?ccy=" + ",".join(chunk), deadline=deadline
             )
-            details = _first_row(data, BALANCE_PATH).get("details", [])
-            for item in details if isinstance(details, list) else []:
-                if isinstance(item, dict) and isinstance(item.get("ccy"), str):
-                    found[item["ccy"]] = RiskOffsetAmount(
-                        ccy=item["ccy"],
-                        user_defined=parse_decimal(item.get("clSpotInUseAmt")),
-                        in_use=parse_decimal(item.get("spotInUseAmt")),
-                        maximum=parse_decimal(
-                            item.get("maxSpotInUse", item.get("maxSpotInUseAmt"))
-                        ),
-                    )
+            found.update(risk_offset_amounts(first_row(data, BALANCE_PATH).get("details")))
         return found
 
     def stats(self) -> ClientStats:
@@ -443,7 +411,7 @@ class OKXClient:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._state is not ClientState.OPEN
 
     async def close(self, *, timeout: float = CLOSE_DRAIN_TIMEOUT) -> None:
         """Stop taking calls, let pending ones finish for up to `timeout` seconds, then
@@ -451,9 +419,9 @@ class OKXClient:
 
         `timeout`: float seconds >= 0, default 5.0. Raises nothing of its own; a store
         the client opened from a URL is closed too."""
-        if self._closed:
+        if self._state is not ClientState.OPEN:
             return
-        self._closed = True
+        self._state = ClientState.CLOSING
         pending = [u.future for u in self._outstanding if not u.future.done()]
         if pending and timeout > 0:
             await asyncio.wait(pending, timeout=timeout)
@@ -467,14 +435,15 @@ class OKXClient:
         # Requests still waiting for a slot or on the wire are this client's alone to stop;
         # the tasks running them may be shared lane workers, which carry on afterwards.
         if self._active:
-            self._all_idle = asyncio.Event()
-            self._stopping = set(self._active)
-            for task in self._stopping:
-                task.cancel(_CLOSING)
-            await self._all_idle.wait()
+            self._drained = asyncio.get_running_loop().create_future()
+            for task in self._active:
+                self._active[task] = True  # stopped by close(): see _stopped_by_close
+                task.cancel()
+            await self._drained
         await self._transport.aclose()
         if self._owns_backend and self._backend is not None:
             await self._backend.aclose()
+        self._state = ClientState.CLOSED
 
     async def __aenter__(self) -> OKXClient:
         self._check_open()
@@ -489,19 +458,15 @@ class OKXClient:
         await self.close()
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_closed"):  # __init__ raised: reporters print its `self`
+        if not hasattr(self, "_state"):  # __init__ raised: reporters print its `self`
             return "OKXClient(<not constructed>)"
-        state = "closed" if self._closed else "open"
+        state = self._state.value
         return (
             f"OKXClient(api_key={mask(self._credentials.api_key)!r}, "
             f"base_url={self._base_url!r}, demo={self._demo}, user_id={self._uid!r}, {state})"
         )
 
     # -- internals ----------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("this OKXClient is closed; create a new one")
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
@@ -529,55 +494,6 @@ class OKXClient:
     def _lookup_done(self, lookup: asyncio.Future[str]) -> None:
         if lookup.cancelled() or lookup.exception() is not None:
             self._uid_lookup = None  # let the next call try again
-
-    def _known_limiter_key(self, path: str) -> LimiterKey | None:
-        """The budget `path` spends now, or None while it waits for the User ID."""
-        if ENDPOINT_LIMITS[path].scope == "ip":
-            return host_key(self._base_url, path)
-        if self._uid is not None:
-            return user_key(self._demo, self._uid, path)
-        if path == ACCOUNT_CONFIG_PATH:  # the User ID lookup itself: the cold-start budget
-            return cold_start_key(self._demo, self._base_url, path)
-        return None
-
-    async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
-        key = self._known_limiter_key(path)
-        if key is None:
-            uid = await _within(
-                deadline, self._user_id(), "looking up the User ID", self._error_since
-            )
-            key = user_key(self._demo, uid, path)
-        if self._uid is not None or key.environment == "ip":  # final: keep it
-            self._limiter_keys[path] = key
-        return key
-
-    def _bind_clock(self) -> ServerClock:
-        self._clock = shared_clock(self._base_url)
-        return self._clock
-
-    async def _sync_clock(self, clock: ServerClock, deadline: float | None) -> None:
-        while not clock.synced:
-            try:
-                await _within(
-                    deadline,
-                    clock.ensure_synced(self._fetch_server_time),
-                    "syncing with OKX's clock",
-                    self._error_since,
-                )
-            except ClientClosedError:
-                if self._closed:
-                    raise
-                # The shared sync ran on another client that was closed meanwhile: ours
-                # is still open, so sync through it.
-
-    def _backend_now(self) -> LimiterBackend:
-        if self._backend is None:
-            from ._limiter._memory import default_local_backend
-
-            self._backend = default_local_backend()
-            if self._metrics is not None:
-                self._metrics.watch(self._backend)
-        return self._backend
 
     async def _send_update(self, update: Update, lane: Lane) -> Decimal:
         store = self._lane_store
@@ -612,293 +528,14 @@ class OKXClient:
         data = await self._request(
             "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
         )
-        echoed = _first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
+        echoed = first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
         if echoed == update.text:
             return update.amount  # the usual answer: what we sent, already a Decimal
         applied = parse_decimal(echoed)
         # OKX echoes what it stored; an answer without it still means success (code 0).
         return update.amount if applied is None else applied
 
-    async def _fetch_server_time(self) -> float:
-        data = await self._request("GET", SERVER_TIME_PATH, deadline=None, signed=False)
-        ts = _first_row(data, SERVER_TIME_PATH).get("ts")
-        try:
-            return int(str(ts)) / 1000
-        except ValueError:
-            raise UnexpectedResponseError(
-                "server time without a numeric ts",
-                path=SERVER_TIME_PATH,
-                status=200,
-                body_preview=str(ts)[:200],
-            ) from None
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: str = "",
-        body: bytes = b"",
-        deadline: float | None,
-        lane: Lane | None = None,
-        signed: bool = True,
-    ) -> list[Any]:
-        """Send with rate limiting and retries; return OKX's `data`."""
-        # One coroutine for the whole loop, not a wrapper around it: every waiting call
-        # keeps its coroutines alive, and each one costs CPU and garbage-collector scans.
-        task = asyncio.current_task()
-        assert task is not None
-        self._active.add(task)
-        loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
-        rate = ENDPOINT_LIMITS[path]
-        stats = self._stats
-        metrics = self._metrics
-        target = path + query
-        attempt = 0
-        resynced = False  # after a 50102, once per call
-        try:
-            while True:
-                attempt += 1
-                if self._closed:
-                    self._check_open()  # raises
-                clock = self._clock or self._bind_clock()
-                if signed and not clock.synced:
-                    await self._sync_clock(clock, deadline)
-                key = self._limiter_keys.get(path)
-                if key is None:
-                    key = await self._limiter_key(path, deadline)
-                backend = self._backend if self._backend is not None else self._backend_now()
-                limiter = backend.limiter(key, rate)
-                asked = loop.time()
-                stats.queued += 1
-                try:
-                    lease = await limiter.acquire(deadline=deadline)
-                finally:
-                    stats.queued -= 1
-                waited = loop.time() - asked
-                stats.record_wait(waited)
-                if metrics is not None:
-                    metrics.limiter_wait(waited)
-                stats.in_flight += 1
-                if lane is not None:  # set requests, the only ones that go through a lane
-                    stats.sent += 1
-                    lane.attempt_sent()
-                else:
-                    stats.lookups += 1
-                unanswered = True  # no answer yet: OKX may count it at any later moment
-                try:
-                    headers = (
-                        self._credentials.request_headers(clock.timestamp(), method, target, body)
-                        if signed
-                        else RequestHeaders()
-                    )
-                    if body:
-                        headers["Content-Type"] = "application/json"
-                    if self._demo:
-                        headers["x-simulated-trading"] = "1"
-                    timeout = None if deadline is None else max(deadline - loop.time(), 0.001)
-                    if timeout is not None and timeout > self._transport.request_timeout:
-                        timeout = None
-                    if self._on_event is not None:
-                        self._emit("sent", path, attempt)
-                    sent_at = loop.time() if metrics is not None else 0.0
-                    data = await self._transport.send(
-                        method, target, body=body, headers=headers, timeout=timeout, loop=loop
-                    )
-                except OKXError as exc:
-                    error: OKXError = exc
-                    unanswered = outcome_unknown(exc)
-                    if metrics is not None:
-                        metrics.request(method, loop.time() - sent_at, exc)
-                    if isinstance(exc, RateLimitedError):
-                        if metrics is not None:
-                            metrics.rate_limited()
-                        if lane is not None:
-                            stats.rate_limited += 1
-                        self._emit("rate_limited", path, attempt, exc)
-                        await limiter.on_rate_limited()
-                except asyncio.CancelledError:
-                    if lane is not None:  # it may have reached OKX: settle it later
-                        lane.note_uncertain(loop.time() + self._landing_horizon)
-                    raise
-                else:
-                    unanswered = False
-                    if metrics is not None:
-                        metrics.request(method, loop.time() - sent_at, None)
-                    if path == SET_RISK_OFFSET_PATH:
-                        stats.succeeded += 1
-                    if self._on_event is not None:
-                        self._emit("succeeded", path, attempt)
-                    return data
-                finally:
-                    stats.in_flight -= 1
-                    if unanswered:
-                        _release_after(loop, self._landing_horizon, limiter, lease)
-                    else:
-                        await limiter.release(lease)
-                resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
-        except asyncio.CancelledError as exc:
-            # Identify close()'s cancellation by message *or* by task: a library below
-            # may re-raise CancelledError without the message.
-            ours = exc.args == (_CLOSING,) or task in self._stopping
-            if not (self._closed and ours):
-                raise
-            # Our own close() stopped this request: the task itself goes on.
-            uncancel = getattr(task, "uncancel", None)
-            if uncancel is not None:  # Python 3.11+: keep asyncio.timeout() honest
-                uncancel()
-        finally:
-            self._active.discard(task)
-            if not self._active and self._all_idle is not None:
-                self._all_idle.set()
-        # Raised here, not in the except clause: the CancelledError would be its __context__,
-        # and its traceback runs through aiohttp's frames, which hold the signed headers.
-        raise ClientClosedError("the client was closed before this request finished")
-
-    async def _before_retry(
-        self,
-        error: OKXError,
-        attempt: int,
-        path: str,
-        deadline: float | None,
-        lane: Lane | None,
-        resynced: bool,
-    ) -> bool:
-        """Return to retry (with whether the clock was resynced in this call), or raise:
-        the error itself, or SupersededError."""
-        loop = asyncio.get_running_loop()
-        self._last_error = (loop.time(), error)
-        if lane is not None and outcome_unknown(error):
-            # OKX may still apply it: the lane re-asserts the newest value after this.
-            lane.note_uncertain(loop.time() + self._landing_horizon)
-        if isinstance(error, TimestampExpiredError) and not resynced:
-            await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
-            resynced, clock_resynced = True, False  # this 50102 came before the resync
-        else:
-            clock_resynced = resynced
-        if self._closed or not should_retry(
-            error, attempt, self._retry, clock_resynced=clock_resynced
-        ):
-            self._fail(error, path, attempt)
-            raise error
-        if lane is not None and lane.has_newer():
-            raise SupersededError  # a newer value waits: retrying this one could undo it
-        delay = retry_delay(error, attempt, self._retry)
-        if deadline is not None and loop.time() + delay >= deadline:
-            self._fail(error, path, attempt)
-            raise DeadlineExceededError(
-                f"gave up after attempt {attempt}: no time left for a retry ({error})"
-            ) from error
-        self._stats.retried += 1
-        if self._metrics is not None:
-            self._metrics.retry(_reason(error))
-        self._emit("retry", path, attempt, error, delay)
-        logger.debug(
-            "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, _reason(error)
-        )
-        if delay > 0:
-            await asyncio.sleep(delay)
-            if lane is not None and lane.has_newer():
-                raise SupersededError
-        return resynced
-
-    def _error_since(self, start: float) -> OKXError | None:
-        """The latest failed attempt's error if it came after loop time `start`."""
-        last = self._last_error
-        return last[1] if last is not None and last[0] >= start else None
-
-    def _fail(self, error: OKXError, path: str, attempt: int) -> None:
-        if path == SET_RISK_OFFSET_PATH:
-            self._stats.failed += 1
-        self._emit("failed", path, attempt, error)
-
-    def _emit(
-        self,
-        kind: Any,
-        path: str,
-        attempt: int,
-        error: BaseException | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        if self._on_event is not None:
-            self._on_event(
-                ClientEvent(kind, path, attempt, None if error is None else _reason(error), delay)
-            )
-
-
-_LATE_RELEASES: set[asyncio.Task[None]] = set()  # strong references until each is done
-
-
-def _release_after(
-    loop: asyncio.AbstractEventLoop, horizon: float, limiter: KeyLimiter, lease: Lease
-) -> None:
-    """Release `lease` `horizon` seconds from now, not at once: its request got no answer
-    (timeout, dropped connection, cancelled on the wire, 5xx), so OKX may still count it
-    until the landing horizon. The lease rule needs the latest moment the server can see
-    the request; for an unanswered request that is the horizon, not the moment we gave
-    up. The slot stays in flight until then and cools one window after. Not tied to the
-    client: a closed client's late requests still count against the user. A store that
-    is closed by then (a client's own Redis or sqlite backend) lets the lease lapse by
-    its in-flight TTL instead."""
-
-    def release() -> None:
-        task = loop.create_task(limiter.release(lease))
-        _LATE_RELEASES.add(task)
-        task.add_done_callback(_late_release_done)
-
-    loop.call_later(horizon, release)
-
-
-def _late_release_done(task: asyncio.Task[None]) -> None:
-    _LATE_RELEASES.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        logger.debug("late release of an unanswered request's slot failed: %r", task.exception())
-
-
-async def _within(
-    deadline: float | None,
-    step: Awaitable[_T],
-    what: str,
-    error_since: Callable[[float], OKXError | None] | None = None,
-) -> _T:
-    """Await a shared step (clock sync, User ID lookup) no longer than the caller's
-    deadline; the step itself is shielded inside and goes on for other callers.
-    `error_since(t)` gives the error that used up the time (the latest failed attempt
-    after loop time t): the DeadlineExceededError names it and has it as `__cause__`."""
-    if deadline is None:
-        return await step
-    started = asyncio.get_running_loop().time()
-    try:
-        return await asyncio.wait_for(step, max(deadline - started, 0.0))
-    except asyncio.TimeoutError as exc:
-        if isinstance(exc, OKXError):
-            raise  # the step's own typed timeout
-        cause = None if error_since is None else error_since(started)
-        raise DeadlineExceededError(
-            f"{what} did not finish before the deadline{_last(cause)}"
-        ) from cause
-
-
-def _last(cause: BaseException | None) -> str:
-    return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
-
-
-def _reason(error: BaseException) -> str:
-    code = getattr(error, "code", None)
-    return f"{type(error).__name__} {code}" if code else type(error).__name__
-
 
 def _lane_name(lane: Lane) -> str:
     """The lane's key in a shared store: "mode:uid:ccy"."""
     return ":".join(map(str, lane.key))  # type: ignore[call-overload]
-
-
-def _first_row(data: list[Any], path: str) -> dict[str, Any]:
-    if not data or not isinstance(data[0], dict):
-        raise UnexpectedResponseError(
-            "OKX answered code 0 without a data row",
-            path=path,
-            status=200,
-            body_preview=repr(data)[:200],
-        )
-    return data[0]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ._defaults import ACCOUNT_CONFIG_PATH
+from ._errors import UnexpectedResponseError
 
 __all__ = ["AccountConfig", "RiskOffsetAmount", "RiskOffsetResult"]
 
@@ -84,3 +88,39 @@ def parse_decimal(value: object) -> Decimal | None:
     except InvalidOperation:
         return None
     return parsed if parsed.is_finite() else None
+
+
+def account_config_from_row(row: dict[str, Any]) -> AccountConfig:
+    """An `account/config` data row as an AccountConfig; UnexpectedResponseError without
+    a uid. A missing mainUid means the account is its own main account."""
+    uid = row.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise UnexpectedResponseError(
+            "account config without a uid",
+            path=ACCOUNT_CONFIG_PATH,
+            status=200,
+            body_preview=str(row)[:200],
+        )
+    main_uid = row.get("mainUid")
+    perm = row.get("perm")
+    return AccountConfig(
+        uid=uid,
+        main_uid=main_uid if isinstance(main_uid, str) and main_uid else uid,
+        acct_lv=str(row.get("acctLv", "")),
+        permissions=frozenset(p for p in str(perm or "").split(",") if p),
+    )
+
+
+def risk_offset_amounts(details: object) -> dict[str, RiskOffsetAmount]:
+    """The amounts per currency in an `account/balance` row's `details` (a list of
+    dicts); entries without a currency are skipped."""
+    found: dict[str, RiskOffsetAmount] = {}
+    for item in details if isinstance(details, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("ccy"), str):
+            found[item["ccy"]] = RiskOffsetAmount(
+                ccy=item["ccy"],
+                user_defined=parse_decimal(item.get("clSpotInUseAmt")),
+                in_use=parse_decimal(item.get("spotInUseAmt")),
+                maximum=parse_decimal(item.get("maxSpotInUse", item.get("maxSpotInUseAmt"))),
+            )
+    return found

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from ._defaults import BACKOFF_BASE, BACKOFF_CAP, MAX_ATTEMPTS
 from ._errors import (
     APIError,
+    DeadlineExceededError,
     InvalidInputError,
     NetworkError,
     OKXError,
@@ -18,7 +20,15 @@ from ._errors import (
     UnexpectedResponseError,
 )
 
-__all__ = ["RetryPolicy", "backoff", "outcome_unknown", "should_retry"]
+__all__ = [
+    "Action",
+    "Decision",
+    "RetryPolicy",
+    "backoff",
+    "decide",
+    "outcome_unknown",
+    "should_retry",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +118,66 @@ def retry_delay(
     if isinstance(error, (RateLimitedError, TimestampExpiredError)):
         return 0.0
     return backoff(attempt, policy, rand=rand)
+
+
+class Action(Enum):
+    """What the attempt loop does after a failed attempt."""
+
+    RETRY = "retry"  # wait `delay` seconds, then send again
+    RESYNC = "resync"  # resync the server clock, then decide again with `resync_done`
+    GIVE_UP = "give_up"  # raise `error`
+    SUPERSEDED = "superseded"  # a newer value waits: retrying this one could undo it
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`action`; `delay` (seconds >= 0, for RETRY); `error` (the exception to raise, for
+    GIVE_UP: the attempt's own error, or a DeadlineExceededError caused by it)."""
+
+    action: Action
+    delay: float = 0.0
+    error: BaseException | None = None
+
+
+_RESYNC = Decision(Action.RESYNC)
+_SUPERSEDED = Decision(Action.SUPERSEDED)
+
+
+def decide(
+    error: BaseException,
+    attempt: int,
+    policy: RetryPolicy,
+    *,
+    newer_waiting: bool,
+    time_left: float | None,
+    clock_resynced: bool,
+    resync_done: bool = False,
+    rand: Callable[[], float] = random.random,
+) -> Decision:
+    """What to do after `error` ended attempt number `attempt` (1-based).
+
+    `newer_waiting`: a newer value for the same currency waits (only set calls have
+    one). `time_left`: seconds until the caller's deadline, None for no deadline.
+    `clock_resynced`: this call resynced the clock after an earlier 50102, before the
+    attempt that failed. `resync_done`: the caller has just resynced for this 50102.
+
+    A 50102 first asks for a resync (whatever the attempt: the clock is known wrong, and
+    the next call needs it too); then the usual rules, in order: give up when no retry
+    is allowed (`should_retry`), supersede when a newer value waits, give up with a
+    DeadlineExceededError when the delay would reach the deadline, else retry.
+    """
+    if isinstance(error, TimestampExpiredError) and not (clock_resynced or resync_done):
+        return _RESYNC
+    if not should_retry(error, attempt, policy, clock_resynced=clock_resynced):
+        return Decision(Action.GIVE_UP, error=error)
+    if newer_waiting:
+        return _SUPERSEDED
+    delay = retry_delay(error, attempt, policy, rand=rand)
+    if time_left is not None and delay >= time_left:
+        late = DeadlineExceededError(
+            f"gave up after attempt {attempt}: no time left for a retry ({error})"
+        )
+        late.__cause__ = error  # as `raise late from error` would
+        late.__suppress_context__ = True
+        return Decision(Action.GIVE_UP, error=late)
+    return Decision(Action.RETRY, delay=delay)

@@ -12,6 +12,7 @@ import pytest
 from okx_async import (
     ENDPOINT_LIMITS,
     ClientClosedError,
+    ClientEvent,
     LimiterKey,
     LimiterSnapshot,
     OKXClient,
@@ -152,6 +153,33 @@ async def test_close_drains_then_fails_the_rest_without_leaks(sim: tuple[Simulat
     sent = len([r for r in simulator.records if r.path == SET_PATH])
     await asyncio.sleep(2.1)
     assert len([r for r in simulator.records if r.path == SET_PATH]) == sent == 10
+
+
+async def test_an_attempt_failing_while_the_client_closes_is_not_retried(
+    sim: tuple[Simulator, str],
+) -> None:
+    """A retryable error (50013) that arrives while close() drains ends the call with
+    that error: no further attempt, and it counts as failed."""
+    simulator, url = sim
+    on_wire = asyncio.Event()
+
+    def on_event(event: ClientEvent) -> None:
+        if event.kind == "sent":
+            on_wire.set()
+
+    client = client_for(url, retry=FAST_RETRY, on_event=on_event)
+    await client.set_risk_offset_amount(CCYS[0], "2")  # the clock is synced
+    on_wire.clear()
+    simulator.latency = (0.2, 0.2)
+    simulator.faults = Faults(rate=1.0, kinds=("busy_50013",))
+    task = asyncio.ensure_future(client.set_risk_offset_amount(CCYS[0], "3"))
+    await on_wire.wait()
+    await client.close(timeout=5.0)
+    with pytest.raises(OKXError) as caught:
+        await task
+    assert not isinstance(caught.value, ClientClosedError)
+    assert getattr(caught.value, "code", None) == "50013"
+    assert (client.stats().sent, client.stats().failed, client.stats().retried) == (2, 1, 0)
 
 
 async def test_bursts_of_only_two_converge_without_failures(sim: tuple[Simulator, str]) -> None:

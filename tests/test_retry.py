@@ -18,7 +18,7 @@ from okx_async import (
     should_retry,
 )
 from okx_async._errors import api_error_for
-from okx_async._retry import outcome_unknown, retry_delay
+from okx_async._retry import Action, decide, outcome_unknown, retry_delay
 
 POLICY = RetryPolicy(max_attempts=4, backoff_base=0.5, backoff_cap=3.0)
 
@@ -166,3 +166,78 @@ def test_policy_refuses_each_bound_with_its_reason(kwargs: dict[str, float], mes
     # InvalidInputError, like every other bad argument; a ValueError too, as it was.
     with pytest.raises(InvalidInputError, match=f"^{re.escape(message)}$"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+RETRY, RESYNC, GIVE_UP, SUPERSEDED = Action.RETRY, Action.RESYNC, Action.GIVE_UP, Action.SUPERSEDED
+LATE = "late"  # GIVE_UP with a DeadlineExceededError caused by the error
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "newer", "time_left", "resynced", "resync_done", "action", "delay"),
+    [
+        # A retryable error: full-jitter backoff (rand=1.0: the ceiling, 0.5 s on attempt 1).
+        (api("50013", 429), 1, False, None, False, False, RETRY, 0.5),
+        (api("50013", 429), 2, False, None, False, False, RETRY, 1.0),
+        (NetworkError("reset", path="/p"), 1, False, 10.0, False, False, RETRY, 0.5),
+        # A 50011 waits in the limiter, not here.
+        (api("50011", 429), 1, False, 10.0, False, False, RETRY, 0.0),
+        # Attempts exhausted, or an error that is not retried: the error itself.
+        (api("50013", 429), 4, False, None, False, False, GIVE_UP, 0.0),
+        (api("51000", 400), 1, False, None, False, False, GIVE_UP, 0.0),
+        (ValueError("not ours"), 1, False, None, False, False, GIVE_UP, 0.0),
+        # A newer value waits: never retry an older one (but a refusal is still the error).
+        (api("50013", 429), 1, True, None, False, False, SUPERSEDED, 0.0),
+        (api("51000", 400), 1, True, None, False, False, GIVE_UP, 0.0),
+        # The delay would reach the deadline: give up (a DeadlineExceededError).
+        (api("50013", 429), 1, False, 0.5, False, False, LATE, 0.0),
+        (api("50013", 429), 1, False, 0.51, False, False, RETRY, 0.5),
+        (api("50011", 429), 1, False, 0.0, False, False, LATE, 0.0),
+        # A 50102: resync first, on any attempt, whatever else holds...
+        (api("50102", 401), 1, False, None, False, False, RESYNC, 0.0),
+        (api("50102", 401), 4, False, None, False, False, RESYNC, 0.0),
+        (api("50102", 401), 1, True, 0.0, False, False, RESYNC, 0.0),
+        # ...then retry at once, within the attempts and the time left...
+        (api("50102", 401), 1, False, None, False, True, RETRY, 0.0),
+        (api("50102", 401), 4, False, None, False, True, GIVE_UP, 0.0),
+        (api("50102", 401), 1, False, 0.0, False, True, LATE, 0.0),
+        (api("50102", 401), 1, True, None, False, True, SUPERSEDED, 0.0),
+        # ...and a second 50102 after a resync in the same call is an error.
+        (api("50102", 401), 2, False, None, True, False, GIVE_UP, 0.0),
+    ],
+)
+def test_decide(
+    error: Exception,
+    attempt: int,
+    newer: bool,
+    time_left: float | None,
+    resynced: bool,
+    resync_done: bool,
+    action: Action | str,
+    delay: float,
+) -> None:
+    decision = decide(
+        error,
+        attempt,
+        POLICY,
+        newer_waiting=newer,
+        time_left=time_left,
+        clock_resynced=resynced,
+        resync_done=resync_done,
+        rand=lambda: 1.0,
+    )
+    if action == LATE:
+        assert (decision.action, decision.delay) == (GIVE_UP, 0.0)
+        assert isinstance(decision.error, DeadlineExceededError)
+        assert decision.error.__cause__ is error
+        assert str(decision.error) == (
+            f"gave up after attempt {attempt}: no time left for a retry ({error})"
+        )
+        return
+    assert (decision.action, decision.delay) == (action, delay)
+    assert decision.error is (error if action is GIVE_UP else None)
+
+
+def test_decide_gives_up_with_the_error_itself_when_no_retry_is_allowed() -> None:
+    error = api("51000", 400)
+    decision = decide(error, 1, POLICY, newer_waiting=False, time_left=0.0, clock_resynced=False)
+    assert decision.action is GIVE_UP and decision.error is error

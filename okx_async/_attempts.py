@@ -1,0 +1,494 @@
+"""The attempt loop: sync the clock, take a lease, sign, send, and retry or give up.
+
+`AttemptLoop._request` is one coroutine for the whole loop, not a chain of awaited
+helpers: every waiting call keeps its coroutines alive, and each one costs memory and
+garbage-collector scans. Each concern is a named synchronous step instead (counting,
+headers, the answer, the failure); only the clock sync, the User ID lookup and the
+retry wait are coroutines of their own, and they run off the common path.
+
+`OKXClient` inherits this class: the loop reads the client's parts (transport,
+credentials, stats, the store) directly, and the client's lifecycle (`ClientState`)
+decides when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from itertools import count
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._auth import Credentials, RequestHeaders
+from ._clock import ServerClock, shared_clock
+from ._defaults import ACCOUNT_CONFIG_PATH, SERVER_TIME_PATH, SET_RISK_OFFSET_PATH
+from ._errors import (
+    ClientClosedError,
+    DeadlineExceededError,
+    OKXError,
+    RateLimitedError,
+    UnexpectedResponseError,
+)
+from ._identity import cold_start_key, host_key, user_key
+from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey, RateLimit
+from ._ordering import Lane, SupersededError
+from ._retry import Action, Decision, RetryPolicy, decide, outcome_unknown
+from ._stats import ClientEvent, StatsRecorder
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._telemetry import ClientMetrics
+
+__all__ = ["AttemptLoop", "ClientState", "first_row", "last_words", "release_after", "within"]
+
+logger = logging.getLogger("okx_async")
+
+_T = TypeVar("_T")
+
+
+class ClientState(enum.Enum):
+    """OPEN takes calls; CLOSING (inside `close()`) drains them and takes no new ones;
+    CLOSED is final. A request stopped by `close()` ends in ClientClosedError."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class AttemptLoop:
+    """The client's requests: rate limited, signed, retried within the caller's deadline."""
+
+    # The loop's own state; the rest are the client's slots.
+    __slots__ = ("_active", "_backend", "_clock", "_drained", "_last_error")
+
+    # The client's parts the loop uses (set by OKXClient._wire).
+    _state: ClientState
+    _base_url: str
+    _demo: bool
+    _uid: str | None
+    _credentials: Credentials
+    _transport: Transport
+    _retry: RetryPolicy
+    _landing_horizon: float
+    _stats: StatsRecorder
+    _metrics: ClientMetrics | None
+    _on_event: Callable[[ClientEvent], None] | None
+    _clock: ServerClock | None
+    _limiter_keys: dict[str, LimiterKey]
+    _backend: LimiterBackend | None
+    # Tasks inside _request now -> whether close() stopped them (see close()).
+    _active: dict[asyncio.Task[Any], bool]
+    _drained: asyncio.Future[None] | None
+    _last_error: tuple[float, OKXError] | None
+
+    def _user_id(self) -> Awaitable[str]:
+        raise NotImplementedError  # the client's: one account/config lookup
+
+    def _check_open(self) -> None:
+        if self._state is not ClientState.OPEN:
+            raise ClientClosedError("this OKXClient is closed; create a new one")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        body: bytes = b"",
+        deadline: float | None,
+        lane: Lane | None = None,
+        signed: bool = True,
+    ) -> list[Any]:
+        """Send with rate limiting and retries; return OKX's `data`."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._active[task] = False  # not stopped by close()
+        loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
+        rate, target, stats = ENDPOINT_LIMITS[path], path + query, self._stats
+        resynced = False  # after a 50102, once per call
+        try:
+            for attempt in count(1):
+                clock = self._attempt_clock()
+                if signed and not clock.synced:
+                    await self._sync_clock(clock, deadline)
+                key = self._limiter_keys.get(path) or await self._limiter_key(path, deadline)
+                limiter = self._key_limiter(key, rate)
+                asked = loop.time()
+                stats.queued += 1
+                try:
+                    lease = await limiter.acquire(deadline=deadline)
+                finally:
+                    stats.queued -= 1
+                sent_at = self._count_sent(asked, lane, loop)
+                unanswered = True  # no answer yet: OKX may count it at any later moment
+                try:
+                    headers = self._headers(clock, method, target, body, signed)
+                    timeout = None if deadline is None else self._attempt_timeout(deadline, loop)
+                    self._emit("sent", path, attempt)
+                    data = await self._transport.send(
+                        method, target, body=body, headers=headers, timeout=timeout, loop=loop
+                    )
+                except OKXError as exc:
+                    error: OKXError = exc
+                    unanswered = outcome_unknown(exc)
+                    if self._answered_error(exc, method, path, attempt, lane, sent_at, loop):
+                        await limiter.on_rate_limited()
+                except asyncio.CancelledError:
+                    self._in_flight_cancelled(lane, loop)
+                    raise
+                else:
+                    unanswered = False
+                    self._answered(method, path, attempt, sent_at, loop)
+                    return data
+                finally:
+                    stats.in_flight -= 1
+                    if unanswered:
+                        release_after(loop, self._landing_horizon, limiter, lease)
+                    else:
+                        await limiter.release(lease)
+                resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
+        except asyncio.CancelledError:
+            if not self._stopped_by_close(task):
+                raise
+        finally:
+            self._leave(task)
+        # Raised here, not in the except clause: the CancelledError would be its __context__,
+        # and its traceback runs through aiohttp's frames, which hold the signed headers.
+        raise ClientClosedError("the client was closed before this request finished")
+
+    # -- the steps of one attempt, in order ---------------------------------------------
+
+    def _attempt_clock(self) -> ServerClock:
+        """The server clock for the next attempt; ClientClosedError once closing."""
+        self._check_open()
+        return self._clock or self._bind_clock()
+
+    def _bind_clock(self) -> ServerClock:
+        self._clock = shared_clock(self._base_url)
+        return self._clock
+
+    async def _sync_clock(self, clock: ServerClock, deadline: float | None) -> None:
+        while not clock.synced:
+            try:
+                await within(
+                    deadline,
+                    clock.ensure_synced(self._fetch_server_time),
+                    "syncing with OKX's clock",
+                    self._error_since,
+                )
+            except ClientClosedError:
+                if self._state is not ClientState.OPEN:
+                    raise
+                # The shared sync ran on another client that was closed meanwhile: ours
+                # is still open, so sync through it.
+
+    async def _fetch_server_time(self) -> float:
+        data = await self._request("GET", SERVER_TIME_PATH, deadline=None, signed=False)
+        ts = first_row(data, SERVER_TIME_PATH).get("ts")
+        try:
+            return int(str(ts)) / 1000
+        except ValueError:
+            raise UnexpectedResponseError(
+                "server time without a numeric ts",
+                path=SERVER_TIME_PATH,
+                status=200,
+                body_preview=str(ts)[:200],
+            ) from None
+
+    def _known_limiter_key(self, path: str) -> LimiterKey | None:
+        """The budget `path` spends now, or None while it waits for the User ID."""
+        if ENDPOINT_LIMITS[path].scope == "ip":
+            return host_key(self._base_url, path)
+        if self._uid is not None:
+            return user_key(self._demo, self._uid, path)
+        if path == ACCOUNT_CONFIG_PATH:  # the User ID lookup itself: the cold-start budget
+            return cold_start_key(self._demo, self._base_url, path)
+        return None
+
+    async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
+        key = self._known_limiter_key(path)
+        if key is None:
+            uid = await within(
+                deadline, self._user_id(), "looking up the User ID", self._error_since
+            )
+            key = user_key(self._demo, uid, path)
+        if self._uid is not None or key.environment == "ip":  # final: keep it
+            self._limiter_keys[path] = key
+        return key
+
+    def _key_limiter(self, key: LimiterKey, rate: RateLimit) -> KeyLimiter:
+        backend = self._backend if self._backend is not None else self._backend_now()
+        return backend.limiter(key, rate)
+
+    def _backend_now(self) -> LimiterBackend:
+        """The first use of the loop's in-process store (when the client has no other)."""
+        from ._limiter._memory import default_local_backend
+
+        self._backend = default_local_backend()
+        if self._metrics is not None:
+            self._metrics.watch(self._backend)
+        return self._backend
+
+    def _count_sent(
+        self, asked: float, lane: Lane | None, loop: asyncio.AbstractEventLoop
+    ) -> float:
+        """A lease is held: count the wait and the request now in flight; return the
+        loop time it is sent at."""
+        now = loop.time()
+        waited = now - asked
+        stats = self._stats
+        stats.record_wait(waited)
+        if self._metrics is not None:
+            self._metrics.limiter_wait(waited)
+        stats.in_flight += 1
+        if lane is not None:  # set requests, the only ones that go through a lane
+            stats.sent += 1
+            lane.attempt_sent()
+        else:
+            stats.lookups += 1
+        return now
+
+    def _headers(
+        self, clock: ServerClock, method: str, target: str, body: bytes, signed: bool
+    ) -> RequestHeaders:
+        headers = (
+            self._credentials.request_headers(clock.timestamp(), method, target, body)
+            if signed
+            else RequestHeaders()
+        )
+        if body:
+            headers["Content-Type"] = "application/json"
+        if self._demo:
+            headers["x-simulated-trading"] = "1"
+        return headers
+
+    def _attempt_timeout(self, deadline: float, loop: asyncio.AbstractEventLoop) -> float | None:
+        """The attempt's own bound: the transport's (None), unless the deadline is sooner."""
+        timeout = max(deadline - loop.time(), 0.001)
+        return None if timeout > self._transport.request_timeout else timeout
+
+    def _answered(
+        self,
+        method: str,
+        path: str,
+        attempt: int,
+        sent_at: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        if self._metrics is not None:
+            self._metrics.request(method, loop.time() - sent_at, None)
+        if path == SET_RISK_OFFSET_PATH:
+            self._stats.succeeded += 1
+        if self._on_event is not None:
+            self._emit("succeeded", path, attempt)
+
+    def _answered_error(
+        self,
+        error: OKXError,
+        method: str,
+        path: str,
+        attempt: int,
+        lane: Lane | None,
+        sent_at: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> bool:
+        """Count a failed attempt; True when the store must hear of a 50011."""
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.request(method, loop.time() - sent_at, error)
+        if not isinstance(error, RateLimitedError):
+            return False
+        if metrics is not None:
+            metrics.rate_limited()
+        if lane is not None:
+            self._stats.rate_limited += 1
+        self._emit("rate_limited", path, attempt, error)
+        return True
+
+    def _in_flight_cancelled(self, lane: Lane | None, loop: asyncio.AbstractEventLoop) -> None:
+        if lane is not None:  # it may have reached OKX: settle it later
+            lane.note_uncertain(loop.time() + self._landing_horizon)
+
+    def _stopped_by_close(self, task: asyncio.Task[Any]) -> bool:
+        """Whether close() cancelled this request. Then only the request ends: the task
+        goes on (it may be a shared lane worker), and the caller gets ClientClosedError."""
+        if not self._active.get(task, False):
+            return False
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:  # Python 3.11+: keep asyncio.timeout() honest
+            uncancel()
+        return True
+
+    def _leave(self, task: asyncio.Task[Any]) -> None:
+        self._active.pop(task, None)
+        drained = self._drained
+        if not self._active and drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # -- after a failed attempt ----------------------------------------------------------
+
+    async def _before_retry(
+        self,
+        error: OKXError,
+        attempt: int,
+        path: str,
+        deadline: float | None,
+        lane: Lane | None,
+        resynced: bool,
+    ) -> bool:
+        """Apply `decide`'s answer: return to retry (with whether the clock was resynced
+        in this call), or raise the error, a DeadlineExceededError, or SupersededError."""
+        loop = asyncio.get_running_loop()
+        self._last_error = (loop.time(), error)
+        if lane is not None and outcome_unknown(error):
+            # OKX may still apply it: the lane re-asserts the newest value after this.
+            lane.note_uncertain(loop.time() + self._landing_horizon)
+        decision = self._decide(error, attempt, deadline, lane, resynced, resync_done=False)
+        if decision.action is Action.RESYNC:
+            await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
+            decision = self._decide(error, attempt, deadline, lane, False, resync_done=True)
+            resynced = True
+        if decision.action is Action.GIVE_UP:
+            self._fail(error, path, attempt)
+            raise decision.error  # type: ignore[misc]  # GIVE_UP always carries one
+        if decision.action is Action.SUPERSEDED:
+            raise SupersededError  # a newer value waits: retrying this one could undo it
+        await self._retry_after(decision.delay, error, path, attempt, lane)
+        return resynced
+
+    def _decide(
+        self,
+        error: OKXError,
+        attempt: int,
+        deadline: float | None,
+        lane: Lane | None,
+        clock_resynced: bool,
+        *,
+        resync_done: bool,
+    ) -> Decision:
+        time_left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        decision = decide(
+            error,
+            attempt,
+            self._retry,
+            newer_waiting=lane is not None and lane.has_newer(),
+            time_left=time_left,
+            clock_resynced=clock_resynced,
+            resync_done=resync_done,
+        )
+        if decision.action is not Action.RESYNC and self._state is not ClientState.OPEN:
+            return Decision(Action.GIVE_UP, error=error)  # closing: no more attempts
+        return decision
+
+    async def _retry_after(
+        self, delay: float, error: OKXError, path: str, attempt: int, lane: Lane | None
+    ) -> None:
+        self._stats.retried += 1
+        if self._metrics is not None:
+            self._metrics.retry(reason(error))
+        self._emit("retry", path, attempt, error, delay)
+        logger.debug(
+            "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, reason(error)
+        )
+        if delay > 0:
+            await asyncio.sleep(delay)
+            if lane is not None and lane.has_newer():
+                raise SupersededError
+
+    def _error_since(self, start: float) -> OKXError | None:
+        """The latest failed attempt's error if it came after loop time `start`."""
+        last = self._last_error
+        return last[1] if last is not None and last[0] >= start else None
+
+    def _fail(self, error: OKXError, path: str, attempt: int) -> None:
+        if path == SET_RISK_OFFSET_PATH:
+            self._stats.failed += 1
+        self._emit("failed", path, attempt, error)
+
+    def _emit(
+        self,
+        kind: Any,
+        path: str,
+        attempt: int,
+        error: BaseException | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        if self._on_event is not None:
+            self._on_event(
+                ClientEvent(kind, path, attempt, None if error is None else reason(error), delay)
+            )
+
+
+_LATE_RELEASES: set[asyncio.Task[None]] = set()  # strong references until each is done
+
+
+def release_after(
+    loop: asyncio.AbstractEventLoop, horizon: float, limiter: KeyLimiter, lease: Lease
+) -> None:
+    """Release `lease` `horizon` seconds from now, not at once: its request got no answer
+    (timeout, dropped connection, cancelled on the wire, 5xx), so OKX may still count it
+    until the landing horizon. The lease rule needs the latest moment the server can see
+    the request; for an unanswered request that is the horizon, not the moment we gave
+    up. The slot stays in flight until then and cools one window after. Not tied to the
+    client: a closed client's late requests still count against the user. A store that
+    is closed by then (a client's own Redis or sqlite backend) lets the lease lapse by
+    its in-flight TTL instead."""
+
+    def release() -> None:
+        task = loop.create_task(limiter.release(lease))
+        _LATE_RELEASES.add(task)
+        task.add_done_callback(_late_release_done)
+
+    loop.call_later(horizon, release)
+
+
+def _late_release_done(task: asyncio.Task[None]) -> None:
+    _LATE_RELEASES.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("late release of an unanswered request's slot failed: %r", task.exception())
+
+
+async def within(
+    deadline: float | None,
+    step: Awaitable[_T],
+    what: str,
+    error_since: Callable[[float], OKXError | None] | None = None,
+) -> _T:
+    """Await a shared step (clock sync, User ID lookup) no longer than the caller's
+    deadline; the step itself is shielded inside and goes on for other callers.
+    `error_since(t)` gives the error that used up the time (the latest failed attempt
+    after loop time t): the DeadlineExceededError names it and has it as `__cause__`."""
+    if deadline is None:
+        return await step
+    started = asyncio.get_running_loop().time()
+    try:
+        return await asyncio.wait_for(step, max(deadline - started, 0.0))
+    except asyncio.TimeoutError as exc:
+        if isinstance(exc, OKXError):
+            raise  # the step's own typed timeout
+        cause = None if error_since is None else error_since(started)
+        raise DeadlineExceededError(
+            f"{what} did not finish before the deadline{last_words(cause)}"
+        ) from cause
+
+
+def last_words(cause: BaseException | None) -> str:
+    """The tail of a deadline message naming the last attempt's error, if any."""
+    return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
+
+
+def reason(error: BaseException) -> str:
+    code = getattr(error, "code", None)
+    return f"{type(error).__name__} {code}" if code else type(error).__name__
+
+
+def first_row(data: list[Any], path: str) -> dict[str, Any]:
+    if not data or not isinstance(data[0], dict):
+        raise UnexpectedResponseError(
+            "OKX answered code 0 without a data row",
+            path=path,
+            status=200,
+            body_preview=repr(data)[:200],
+        )
+    return data[0]
