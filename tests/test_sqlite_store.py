@@ -340,6 +340,41 @@ def test_leases_of_a_killed_process_expire(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_new_file_locked_by_another_process_is_waited_for_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Another process holds a fresh file's lock while this one opens it: the open is
+    contention to wait out in a worker thread, never an outage and never a blocked loop."""
+    import threading
+
+    path = tmp_path / "locked.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # a rollback-journal file, locked for writing
+
+    async def main() -> int:
+        threading.Timer(0.4, lambda: other.execute("COMMIT")).start()
+        ticks = 0
+
+        async def ticking() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(ticking())
+        async with SqliteLimiterBackend(path, busy_timeout=5.0) as backend:
+            limiter = backend.limiter(KEY, RATE)
+            await limiter.release(await limiter.acquire())
+        ticker.cancel()
+        return ticks
+
+    try:
+        ticks = asyncio.run(main())
+    finally:
+        other.close()
+    assert ticks >= 20  # the loop ran through the 0.4 s the file was locked
+
+
 # -- URLs ----------------------------------------------------------------------------------
 
 

@@ -295,10 +295,14 @@ class SqliteLimiterBackend:
         self._counter += 1
         return f"{self._token}:{self._counter}"
 
-    def _open(self) -> sqlite3.Connection:
-        """Open (creating if need be) the file; remember its identity."""
+    def _open(self, wait: bool) -> sqlite3.Connection:
+        """Open (creating if need be) the file; remember its identity. `wait`: wait up to
+        busy_timeout for another process's lock (worker thread), else fail at once."""
         conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+            self._path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout if wait else 0.0,
         )
         try:
             # WAL: readers never block the writer. NORMAL: no fsync per commit; a budget
@@ -319,6 +323,24 @@ class SqliteLimiterBackend:
         self._identity = (st.st_dev, st.st_ino)
         return conn
 
+    def _open_when_free(self, wait: bool) -> sqlite3.Connection:
+        """`_open`, when another process holds the lock: _Busy at once inline (the caller
+        retries in a worker thread), else retried until busy_timeout. Retried, not left to
+        sqlite's busy handler: two processes switching a new file to WAL at once deadlock
+        on the upgrade, and sqlite answers one of them "locked" without waiting."""
+        give_up = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return self._open(wait)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if not wait:
+                    raise _Busy from None
+                if time.monotonic() >= give_up:
+                    raise
+            time.sleep(0.005)  # a worker thread, never the event loop (wait=True)
+
     def _same_file(self) -> bool:
         try:
             st = os.stat(self._path)
@@ -338,7 +360,7 @@ class SqliteLimiterBackend:
                 conn = None
             if conn is None:
                 self._close_conn()
-                conn = self._conn = self._open()
+                conn = self._conn = self._open_when_free(wait)
             if wait:
                 conn.execute(f"PRAGMA busy_timeout={round(self._busy_timeout * 1000)}")
             try:
