@@ -198,7 +198,7 @@ class Memory:
         return cls(rss_bytes(), len(gc.get_objects()))
 
 
-async def settled_memory() -> Memory:
+async def memory_after_a_window() -> Memory:
     """Memory once a window has passed: per-key limiter state (cooling slots, their timers)
     is dropped then, so what is left is what the calls left behind, not what is in flight."""
     await asyncio.sleep(WINDOW + 0.2)
@@ -563,13 +563,13 @@ async def main_async(users: int, cycles: int, profile: bool) -> None:
         for kind in kinds:  # warm-up cycle: not counted
             await timed_run(kind, sim, first, calls)
         first += CALLS_PER_RUN
-        memory = [await settled_memory()]
+        memory = [await memory_after_a_window()]
         for cycle in range(cycles):
             order = kinds[cycle % len(kinds) :] + kinds[: cycle % len(kinds)]
             for kind in order:
                 kind.runs.append(await timed_run(kind, sim, first, calls))
             first += CALLS_PER_RUN
-            memory.append(await settled_memory())
+            memory.append(await memory_after_a_window())
         rate_limited = sim.stats()["rate_limited"]
         print_runs(kinds, calls)
         print(f"50011 answers from the simulator (limits raised): {rate_limited}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
@@ -44,6 +44,9 @@ from ._urls import (
     mask_credentials_in_text,
     refuse_url_credentials,
 )
+
+if TYPE_CHECKING:
+    from ._options import ClientOptions
 
 __all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url", "refuse_url_credentials"]
 
@@ -239,6 +242,20 @@ class Transport:
         local = "" if addr is None else f", local_addr={addr[0]!r}"
         own = ", session=caller's" if self._session is not None else ""
         return f"Transport(base_url={self._base_url!r}{proxy}{local}{own}, {state})"
+
+    @classmethod
+    def for_options(cls, options: ClientOptions) -> Transport:
+        """The transport of a client's validated options (their network part)."""
+        return cls(
+            base_url=options.base_url,
+            request_timeout=options.request_timeout,
+            connect_timeout=options.connect_timeout,
+            proxy=options.proxy,
+            trust_env=options.trust_env,
+            local_addr=options.local_addr,
+            session=options.session,
+            ssl=options.ssl,
+        )
 
 
 def _env_proxy(base_url: str) -> str | None:
