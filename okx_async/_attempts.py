@@ -128,7 +128,7 @@ class AttemptLoop:
                     lease = await limiter.acquire(deadline=deadline)
                 finally:
                     stats.queued -= 1
-                sent_at = self._count_sent(asked, path, attempt, lane, loop)
+                sent_at = self._report.sent(asked, loop.time(), path, attempt, lane)
                 unanswered = True  # no answer yet: OKX may count it at any later moment
                 try:
                     headers = self._headers(clock, method, target, body, signed)
@@ -208,22 +208,6 @@ class AttemptLoop:
         """The budget of `path`, once the User ID it needs is known."""
         key = self._budgets.known_key(path)
         return key or self._budgets.user_key(path, await self._user_id(deadline))
-
-    def _count_sent(
-        self,
-        asked: float,
-        path: str,
-        attempt: int,
-        lane: Lane | None,
-        loop: asyncio.AbstractEventLoop,
-    ) -> float:
-        """A lease is held: report the wait and the request now in flight; return the
-        loop time it is sent at."""
-        now = loop.time()
-        self._report.sent(now - asked, path, attempt, through_lane=lane is not None)
-        if lane is not None:
-            lane.attempt_sent()
-        return now
 
     def _headers(
         self, clock: ServerClock, method: str, target: str, body: bytes, signed: bool

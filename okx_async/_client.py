@@ -5,13 +5,12 @@ the inherited `AttemptLoop` do; see docs/architecture.md for the path of one cal
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._attempts import AttemptLoop, ClientState, deadline_after, first_row
 from ._auth import Credentials, mask
 from ._budgets import Budgets
-from ._defaults import ACCOUNT_CONFIG_PATH, BALANCE_PATH, CLOSE_DRAIN_TIMEOUT, SET_RISK_OFFSET_PATH
+from ._defaults import ACCOUNT_CONFIG_PATH, BALANCE_PATH, CLOSE_DRAIN_TIMEOUT
 from ._errors import ClientClosedError, InvalidInputError
 from ._events import Reporter
 from ._models import (
@@ -98,7 +97,7 @@ class OKXClient(AttemptLoop):
             options,
             store=self._budgets.lane_store(),
             report=self._report,
-            request=partial(self._request, "POST", SET_RISK_OFFSET_PATH),
+            request=self._request,
             error_since=self._error_since,
         )
         self._start_requests()

@@ -16,6 +16,7 @@ from ._errors import RateLimitedError
 from ._stats import ClientEvent, EventKind, StatsRecorder
 
 if TYPE_CHECKING:
+    from ._ordering import Lane
     from ._telemetry import ClientMetrics
 
 __all__ = ["Reporter", "reason"]
@@ -57,19 +58,23 @@ class Reporter:
                 ClientEvent(kind, path, attempt, None if error is None else reason(error), delay)
             )
 
-    def sent(self, waited: float, path: str, attempt: int, *, through_lane: bool) -> None:
-        """A lease was granted after `waited` seconds and its request goes on the wire."""
+    def sent(self, asked: float, now: float, path: str, attempt: int, lane: Lane | None) -> float:
+        """A lease asked for at loop time `asked` was granted, and its request goes on the
+        wire `now`; the lane of a set request counts it as an attempt of its value.
+        Returns `now`."""
         stats = self.stats
-        stats.record_wait(waited)
+        stats.record_wait(now - asked)
         if self.metrics is not None:
-            self.metrics.limiter_wait(waited)
+            self.metrics.limiter_wait(now - asked)
         stats.in_flight += 1
-        if through_lane:  # set requests, the only ones that go through a lane
+        if lane is not None:  # set requests, the only ones that go through a lane
             stats.sent += 1
+            lane.attempt_sent()
         else:
             stats.lookups += 1
         if self.on_event is not None:
             self.emit("sent", path, attempt)
+        return now
 
     def answered(self, method: str, path: str, attempt: int, took: float) -> None:
         """OKX answered code 0 after `took` seconds on the wire."""

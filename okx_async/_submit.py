@@ -35,9 +35,8 @@ __all__ = ["Submitter"]
 
 logger = logging.getLogger("okx_async")
 
-# The attempt loop's entry for one set request, called with the keywords body=,
-# deadline= and lane=; returns OKX's `data`.
-SetRequest = Callable[..., Awaitable[list[Any]]]
+# The attempt loop's `_request(method, path, *, body=, deadline=, lane=)`: OKX's `data`.
+Request = Callable[..., Awaitable[list[Any]]]
 
 
 class Submitter:
@@ -62,7 +61,7 @@ class Submitter:
         *,
         store: LaneStoreBase | None,
         report: Reporter,
-        request: SetRequest,
+        request: Request,
         error_since: Callable[[float], OKXError | None],
     ) -> None:
         self._mode = mode(options.demo)  # lanes are per user and mode, as budgets are
@@ -95,11 +94,17 @@ class Submitter:
         """The result of setting `ccy` to `amount` (`text` as sent). DeadlineExceededError
         when `deadline` (loop time, `timeout` seconds after the call began) passes first."""
         loop = asyncio.get_running_loop()
-        lane, update = self._update(loop, uid, ccy, text, amount, deadline)
+        lanes = self._lanes
+        if lanes is None or lanes[0] is not loop:
+            lanes = self._lanes = (loop, lanes_for_running_loop())
+        lane = lanes[1].lane((self._mode, uid, ccy))
+        future: asyncio.Future[RiskOffsetResult] = loop.create_future()
+        update = Update(
+            ccy=ccy, text=text, amount=amount, deadline=deadline, send=self.send, future=future
+        )
         if self.store is not None:  # the value's place in the store's order
             update.seq = await self.store.submitted(_lane_name(lane), text)
         self.outstanding.add(update)
-        future = update.future
         try:
             if lane.claim(update):
                 await lane.run_inline(update)
@@ -123,26 +128,6 @@ class Submitter:
         if result.superseded:
             self._report.superseded()
         return result
-
-    def _update(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        uid: str,
-        ccy: str,
-        text: str,
-        amount: Decimal,
-        deadline: float | None,
-    ) -> tuple[Lane, Update]:
-        """The lane of (mode, User ID, ccy) on `loop`, and the update to put on it."""
-        lanes = self._lanes
-        if lanes is None or lanes[0] is not loop:
-            lanes = self._lanes = (loop, lanes_for_running_loop())
-        lane = lanes[1].lane((self._mode, uid, ccy))
-        future: asyncio.Future[RiskOffsetResult] = loop.create_future()
-        update = Update(
-            ccy=ccy, text=text, amount=amount, deadline=deadline, send=self.send, future=future
-        )
-        return lane, update
 
     def _cause(self, deadline: float | None, timeout: float | None) -> OKXError | None:
         """The last attempt's error since the call began: what used up its time."""
@@ -194,7 +179,9 @@ class Submitter:
         if update.reassert:
             self._report.reasserted()
         body = orjson.dumps({"ccy": update.ccy, "clSpotInUseAmt": update.text})
-        data = await self._request(body=body, deadline=update.deadline, lane=lane)
+        data = await self._request(
+            "POST", SET_RISK_OFFSET_PATH, body=body, deadline=update.deadline, lane=lane
+        )
         echoed = first_row(data, SET_RISK_OFFSET_PATH).get("clSpotInUseAmt")
         if echoed == update.text:
             return update.amount  # the usual answer: what we sent, already a Decimal
