@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from okx_async import ClientOptions, InvalidInputError, OKXClient, RetryPolicy, env_flag
+from okx_async import (
+    ClientKeywords,
+    ClientOptions,
+    InvalidInputError,
+    OKXClient,
+    RetryPolicy,
+    env_flag,
+)
 from okx_async.cli._profiles import ConfigError, load_profiles
 
 
@@ -114,8 +121,6 @@ def test_plain_http_to_short_spellings_of_other_hosts_is_refused(host: str) -> N
 def test_one_list_of_keywords_the_client_and_the_options_share() -> None:
     # ClientKeywords (what callers pass) and ClientOptions (what is kept) name the same
     # options: a field added to one and not the other fails here.
-    from okx_async._options import ClientKeywords
-
     fields = {f.name for f in dataclasses.fields(ClientOptions)}
     assert set(ClientKeywords.__annotations__) == fields
     defaults = ClientOptions()
@@ -127,8 +132,6 @@ def test_one_list_of_keywords_the_client_and_the_options_share() -> None:
 def test_every_keyword_is_documented_with_its_default() -> None:
     import ast
     import inspect
-
-    from okx_async._options import ClientKeywords
 
     tree = ast.parse(inspect.getsource(ClientKeywords))
     body = tree.body[0].body  # type: ignore[attr-defined]
