@@ -520,9 +520,9 @@ def instructions_mode(users: int, against: str | None) -> None:
         )
     per_call = [(counts[2 * i + 1] - counts[2 * i]) / calls for i in range(len(names))]
     base = per_call[0]
-    print(f"\n{'kind':<44} {'instructions/call':>17} {'vs bare':>8}")
+    print(f"\n{'kind':<50} {'instructions/call':>17} {'vs bare':>8}")
     for name, n in zip(names, per_call, strict=True):
-        print(f"{name:<44} {n:>17,.0f} {n / base:>7.3f}x")
+        print(f"{name:<50} {n:>17,.0f} {n / base:>7.3f}x")
     print()
     for name, n in zip(names[2:], per_call[2:], strict=True):
         ratio = n / base
