@@ -24,7 +24,7 @@ from ._errors import DeadlineExceededError, OKXError
 from ._identity import mode
 from ._lane_store import SupersededElsewhereError
 from ._models import RiskOffsetResult, parse_decimal
-from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
+from ._ordering import Lane, SupersededError, Update, lanes_for_running_loop
 
 if TYPE_CHECKING:
     from ._events import Reporter
@@ -46,7 +46,6 @@ class Submitter:
         "_coalesce",
         "_error_since",
         "_horizon",
-        "_lanes",
         "_mode",
         "_report",
         "_request",
@@ -74,9 +73,6 @@ class Submitter:
         # What a lane calls to send a value: straight to a request without a shared store.
         self.send = self._send_value if store is None else self._send_claimed
         self.outstanding: set[Update] = set()  # callers' updates not yet resolved
-        # The loop's lane registry, remembered: looking it up on every call measured
-        # ~3k more instructions per call in the soak (benchmarks/README.md).
-        self._lanes: tuple[asyncio.AbstractEventLoop, LaneRegistry] | None = None
 
     def __repr__(self) -> str:
         store = "" if self.store is None else ", shared order"
@@ -95,10 +91,7 @@ class Submitter:
         """The result of setting `ccy` to `amount` (`text` as sent). DeadlineExceededError
         when `deadline` (loop time, `timeout` seconds after the call began) passes first."""
         loop = asyncio.get_running_loop()
-        lanes = self._lanes
-        if lanes is None or lanes[0] is not loop:
-            lanes = self._lanes = (loop, lanes_for_running_loop())
-        lane = lanes[1].lane((self._mode, uid, ccy))
+        lane = lanes_for_running_loop().lane((self._mode, uid, ccy))
         future: asyncio.Future[RiskOffsetResult] = loop.create_future()
         update = Update(
             ccy=ccy, text=text, amount=amount, deadline=deadline, send=self.send, future=future
@@ -147,7 +140,7 @@ class Submitter:
         client would send (its client closes)."""
         for update in list(self.outstanding):
             update.fail(error)
-        dropped = 0 if self._lanes is None else self._lanes[1].stop_settling(self.send)
+        dropped = lanes_for_running_loop().stop_settling(self.send)
         if dropped:
             logger.debug("closed with %d re-asserts still due", dropped)
 
