@@ -44,6 +44,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no real config file
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh limiter file
+    # A fresh file with no history: not held one window (as a new file is by default).
+    monkeypatch.setenv(
+        "OKX_ASYNC_LIMITER_URL", f"sqlite://{tmp_path}/limits.db?hold_new_file=false"
+    )
 
 
 @pytest.fixture
@@ -497,6 +501,7 @@ async def test_a_bad_limiter_url_is_reported_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     simulator, _ = sim
+    monkeypatch.delenv("OKX_ASYNC_LIMITER_URL")  # the fixture's; the alias is under test
     monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "bad://nowhere")
     plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "b,SOL,1", "c,XRP,1", "a,DOGE,x")
     assert await cli("apply", plan, "--config", config) == 2
