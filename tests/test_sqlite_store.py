@@ -208,6 +208,42 @@ def test_two_backends_on_one_file_share_the_budget_fifo(tmp_path: Path) -> None:
     assert order[3] == "a2@4.64", order
 
 
+def test_a_head_whose_ticket_lapsed_is_not_blocked_by_its_own_followers(
+    tmp_path: Path,
+) -> None:
+    """A head's ticket lapsed (its process stalled past the grace) while its followers'
+    did not: asking again, it takes a ticket newer than theirs. Its followers cannot ask
+    before it, so they must not count as ahead of it (else, with `limit` of them, every
+    head waits for ever)."""
+
+    async def main() -> list[str]:
+        path = tmp_path / "l.db"
+        async with sqlite_backend(path) as a, sqlite_backend(path) as b:
+            la, lb = a.limiter(KEY, RATE), b.limiter(KEY, RATE)
+            held = [await lb.acquire() for _ in range(3)]
+            order: list[str] = []
+
+            async def waiter(name: str) -> None:
+                lease = await la.acquire()
+                order.append(f"{name}@{now():g}")
+                await la.release(lease)
+
+            tasks = [asyncio.create_task(waiter(n)) for n in ("h", "f1", "f2", "f3")]
+            await asyncio.sleep(0.1)
+            wipe = sqlite3.connect(path, isolation_level=None)
+            wipe.execute(
+                "DELETE FROM ticket WHERE id = (SELECT id FROM ticket ORDER BY seq LIMIT 1)"
+            )
+            wipe.close()
+            await asyncio.sleep(0.4)
+            for lease in held:
+                await lb.release(lease)  # the slots free at 2.5
+            await asyncio.wait_for(asyncio.gather(*tasks), 20.0)
+            return order
+
+    assert run_virtual(main) == ["h@2.5", "f1@2.5", "f2@2.5", "f3@4.5"]
+
+
 def remove_database(path: Path, suffixes: tuple[str, ...]) -> None:
     for suffix in suffixes:
         Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -246,9 +246,11 @@ class BudgetRows:
         self, conn: sqlite3.Connection, now: float, *, lease_id: str, try_at: float
     ) -> None:
         """Join the cross-process FIFO; the beat lasts until this process's head asks
-        again (which extends it) plus the grace."""
+        again (which extends it) plus the grace. `try_at` is the head's try-at, or `now`
+        while the head is between answers: its next answer is at most a window away
+        (a slot in flight, a hold and the pacer all free within one)."""
         budget = self.read(conn, now)
-        beat = max(now, try_at) + self.settings.ticket_grace
+        beat = max(now + self.rate.window, try_at) + self.settings.ticket_grace
         added = conn.execute(ADD_TICKET, (self.name, lease_id, budget.next_ticket, beat))
         budget.queued += added.rowcount
         budget.next_ticket += 1
@@ -280,11 +282,13 @@ class BudgetRows:
         name, rate = self.name, self.rate
         budget = self.read(conn, now)
         tickets = self._tickets(conn, now, budget)
-        try:
-            ahead = tickets.index(lease_id)
-            mine = True
-        except ValueError:
-            ahead, mine = len(tickets), False
+        mine = lease_id in tickets
+        # This process's place in the FIFO is its oldest ticket: the head's, or a local
+        # follower's (the head took a ticket only once it had to wait, so a follower's
+        # may be older). Local followers never count as ahead of their own head: they
+        # cannot ask before it, so counting them could keep every head waiting.
+        own = self.settings.token + ":"
+        ahead = next((i for i, tid in enumerate(tickets) if tid.startswith(own)), len(tickets))
         cooling = budget.cooling[bisect_right(budget.cooling, now) :]
         in_flight = sum(1 for e in budget.live.values() if e > now)
         slot = slot_free_at(
