@@ -15,8 +15,9 @@ through one sqlite file.
     weighs 10x what it does at OKX, and "real window", OKX's 10 per 2 s for 20 s (10
     windows). "Record" logs the lease's `granted_at`, the store's clock inside the
     granting transaction, so the log holds exact grant times on one clock. The rate
-    is (grants - limit) / (last grant - first grant) (the first window's burst is not
-    counted), reported as a share of limit / window (the target's measure) and as a
+    is m / (grants[m] - grants[0]) for the largest multiple m of the limit (see
+    `throughput`; the older (grants - limit) / (last - first) is printed beside it),
+    reported as a share of limit / window (the target's measure) and as a
     share of what the lease rules allow: a slot held 5 ms and then cooling one window
     is granted at most once per window + 5 ms, so limit / (window + 0.005) is the
     cap: 97.6% of limit/window compressed, 99.75% at the real window. The log is also
@@ -163,6 +164,16 @@ def configs(quick: bool) -> list[Config]:
     ]
 
 
+def throughput(grants: list[float], limit: int) -> float:
+    """Grants per second over whole multiples of `limit`: the `m` grants before grant
+    `m` (the first of its burst) took grants[m] - grants[0]. At a real window the slots
+    cycle in bursts of `limit`, and the callers still queued when the load stops drain
+    in partial bursts, so (grants - limit) / (last - first) would count a partial
+    burst against a whole window."""
+    m = limit * ((len(grants) - 1) // limit)
+    return m / (grants[m] - grants[0])
+
+
 async def worker(spec: dict[str, Any]) -> dict[str, Any]:
     backend = SqliteLimiterBackend(spec["path"])
     limiter = backend.limiter(KEY, RateLimit(spec["limit"], spec["window"], "user"))
@@ -228,7 +239,8 @@ async def part_b(tmp: Path, quick: bool) -> bool:
               f"({config.cap() / ideal:.2%} of {ideal:g}/s)")  # fmt: skip
         for n in (1, 2, 4):
             grants = await run_processes(str(tmp / f"b{n}-{rate.window:g}.db"), n, config)
-            got = (len(grants) - rate.limit) / (grants[-1] - grants[0])
+            got = throughput(grants, rate.limit)
+            old = (len(grants) - rate.limit) / (grants[-1] - grants[0])
             most = max_in_any_window(grants, rate.window)
             share = got / ideal
             good = share >= TARGET_THROUGHPUT and most <= rate.limit
@@ -236,7 +248,8 @@ async def part_b(tmp: Path, quick: bool) -> bool:
             print(
                 f"    {n} process(es): {len(grants)} grants, {got:.3f}/s = {share:.1%} of "
                 f"limit/window, {got / config.cap():.1%} of what the rules allow; most in any "
-                f"{rate.window:g} s window: {most} (limit {rate.limit})"
+                f"{rate.window:g} s window: {most} (limit {rate.limit}); (grants - limit) / "
+                f"(last - first) = {old / ideal:.1%}"
             )
             print(f"{verdict(good)} {config.name}, {n} process(es): >= {TARGET_THROUGHPUT:.0%} "
                   f"of limit/window and never over")  # fmt: skip
