@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ClientClosedError, InvalidInputError, LimiterUnavailableError
-from ._redis_scripts import ACQUIRE_LUA, RATE_LIMITED_LUA, SETTLE_LUA, mask_url, url_secrets
+from ._redis_scripts import ACQUIRE_LUA, RATE_LIMITED_LUA, REPORT_LUA, mask_url, url_secrets
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -65,6 +65,7 @@ class RedisLink:
     """
 
     __slots__ = (
+        "_calls",
         "_client",
         "_closed",
         "_closing",
@@ -122,7 +123,7 @@ class RedisLink:
         self._client = client
         self._scripts: dict[str, AsyncScript] = {
             "acquire": client.register_script(ACQUIRE_LUA),
-            "settle": client.register_script(SETTLE_LUA),
+            "report": client.register_script(REPORT_LUA),
             "rate_limited": client.register_script(RATE_LIMITED_LUA),
         }
         self._timeout = operation_timeout
@@ -137,10 +138,14 @@ class RedisLink:
         self._closed = False  # the pool is closed: no calls at all
         self._token = secrets.token_hex(6)  # this link's lease ids: <token>:<counter>
         self._counter = 0
+        self._calls = 0  # script calls under way
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "outage" if self.in_outage else "ok"
-        return f"<RedisLink {self._url} timeout={self._timeout:g}s {state}>"
+        return (
+            f"<RedisLink {self._url} timeout={self._timeout:g}s {state} "
+            f"calls={self._calls} background={len(self._tasks)}>"
+        )
 
     @property
     def url(self) -> str:
@@ -216,14 +221,21 @@ class RedisLink:
         """Whether background calls are under way."""
         return bool(self._tasks)
 
+    @property
+    def calls_under_way(self) -> int:
+        """Script calls sent and not yet answered (or failed). A virtual-clock test holds
+        its clock still while this is above 0, so a round trip takes no virtual time."""
+        return self._calls
+
     async def eval(self, script: str, keys: list[str], args: list[str | int]) -> object:
-        """Run one of the limiter's scripts ("acquire", "settle", "rate_limited"): one
+        """Run one of the limiter's scripts ("acquire", "report", "rate_limited"): one
         round trip (EVALSHA; redis-py loads the script on NOSCRIPT). Raises RedisDown at
         once during an outage or after `aclose`, else after `operation_timeout` at most."""
         if self._closed:
             raise RedisDown from ClientClosedError("the Redis limiter backend is closed")
         if self._outage_since is not None:
             raise RedisDown from self._down_cause
+        self._calls += 1
         try:
             raw = await self._bounded(self._run_script(script, keys, args))
         except Exception as exc:
@@ -233,6 +245,8 @@ class RedisLink:
             # To the limiter, any failure of the call means Redis gave no answer.
             self._failed(exc)
             raise RedisDown from exc
+        finally:
+            self._calls -= 1
         return raw
 
     async def _ping(self) -> object:

@@ -82,7 +82,7 @@ def keys_of(lim: Any) -> dict[str, str]:
     return dict(zip(roles, lim.redis_keys, strict=True))
 
 
-async def settle_tasks(*backends: Any) -> None:
+async def drain_background(*backends: Any) -> None:
     """Wait for the backends' (or limiters') background clean-ups."""
     for _ in range(100):
         if not any(b._link.busy for b in backends):
@@ -236,7 +236,7 @@ async def test_deadline_beyond_try_at_is_refused_at_once_consuming_nothing(
     assert now() - released >= RATE.window - CLOCK_SKEW
     for x in [*leases[1:], lease]:
         await lim.release(x)
-    await settle_tasks(lim)
+    await drain_background(lim)
     assert await rc.exists(keys["queue"], keys["beats"]) == 0
 
 
@@ -280,7 +280,7 @@ async def test_cancelled_waiter_leaves_no_ticket(make_backend: MakeBackend, rc: 
     for w in waiters:
         w.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
-    await settle_tasks(backend)
+    await drain_background(backend)
     assert await rc.exists(keys["queue"], keys["beats"]) == 0
     assert await rc.zcard(keys["leases"]) == RATE.limit
     assert lim.snapshot().queued == 0
@@ -300,7 +300,7 @@ async def test_cancel_during_the_redis_call_undoes_the_grant(make_backend: MakeB
     with pytest.raises(asyncio.CancelledError):
         await task
     await stall
-    await settle_tasks(backend)
+    await drain_background(backend)
     keys = keys_of(lim)
     assert await rc.hget(keys["state"], "tat") is not None  # Redis did grant it ...
     assert await rc.exists(keys["leases"]) == 0  # ... and the grant was undone
@@ -334,7 +334,7 @@ async def test_keys_share_one_hash_tag(make_backend: MakeBackend, rc: Any):
 async def test_idle_keys_expire(make_backend: MakeBackend, rc: Any):
     rate = RateLimit(1, 0.1, "user")
     lim = make_backend(inflight_ttl=0.3, ticket_grace=0.1).limiter(KEY, rate)
-    idle = lim._idle_ms / 1000
+    idle = lim._budget.idle_ms / 1000
     assert idle == pytest.approx(0.4)  # max(ttl + window, grace + window)
     lease = await lim.acquire()
     waiter = asyncio.create_task(lim.acquire())
@@ -423,8 +423,8 @@ async def test_redis_down_fails_fast(
     lease = await lim.acquire()
     await lim.release(lease)
     assert not backend.in_outage
-    await settle_tasks(backend)
-    assert lim._pending == {}
+    await drain_background(backend)
+    assert lim._budget.outbox.entries == {}
 
 
 async def test_slow_redis_is_bounded_by_operation_timeout(make_backend: MakeBackend, rc: Any):
@@ -486,7 +486,7 @@ async def test_fallback_share_when_redis_stops(
         events.append((granted, released))
 
     await asyncio.gather(*(call() for _ in range(12)))
-    assert lim._fallback is not None
+    assert lim._budget.fallback.limiter is not None
     first = min(g for g, _ in events)
     assert first >= released_before + RATE.window - CLOCK_SKEW  # the Redis lease cooled first
     assert max_overlap(events, RATE.window) == 5  # half the budget, used fully
@@ -500,11 +500,11 @@ async def test_fallback_share_when_redis_stops(
             break
         await asyncio.sleep(0.05)
     assert not backend.in_outage
-    await settle_tasks(backend)
+    await drain_background(backend)
     keys = keys_of(lim)
     registered = set(await rc.zrange(keys["leases"], 0, -1))
     soon = now() + 0.02
-    cooling = {lease_id for until, lease_id in lim._cooling if until > soon}
+    cooling = {lease_id for until, lease_id in lim._budget.book.cooling if until > soon}
     assert cooling and cooling <= registered
     # The restarted Redis was empty: the key is held for a window before the next grant.
     t0 = now()
@@ -593,8 +593,8 @@ async def test_release_is_idempotent(make_backend: MakeBackend, rc: Any):
 async def test_acquire_script_is_idempotent_per_lease_id(make_backend: MakeBackend, rc: Any):
     """A retried acquire whose first answer was lost must not take a second slot."""
     lim = make_backend().limiter(KEY, RATE)
-    first = await lim._ask("same-id", -1)
-    second = await lim._ask("same-id", -1)
+    first = await lim._budget.do_acquire("same-id", -1)
+    second = await lim._budget.do_acquire("same-id", -1)
     assert first[0] == second[0] == 1
     keys = keys_of(lim)
     assert await rc.zcard(keys["leases"]) == 1
