@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,12 +27,21 @@ from okx_async._limits import LimiterKey, RateLimit
 
 sys.path.insert(0, str(Path(__file__).parent))
 import redis_fixture
-from redis_fixture import RedisServer, one_user_against_the_simulator, require_redis
+from redis_fixture import (
+    CLOCK_SKEW,
+    LATE,
+    BackendMaker,
+    RedisServer,
+    burst_then_wait,
+    max_overlap,
+    now,
+    one_user_against_the_simulator,
+    require_redis,
+    two_backends_take_turns,
+)
 
 redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
 
-CLOCK_SKEW = 0.003  # Redis wall clock vs loop monotonic clock, plus timer granularity
-LATE = 0.06  # how late a woken waiter may be served (scheduling, one round trip)
 KEY = LimiterKey("https://www.okx.com", "uid:42", "/api/v5/account/set-riskOffset-amt")
 RATE = RateLimit(10, 0.3, "user")
 TAG = "{https://www.okx.com|uid:42}"
@@ -56,24 +64,11 @@ MakeBackend = Callable[..., Any]
 
 @pytest.fixture
 async def make_backend(redis_server: RedisServer) -> AsyncIterator[MakeBackend]:
-    from okx_async._redis_limiter import RedisLimiterBackend
-
-    made: list[RedisLimiterBackend] = []
-
-    def make(url: str | None = None, **kwargs: Any) -> RedisLimiterBackend:
-        backend = RedisLimiterBackend(url or redis_server.url, **kwargs)
-        made.append(backend)
-        return backend
-
+    make = BackendMaker(redis_server.url)
     try:
         yield make
     finally:
-        for backend in made:
-            await backend.aclose()
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
+        await make.aclose()
 
 
 def keys_of(lim: Any) -> dict[str, str]:
@@ -99,54 +94,18 @@ async def wait_for_probe(backend: Any, limit: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def max_overlap(events: list[tuple[float, float]], window: float) -> int:
-    """The most leases one grant found still counted (granted, not yet release + window)
-    including itself: the strict-lease bound says at most `limit`."""
-    worst = 0
-    for g_i, _ in events:
-        count = sum(1 for g_j, r_j in events if g_j <= g_i < r_j + window - CLOCK_SKEW)
-        worst = max(worst, count)
-    return worst
-
-
 # --------------------------------------------------------------------------------------
 
 
 async def test_burst_of_limit_then_next_waits_release_plus_window(make_backend: MakeBackend):
     lim = make_backend().limiter(KEY, RATE)
     t0 = now()
-    leases = await asyncio.gather(*(lim.acquire() for _ in range(RATE.limit)))
-    assert now() - t0 < RATE.window  # the whole burst at once: nobody waited for a slot
-    assert lim.snapshot().in_flight == RATE.limit
-
-    waiter = asyncio.create_task(lim.acquire())
-    await asyncio.sleep(0.15)
-    assert not waiter.done()  # all ten in flight: no slot, whatever the time
-    released = now()
-    await lim.release(leases[0])
-    extra = await waiter
-    waited = now() - released
-    assert RATE.window - CLOCK_SKEW <= waited <= RATE.window + LATE
-    for lease in [*leases[1:], extra]:
-        await lim.release(lease)
+    granted = await burst_then_wait(lim, RATE, idle=0.15)
+    assert max(granted) - t0 < RATE.window  # nobody waited for a slot
 
 
 async def test_two_backends_together_never_hold_more_than_limit(make_backend: MakeBackend):
-    a, b = make_backend(), make_backend()
-    rng = random.Random(7)
-    events: list[tuple[float, float]] = []
-
-    async def worker(backend: Any) -> None:
-        lim = backend.limiter(KEY, RATE)
-        for _ in range(3):
-            lease = await lim.acquire()
-            granted = now()
-            await asyncio.sleep(rng.uniform(0, 0.05))
-            released = now()  # noted before release: Redis releases later, never earlier
-            await lim.release(lease)
-            events.append((granted, released))
-
-    await asyncio.gather(*(worker(x) for x in (a, b) for _ in range(20)))
+    events = await two_backends_take_turns(make_backend(), make_backend(), KEY, RATE, workers=20)
     assert len(events) == 120
     assert max_overlap(events, RATE.window) == RATE.limit  # saturated, never over
 
