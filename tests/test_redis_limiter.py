@@ -650,6 +650,48 @@ async def test_flushall_holds_the_key_a_window_and_every_process_registers_its_l
         await lim_b.release(x)
 
 
+async def test_a_loss_registers_the_leases_still_cooling(make_backend: MakeBackend, rc: Any):
+    """After a loss the process registers its cooling leases too, not only those in flight
+    (each with what is left of its window)."""
+    lim = make_backend().limiter(KEY, RATE)
+    cooling, live = await lim.acquire(), await lim.acquire()
+    await lim.release(cooling)
+    assert await rc.flushall()
+    with pytest.raises(DeadlineExceededError):
+        # Finds the loss (RESYNC), registers, and is refused: the key is held a window.
+        await lim.acquire(deadline=now() + RATE.window * 2 / 3)
+    registered = dict(await rc.zrange(keys_of(lim)["leases"], 0, -1, withscores=True))
+    assert set(registered) == {cooling.lease_id, live.lease_id}
+    assert registered[cooling.lease_id] < registered[live.lease_id]  # cooling, in flight
+    await lim.release(live)
+
+
+async def test_fallback_leases_are_registered_when_redis_answers_again(
+    make_backend: MakeBackend, redis_server: RedisServer, rc: Any, caplog: Any
+):
+    """Redis stalls (its state intact): the fallback grants; once a probe is answered,
+    its leases still in flight or cooling are registered in Redis (adopted)."""
+    caplog.set_level(logging.WARNING, logger="okx_async")
+    rate = RateLimit(10, 2.0, "user")  # the fallback's released lease cools 2 s
+    backend = make_backend(fallback_share=0.5, operation_timeout=0.3, probe_interval=0.1)
+    lim = backend.limiter(KEY, rate)
+    redis_server.pause()
+    try:
+        released = await lim.acquire()  # times out, then the fallback grants
+        await lim.release(released)
+        live = await lim.acquire()
+        assert released.from_fallback and live.from_fallback
+    finally:
+        redis_server.resume()
+    await wait_for_probe(backend)
+    await drain_background(backend)
+    registered = dict(await rc.zrange(keys_of(lim)["leases"], 0, -1, withscores=True))
+    assert {released.lease_id, live.lease_id} <= set(registered)
+    assert registered[released.lease_id] < registered[live.lease_id]  # cooling, in flight
+    assert not [r for r in caplog.records if "lost the state" in r.getMessage()]
+    await lim.release(live)
+
+
 async def test_a_new_budget_is_not_held(make_backend: MakeBackend, rc: Any):
     """An empty store is only a loss to a process that saw the budget before."""
     lim = make_backend().limiter(KEY, RATE)
