@@ -147,6 +147,6 @@ def test_an_unreachable_redis_limiter_is_one_line_and_exit_2(tmp_path: Path) -> 
     ],
 )
 def test_busiest_window_counts_a_half_open_span(times: list[float], busiest: int) -> None:
-    from okx_async.cli._report import busiest_window
+    from okx_async import busiest_window
 
     assert busiest_window(times, 2.0) == busiest

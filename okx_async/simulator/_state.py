@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from okx_async import busiest_window
+
 # The simulator's own copies of OKX's paths: it depends on okx_async's public API only.
 TIME_PATH: Final = "/api/v5/public/time"
 CONFIG_PATH: Final = "/api/v5/account/config"
@@ -230,13 +232,7 @@ class RollingWindows:
 
     def max_in_window(self, subject: str, path: str, window: float) -> int:
         """The most admissions inside any half-open window (t - window, t]."""
-        times = self._log.get((subject, path), [])
-        best = start = 0
-        for end, t in enumerate(times):
-            while times[start] <= t - window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return busiest_window(self._log.get((subject, path), []), window)
 
     def clear_history(self) -> None:
         """Forget the log and the refusal counts; live windows keep limiting."""
