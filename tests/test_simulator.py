@@ -248,8 +248,8 @@ async def test_clock_offset_rejects_a_client_that_ignores_it(start: Start) -> No
 
 
 async def test_documented_test_vectors_are_accepted(start: Start) -> None:
-    """Signatures computed by other clients (OKX-FACTS.md), with the simulator clock
-    set to their timestamp: independent of okx_async.sign."""
+    """Signatures computed by other clients (test_auth.py checks the same vectors), with
+    the simulator clock set to their timestamp: independent of okx_async.sign."""
     key = SimKey("test-api-key", "test-secret", "test-passphrase")
     stamp = "2024-01-01T00:00:00.000Z"
     env = await start(
