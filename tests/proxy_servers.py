@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -56,6 +57,20 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> N
     raise RuntimeError(f"{what} did not listen on port {port} in time")
 
 
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """End server processes: SIGTERM to every one still running first (they shut down
+    together), then wait for each, killing one that takes over 5 s."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class _Server:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="okxproxy"))
@@ -64,13 +79,7 @@ class _Server:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes([process] if process is not None else [])
 
     def cleanup(self) -> None:
         self.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import run_cli, served
+from sim_support import run_cli, served
 
 from okx_async.simulator import DEFAULT_MARGIN_CCYS, SimKey, Simulator, SimUser
 

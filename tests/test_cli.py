@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from cli_support import run_cli, served, use_key
+from sim_support import run_cli, served, use_key
 
 import okx_async
 from okx_async.cli import main

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cli_support import run_cli, served, use_key
+from sim_support import run_cli, served, use_key
 
 from okx_async.simulator import SimKey, Simulator, SimUser
 

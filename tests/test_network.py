@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from proxy_servers import SocksProxy, TinyProxy, require_tinyproxy
+from sim_support import client_of
 
 from okx_async import (
     ClientClosedError,
@@ -65,15 +66,7 @@ async def sim() -> AsyncIterator[tuple[Simulator, SimulatorServer, Peers]]:
 
 
 def client_for(i: int, url: str, **kwargs: Any) -> OKXClient:
-    key = KEYS[i]
-    return OKXClient(
-        api_key=key.api_key,
-        secret_key=key.secret_key,
-        passphrase=key.passphrase,
-        base_url=url,
-        user_id=USERS[i].uid,
-        **kwargs,
-    )
+    return client_of(KEYS[i], url, user_id=USERS[i].uid, **kwargs)
 
 
 @pytest.fixture

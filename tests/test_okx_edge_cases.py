@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
+from sim_support import client_of
 
 from okx_async import (
     ENDPOINT_LIMITS,
@@ -79,14 +80,7 @@ async def start() -> AsyncIterator[Start]:
 
 
 def client(sim: Sim, key: SimKey = KEY, **kwargs: object) -> OKXClient:
-    return OKXClient(
-        api_key=key.api_key,
-        secret_key=key.secret_key,
-        passphrase=key.passphrase,
-        base_url=sim.url,
-        demo=key.demo,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return client_of(key, sim.url, **kwargs)
 
 
 async def test_a_currency_without_equity_is_absent(start: Start) -> None:
@@ -213,11 +207,9 @@ def closed_port_url() -> str:
 async def test_a_deadline_error_carries_the_error_that_used_up_the_time(
     user_id: str | None,
 ) -> None:
-    c = OKXClient(
-        api_key=KEY.api_key,
-        secret_key=KEY.secret_key,
-        passphrase=KEY.passphrase,
-        base_url=closed_port_url(),
+    c = client_of(
+        KEY,
+        closed_port_url(),
         user_id=user_id,
         retry=RetryPolicy(max_attempts=100, backoff_base=0.05, backoff_cap=0.05),
     )

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sim_support import client_of
 from virtual_time import run_virtual
 
 from okx_async import OKXClient, RetryPolicy
@@ -38,11 +39,9 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
 
 
 def make_client(url: str, provider: Any, **kwargs: Any) -> OKXClient:
-    return OKXClient(
-        api_key=KEY.api_key,
-        secret_key=KEY.secret_key,
-        passphrase=KEY.passphrase,
-        base_url=url,
+    return client_of(
+        KEY,
+        url,
         user_id=UID,
         retry=RetryPolicy(backoff_base=0.01, backoff_cap=0.02),
         meter_provider=provider,

@@ -1,5 +1,6 @@
-"""What the CLI tests share: running `main()` beside the test's own event loop, and
-handing a simulator key to the CLI through the environment."""
+"""What tests against the simulator share: serving one, a client for one of its keys,
+and for the CLI, running `main()` beside the test's own event loop and handing a key
+to it through the environment."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from okx_async import OKXClient
 from okx_async.cli import main
 from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
 
@@ -20,9 +23,10 @@ async def run_cli(*argv: str | Path) -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(users: Iterable[SimUser]) -> AsyncIterator[tuple[Simulator, str]]:
-    """A simulator of `users` on a free loopback port: (the simulator, its base URL)."""
-    simulator = Simulator(SimulatorConfig(users=list(users)))
+async def served(users: Iterable[SimUser], **config: Any) -> AsyncIterator[tuple[Simulator, str]]:
+    """A simulator of `users` on a free loopback port: (the simulator, its base URL).
+    `config`: SimulatorConfig's other fields."""
+    simulator = Simulator(SimulatorConfig(users=list(users), **config))
     async with SimulatorServer(simulator) as server:
         yield simulator, server.base_url
 
@@ -33,3 +37,16 @@ def use_key(monkeypatch: pytest.MonkeyPatch, url: str, key: SimKey) -> None:
     monkeypatch.setenv("OKX_SECRET_KEY", key.secret_key)
     monkeypatch.setenv("OKX_PASSPHRASE", key.passphrase)
     monkeypatch.setenv("OKX_BASE_URL", url)
+
+
+def client_of(key: SimKey, base_url: str, **kwargs: Any) -> OKXClient:
+    """An OKXClient signing with `key` (live or demo as the key is) against `base_url`;
+    `kwargs` are OKXClient's other keyword arguments."""
+    kwargs.setdefault("demo", key.demo)
+    return OKXClient(
+        api_key=key.api_key,
+        secret_key=key.secret_key,
+        passphrase=key.passphrase,
+        base_url=base_url,
+        **kwargs,
+    )
