@@ -9,18 +9,12 @@ import pytest
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from sim_support import client_of
+from sim_support import client_of, served
 from virtual_time import run_virtual
+from yarl import URL
 
 from okx_async import OKXClient, RetryPolicy
-from okx_async.simulator import (
-    SET_PATH,
-    SimKey,
-    Simulator,
-    SimulatorConfig,
-    SimulatorServer,
-    SimUser,
-)
+from okx_async.simulator import SET_PATH, SimKey, SimUser
 
 KEY = SimKey("otel-key", "otel-secret-value", "otel-passphrase")
 UID = "6006"
@@ -55,9 +49,8 @@ def test_every_instrument_records_what_happened() -> None:
     seen: dict[str, Any] = {}
 
     async def scenario() -> None:
-        simulator = Simulator(SimulatorConfig(users=[SimUser(uid=UID, keys=[KEY])]))
-        async with SimulatorServer(simulator) as server:
-            client = make_client(server.base_url, provider)
+        async with served([SimUser(uid=UID, keys=[KEY])]) as (simulator, url):
+            client = make_client(url, provider)
             async with client:
                 simulator.script_faults(["busy_50013"])
                 await client.set_risk_offset_amount("BTC", "1")  # one retry, then 200
@@ -76,7 +69,7 @@ def test_every_instrument_records_what_happened() -> None:
                     client.set_risk_offset_amount("XRP", "1"),
                 )
                 seen["stats"] = client.stats()
-                seen["port"] = server.port
+                seen["port"] = URL(url).port
 
     run_virtual(scenario)
     stats = seen["stats"]
