@@ -10,13 +10,7 @@ from sim_support import client_of, served
 
 from okx_async import GLOBAL_URL, OPENAPI_URL, OKXClient
 from okx_async._identity import canonical_host, cold_start_key, host_key, user_key
-from okx_async.simulator import (
-    CONFIG_PATH,
-    SET_PATH,
-    SimKey,
-    Simulator,
-    SimUser,
-)
+from okx_async.simulator import CONFIG_PATH, SET_PATH, SimKey, Simulator, SimUser
 
 UID = "7001"
 KEYS = [SimKey(f"id-key-{i}", f"id-secret-{i}-xyz", f"id-pass-{i}-xyz") for i in range(8)]

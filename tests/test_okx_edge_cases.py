@@ -1,4 +1,4 @@
-"""The client against the simulator's documented edge cases: absent currencies, the
+"""The client against OKX's edge cases as the simulator plays them: absent currencies, the
 headers OKX requires, 50011 in both its forms, JSON 5xx answers, wrong-region keys."""
 
 from __future__ import annotations

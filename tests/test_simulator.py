@@ -247,7 +247,7 @@ async def test_clock_offset_rejects_a_client_that_ignores_it(start: Start) -> No
     assert env.sim.records[0].signature_ok  # well signed, just too old
 
 
-async def test_documented_test_vectors_are_accepted(start: Start) -> None:
+async def test_other_clients_signature_vectors_are_accepted(start: Start) -> None:
     """Signatures computed by other clients (test_auth.py checks the same vectors), with
     the simulator clock set to their timestamp: independent of okx_async.sign."""
     key = SimKey("test-api-key", "test-secret", "test-passphrase")
@@ -315,7 +315,7 @@ AUTH_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("timestamp with 1 fractional digit", {"ts": "2024-01-01T00:00:00.0Z"}, "50112"),
     ("timestamp without Z", {"ts": "2024-01-01T00:00:00.000"}, "50112"),
 ]
-PERMISSION_CODES = ("50119", "50120")  # documented with HTTP 200
+PERMISSION_CODES = ("50119", "50120")  # HTTP 200 unless permission_status is 401
 
 
 @pytest.mark.parametrize(("case", "kwargs", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])

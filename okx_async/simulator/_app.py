@@ -43,7 +43,7 @@ from ._state import (
 
 __all__ = ["SIMULATOR_KEY", "TIMESTAMP_TOLERANCE", "Simulator", "create_app"]
 
-# Documented with HTTP 200; other clients report 401: SimulatorConfig.permission_status.
+# HTTP 200 by OKX's own statement; other clients report 401: SimulatorConfig.permission_status.
 _PERMISSION_CODES: Final = frozenset({"50119", "50120"})
 # A public/time request: no authentication, limited per IP.
 _PUBLIC: Final = Caller(None, None, True, None)

@@ -32,7 +32,7 @@ __all__ = [
 
 MAX_BALANCE_CCYS: Final = 20
 AMOUNT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # plain, non-negative decimals only
-# The two texts OKX documents for 50011: with HTTP 429, and with HTTP 200.
+# The two texts OKX sends with 50011: with HTTP 429, and with HTTP 200.
 RATE_LIMIT_429_TEXT: Final = "Too Many Requests"
 RATE_LIMIT_200_TEXT: Final = (
     "Rate limit reached. Please refer to API documentation and throttle requests accordingly"
