@@ -675,6 +675,17 @@ async def test_fault_kinds_are_checked(env: Env) -> None:
 # --- configuration, records and running ---------------------------------------------------
 
 
+def test_the_simulators_repr_says_what_it_holds_and_no_secret() -> None:
+    sim = Simulator(SimulatorConfig(users=[SimUser("1", [A1, A2]), SimUser("2", [B])]))
+    sim.script_faults(["drop", None])
+    sim.hold_next("BTC", 1.0)
+    text = repr(sim)
+    assert text.startswith("Simulator(region='global', users=2, records=0, FaultInjector(")
+    assert "scripted=2, holds=1, stalled=0" in text
+    for key in (A1, A2, B):
+        assert key.secret_key not in text and key.passphrase not in text
+
+
 def test_config_is_checked_and_never_mutated() -> None:
     with pytest.raises(ValueError, match="two users"):
         Simulator(SimulatorConfig(users=[SimUser("1", [A1]), SimUser("2", [A1])]))
