@@ -7,6 +7,7 @@ makes that a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -71,7 +72,28 @@ def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def cleanup(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Startable)
+
+
+@contextlib.contextmanager
+def running(server: _S) -> Iterator[_S]:
+    """`server` started, then stopped and its files removed (`cleanup`), however the
+    block ends."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
 class _Server:
+    """A server process of the tests' own, in a temporary directory of its own."""
+
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="okxproxy"))
         self.port = _free_port()
