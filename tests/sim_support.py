@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,18 @@ async def run_cli(*argv: str | Path) -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(users: Iterable[SimUser], **config: Any) -> AsyncIterator[tuple[Simulator, str]]:
+async def served(
+    users: Iterable[SimUser],
+    *,
+    prepare: Callable[[Simulator], object] | None = None,
+    **config: Any,
+) -> AsyncIterator[tuple[Simulator, str]]:
     """A simulator of `users` on a free loopback port: (the simulator, its base URL).
-    `config`: SimulatorConfig's other fields."""
+    `prepare` gets the simulator before it serves (to add aiohttp middleware, which a
+    running app no longer takes); `config`: SimulatorConfig's other fields."""
     simulator = Simulator(SimulatorConfig(users=list(users), **config))
+    if prepare is not None:
+        prepare(simulator)
     async with SimulatorServer(simulator) as server:
         yield simulator, server.base_url
 

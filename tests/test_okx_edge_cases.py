@@ -4,14 +4,16 @@ headers OKX requires, 50011 in both its forms, JSON 5xx answers, wrong-region ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import web
-from sim_support import client_of
+from sim_support import client_of, served
 
 from okx_async import (
     ENDPOINT_LIMITS,
@@ -32,8 +34,6 @@ from okx_async.simulator import (
     SET_PATH,
     SimKey,
     Simulator,
-    SimulatorConfig,
-    SimulatorServer,
     SimUser,
 )
 
@@ -56,27 +56,28 @@ Start = Callable[..., Awaitable[Sim]]
 
 @pytest.fixture
 async def start() -> AsyncIterator[Start]:
-    servers: list[SimulatorServer] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def _start(**config: object) -> Sim:
-        config.setdefault("users", [SimUser(UID, [KEY, DEMO, EEA], equity={"BTC": "2"})])
-        simulator = Simulator(SimulatorConfig(**config))  # type: ignore[arg-type]
-        seen: list[tuple[str, str, dict[str, str]]] = []
+        async def _start(**config: Any) -> Sim:
+            users = config.pop("users", [SimUser(UID, [KEY, DEMO, EEA], equity={"BTC": "2"})])
+            seen: list[tuple[str, str, dict[str, str]]] = []
 
-        @web.middleware
-        async def record_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-            seen.append((request.method, request.path, dict(request.headers)))
-            return await handler(request)
+            @web.middleware
+            async def record_headers(
+                request: web.Request, handler: web.Handler
+            ) -> web.StreamResponse:
+                seen.append((request.method, request.path, dict(request.headers)))
+                return await handler(request)
 
-        simulator.app.middlewares.append(record_headers)
-        server = SimulatorServer(simulator)
-        await server.start()
-        servers.append(server)
-        return Sim(simulator, server.base_url, seen)
+            def prepare(simulator: Simulator) -> None:
+                simulator.app.middlewares.append(record_headers)
 
-    yield _start
-    for server in servers:
-        await server.stop()
+            simulator, url = await servers.enter_async_context(
+                served(users, prepare=prepare, **config)
+            )
+            return Sim(simulator, url, seen)
+
+        yield _start
 
 
 def client(sim: Sim, key: SimKey = KEY, **kwargs: object) -> OKXClient:
