@@ -181,7 +181,7 @@ class RedisKeyLimiter:
         if status == WAIT:
             head.ticket = True
             await self._wait_for_redis(wait_us)
-        return None  # RESYNC: the next ask carries this process's leases first
+        return None  # waited, or RESYNC (the next ask registers this process's leases first)
 
     async def _wait_for_redis(self, wait_us: int) -> None:
         """Until the try-at time Redis gave (an outage ends it early)."""
