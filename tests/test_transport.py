@@ -228,28 +228,37 @@ def _leaks(error: BaseException, *secrets: str) -> list[str]:
     return [t[:200] for t in texts if any(s in t for s in secrets)]
 
 
-async def test_a_malformed_status_line_leaves_no_secret_in_the_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    server = await _raw_server(_time_or_garbage)
-    port = server.sockets[0].getsockname()[1]
-    signatures: list[str] = []
+@pytest.fixture
+def signatures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every signature (OK-ACCESS-SIGN) the test's clients make, to look for in errors."""
+    made_so_far: list[str] = []
     original = Credentials.request_headers
 
     def spy(self: Credentials, *args: Any) -> RequestHeaders:
         made = original(self, *args)
-        signatures.append(dict(made)["OK-ACCESS-SIGN"])
+        made_so_far.append(dict(made)["OK-ACCESS-SIGN"])
         return made
 
     monkeypatch.setattr(Credentials, "request_headers", spy)
-    client = OKXClient(
+    return made_so_far
+
+
+def _client_of(server: asyncio.Server, **options: Any) -> OKXClient:
+    port = server.sockets[0].getsockname()[1]
+    return OKXClient(
         api_key="api-key-1234",
         secret_key=SECRET_KEY,
         passphrase=PASSPHRASE,
         base_url=f"http://127.0.0.1:{port}",
-        user_id="1001",
-        retry=RetryPolicy(max_attempts=1),
+        **options,
     )
+
+
+async def test_a_malformed_status_line_leaves_no_secret_in_the_error(
+    signatures: list[str],
+) -> None:
+    server = await _raw_server(_time_or_garbage)
+    client = _client_of(server, user_id="1001", retry=RetryPolicy(max_attempts=1))
     try:
         with pytest.raises(NetworkError) as info:
             await client.set_risk_offset_amount("BTC", "1")
@@ -442,7 +451,7 @@ def test_ssl_must_be_a_context(value: object) -> None:
 
 
 async def test_closing_during_a_request_leaves_no_secret_in_the_error(
-    monkeypatch: pytest.MonkeyPatch,
+    signatures: list[str],
 ) -> None:
     # The request is on the wire when close() stops it: the CancelledError ran through
     # aiohttp's frames, whose locals hold the headers, so it must not be the context.
@@ -461,22 +470,7 @@ async def test_closing_during_a_request_leaves_no_secret_in_the_error(
         writer.close()
 
     server = await asyncio.start_server(stall_after, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    signatures: list[str] = []
-    original = Credentials.request_headers
-
-    def spy(self: Credentials, *args: Any) -> RequestHeaders:
-        made = original(self, *args)
-        signatures.append(dict(made)["OK-ACCESS-SIGN"])
-        return made
-
-    monkeypatch.setattr(Credentials, "request_headers", spy)
-    client = OKXClient(
-        api_key="api-key-1234",
-        secret_key=SECRET_KEY,
-        passphrase=PASSPHRASE,
-        base_url=f"http://127.0.0.1:{port}",
-    )
+    client = _client_of(server)
     try:
         call = asyncio.ensure_future(client.get_account_config())
         await asyncio.wait_for(received.wait(), 30)
