@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,8 @@ from okx_async import (
     UnexpectedResponseError,
 )
 from okx_async._auth import RequestHeaders
+from okx_async._pool import LoopPools, NetworkSettings, Pool
+from okx_async._shared import for_loop
 from okx_async._transport import MAX_RESPONSE_BYTES, Transport, _translate, check_base_url
 from okx_async._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
 
@@ -121,6 +124,59 @@ async def test_busy_code_is_typed(transport: Transport) -> None:
         mocked.post(URL, status=429, payload={"code": "50013", "msg": "Systems busy", "data": []})
         with pytest.raises(ExchangeBusyError, match="Systems busy"):
             await send(transport)
+
+
+# -- where the pool comes from ------------------------------------------------------------
+
+
+async def test_the_transport_takes_its_pools_from_what_it_is_given() -> None:
+    """`pools=` decides the pool; the transport asks once per loop and gives it back."""
+    given = LoopPools()
+    asked: list[tuple[asyncio.AbstractEventLoop, NetworkSettings]] = []
+
+    async def pools(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
+        asked.append((loop, settings))
+        return await given.acquire(loop, settings)
+
+    first = Transport(base_url=BASE, pools=pools)
+    second = Transport(base_url=BASE, pools=pools)
+    with aioresponses() as mocked:
+        for _ in range(3):
+            mocked.post(URL, payload={"code": "0", "msg": "", "data": []})
+        assert await send(first) == [] and await send(first) == []
+        assert await send(second) == []
+    assert [loop for loop, _ in asked] == [asyncio.get_running_loop()] * 2
+    (pool,) = given.pools.values()
+    assert pool.users == 2 and "users=2" in repr(pool)
+    await first.aclose()
+    assert not pool.closed and pool.users == 1
+    await second.aclose()  # the last user closes it, and it leaves its owner
+    assert pool.closed and pool.session.closed and not given.pools
+
+
+async def test_without_pools_a_transport_has_its_own_pool() -> None:
+    first = Transport(base_url=BASE)
+    second = Transport(base_url=BASE)
+    try:
+        with aioresponses() as mocked:
+            for _ in range(4):
+                mocked.post(URL, payload={"code": "0", "msg": "", "data": []})
+            await send(first), await send(second)
+            # The owner of an own pool is referenced by nothing but the pool: were it
+            # collected, its keeper would close the pool under the transport.
+            gc.collect()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            await send(first), await send(second)
+        sessions = [t._bound[1] for t in (first, second) if t._bound is not None]
+        assert len(sessions) == 2 and sessions[0] is not sessions[1]
+        assert not any(session.closed for session in sessions)
+        # Nothing of the loop's shared pools: those are the clients' (`_shared`).
+        assert not for_loop(asyncio.get_running_loop()).pools.pools
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert all(session.closed for session in sessions)
 
 
 @pytest.mark.parametrize(
