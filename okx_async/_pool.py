@@ -226,10 +226,10 @@ class Pool:
 
 
 class LoopPools:
-    """The pools of one event loop, by network settings. It keeps no reference to its
-    loop until a pool is made (the pools' sessions hold it), so holding an unused one
-    keeps no loop alive. Which object serves a loop is the caller's choice: the client
-    passes the loop's shared one (`_shared`), a bare `Transport` keeps its own."""
+    """The pools of one event loop, by network settings. It refers to no loop before its
+    first `acquire` (then its keeper and its pools' sessions do), so an unused one keeps
+    no loop alive. Which object serves a loop is the caller's choice: the client passes
+    the loop's shared one (`_shared`), a bare `Transport` keeps its own."""
 
     __slots__ = ("keeper", "pools")
 

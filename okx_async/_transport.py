@@ -250,7 +250,8 @@ class Transport:
 
 async def _own_pool(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
     # A pool nobody else uses: its last (only) user is this transport, whose aclose() or
-    # move to another loop closes it.
+    # move to another loop closes it. The pool keeps its LoopPools (and that one's keeper,
+    # which closes it at the loop's shutdown) alive.
     return await LoopPools().acquire(loop, settings)
 
 
