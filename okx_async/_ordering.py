@@ -204,7 +204,7 @@ class Lane:
             self._applied = None  # its fate is unknown: never re-assert an older value
             raise
         except Exception as exc:
-            self._settle_failure(update, exc)
+            self._after_failure(update, exc)
         else:
             self._record_applied(update, started)
             update.resolve(applied)
@@ -262,7 +262,7 @@ class Lane:
                     self._queue.clear()
                     raise
                 except Exception as exc:
-                    self._settle_failure(update, exc)
+                    self._after_failure(update, exc)
                 else:
                     self._record_applied(update, started)
                     update.resolve(applied)
@@ -281,7 +281,7 @@ class Lane:
             # uncertain entries must outlive it for the next value to wait them out.)
             del self._registry[self.key]
 
-    def _settle_failure(self, update: Update, error: Exception) -> None:
+    def _after_failure(self, update: Update, error: Exception) -> None:
         # Sent inline by run_inline and by the worker alike, without a coroutine of its
         # own: each waiting call keeps its coroutines alive.
         if isinstance(error, SupersededError) and error.newest is not None:

@@ -150,7 +150,7 @@ class LocalKeyLimiter:
             earliest = self._earliest_possible(now, deadline)
             if earliest >= deadline:
                 if not self._queued:
-                    self._settle(now)  # a fresh key refused at once must still be dropped
+                    self._plan_idle(now)  # a fresh key refused at once must still be dropped
                 raise DeadlineExceededError(
                     f"no slot for {self._key} before the deadline: the earliest is "
                     f"{earliest - now:.3f} s away, the deadline {deadline - now:.3f} s"
@@ -248,16 +248,21 @@ class LocalKeyLimiter:
                 self._plan(now)
                 return
         waiters.clear()  # only done futures left; drop them (they reference the loop)
-        self._settle(now)
+        self._plan_idle(now)
 
     def _plan(self, now: float) -> None:
         """Waiters are blocked: arm the timer for when the head could be granted."""
         slot = self._slot_at(now)
         if slot == inf:
             return  # every slot is in flight: release() plans again
-        self._arm(max(slot, self._bursts.held_until, self._pacer.earliest(now)))
+        bursts = self._bursts
+        when = max(slot, bursts.held_until, self._pacer.earliest(now))
+        if bursts.burst < bursts.max_burst:
+            # A recovered burst widens the pacer's tolerance: the head may go sooner.
+            when = min(when, bursts.recover_at)
+        self._arm(when)
 
-    def _settle(self, now: float) -> None:
+    def _plan_idle(self, now: float) -> None:
         """No waiters: report idleness, or arm the timer for when it will be idle."""
         if self._in_flight:
             return  # release() calls back
