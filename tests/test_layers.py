@@ -124,13 +124,13 @@ def test_every_library_module_has_one_layer() -> None:
     assert set(_library()) == set(placed)
 
 
-@pytest.mark.parametrize(("layer", "modules", "below"), LAYERS, ids=[row[0] for row in LAYERS])
+@pytest.mark.parametrize(("layer", "modules", "may_import"), LAYERS, ids=[r[0] for r in LAYERS])
 def test_each_layer_imports_only_the_layers_it_may(
-    layer: str, modules: set[str], below: tuple[str, ...]
+    layer: str, modules: set[str], may_import: tuple[str, ...]
 ) -> None:
     # All imports, TYPE_CHECKING ones too: a type from above is a dependency on it all
     # the same. The transport, for one, is given its pools; it never looks them up.
-    allowed = {n for name, ms, _ in LAYERS if name in below for n in ms}
+    allowed = {n for name, ms, _ in LAYERS if name in may_import for n in ms}
     paths = _library()
     for name in modules:
         inner = _internal(_imports(paths[name])) - {name}
