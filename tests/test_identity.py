@@ -104,14 +104,14 @@ def test_a_second_running_loop_on_the_memory_store_is_warned_about(
     loop has its own budget. That cannot be shared, so it must at least be said."""
     import threading
 
-    from okx_async._limiter import _memory
+    from okx_async import _shared
 
-    monkeypatch.setattr(_memory, "_WARNED_SECOND_LOOP", False)
+    monkeypatch.setattr(_shared, "_WARNED_SECOND_LOOP", False)
     first_running = threading.Event()
     second_done = threading.Event()
 
     async def first() -> None:
-        _memory.default_local_backend()
+        _shared.default_local_backend()
         first_running.set()
         await asyncio.to_thread(second_done.wait, 10)  # running until the second is done
 
@@ -121,7 +121,7 @@ def test_a_second_running_loop_on_the_memory_store_is_warned_about(
         assert first_running.wait(10)
 
         async def second() -> None:
-            _memory.default_local_backend()
+            _shared.default_local_backend()
 
         asyncio.run(second())
     finally:
@@ -131,9 +131,9 @@ def test_a_second_running_loop_on_the_memory_store_is_warned_about(
     assert len(warned) == 1 and "sqlite:///" in warned[0].getMessage()
 
     async def third() -> None:  # one loop at a time: no warning
-        _memory.default_local_backend()
+        _shared.default_local_backend()
 
     caplog.clear()
-    monkeypatch.setattr(_memory, "_WARNED_SECOND_LOOP", False)
+    monkeypatch.setattr(_shared, "_WARNED_SECOND_LOOP", False)
     asyncio.run(third())
     assert not [r for r in caplog.records if "second running event loop" in r.getMessage()]

@@ -31,6 +31,7 @@ from okx_async import (
     RetryPolicy,
     TooManyOpenFilesError,
     _pool,
+    _shared,
 )
 from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
 
@@ -207,7 +208,8 @@ async def test_clients_on_one_loop_share_one_pool(
     assert len(peers.connections()) == 2
     for client in clients:
         await client.close()
-    assert not any(_pool._LOOPS[asyncio.get_running_loop()].pools)  # the last one closed it
+    pools = _shared.for_loop(asyncio.get_running_loop()).pools.pools
+    assert not any(pools)  # the last one closed it
 
 
 async def test_a_full_pool_makes_calls_wait_not_fail(

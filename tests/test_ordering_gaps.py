@@ -13,7 +13,8 @@ from test_ordering import ScriptedSender, make, run_ready, submitted
 from virtual_time import run_virtual
 
 from okx_async import RiskOffsetResult
-from okx_async._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
+from okx_async._ordering import Lane, LaneRegistry, SupersededError, Update
+from okx_async._shared import lanes_for_running_loop
 
 
 def test_a_head_that_absorbed_values_also_answers_a_superseded_retry() -> None:
