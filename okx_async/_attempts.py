@@ -21,7 +21,7 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._auth import Credentials, RequestHeaders
-from ._clock import ServerClock, shared_clock
+from ._clock import ServerClock
 from ._defaults import ACCOUNT_CONFIG_PATH, SERVER_TIME_PATH, SET_RISK_OFFSET_PATH
 from ._errors import (
     ClientClosedError,
@@ -34,6 +34,7 @@ from ._identity import cold_start_key, host_key, user_key
 from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey, RateLimit
 from ._ordering import Lane, SupersededError
 from ._retry import Action, Decision, RetryPolicy, decide, outcome_unknown
+from ._shared import default_local_backend, shared_clock
 from ._stats import ClientEvent, StatsRecorder
 from ._transport import Transport
 
@@ -223,8 +224,6 @@ class AttemptLoop:
 
     def _backend_now(self) -> LimiterBackend:
         """The first use of the loop's in-process store (when the client has no other)."""
-        from ._limiter._memory import default_local_backend
-
         self._backend = default_local_backend()
         if self._metrics is not None:
             self._metrics.watch(self._backend)

@@ -56,8 +56,9 @@ from ._models import (
     risk_offset_amounts,
 )
 from ._options import ClientOptions, env_flag, is_positive_number
-from ._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
+from ._ordering import Lane, LaneRegistry, SupersededError, Update
 from ._retry import RetryPolicy
+from ._shared import acquire_pool, lanes_for_running_loop
 from ._stats import ClientEvent, ClientStats, StatsRecorder
 from ._telemetry import client_metrics
 from ._transport import Transport
@@ -229,6 +230,7 @@ class OKXClient(AttemptLoop):
             local_addr=options.local_addr,
             session=options.session,
             ssl=options.ssl,
+            pools=acquire_pool,  # the loop's pools, shared by every client on it
         )
         self._clock: ServerClock | None = None  # the loop's shared clock for this host
         self._limiter_keys: dict[str, LimiterKey] = {}  # per path, once the subject is final

@@ -22,11 +22,10 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from decimal import Decimal
-from weakref import WeakKeyDictionary
 
 from ._models import RiskOffsetResult
 
-__all__ = ["Lane", "LaneRegistry", "SupersededError", "Update", "lanes_for_running_loop"]
+__all__ = ["Lane", "LaneRegistry", "SupersededError", "Update"]
 
 
 class SupersededError(Exception):
@@ -205,7 +204,7 @@ class Lane:
             self._applied = None  # its fate is unknown: never re-assert an older value
             raise
         except Exception as exc:
-            self._settle_failure(update, exc)
+            self._after_failure(update, exc)
         else:
             self._record_applied(update, started)
             update.resolve(applied)
@@ -263,7 +262,7 @@ class Lane:
                     self._queue.clear()
                     raise
                 except Exception as exc:
-                    self._settle_failure(update, exc)
+                    self._after_failure(update, exc)
                 else:
                     self._record_applied(update, started)
                     update.resolve(applied)
@@ -282,7 +281,7 @@ class Lane:
             # uncertain entries must outlive it for the next value to wait them out.)
             del self._registry[self.key]
 
-    def _settle_failure(self, update: Update, error: Exception) -> None:
+    def _after_failure(self, update: Update, error: Exception) -> None:
         # Sent inline by run_inline and by the worker alike, without a coroutine of its
         # own: each waiting call keeps its coroutines alive.
         if isinstance(error, SupersededError) and error.newest is not None:
@@ -401,15 +400,3 @@ def _consume(future: asyncio.Future[RiskOffsetResult]) -> None:
     # A re-assert's failure is reported through the client's stats and events, not here.
     if not future.cancelled():
         future.exception()
-
-
-_REGISTRIES: WeakKeyDictionary[asyncio.AbstractEventLoop, LaneRegistry] = WeakKeyDictionary()
-
-
-def lanes_for_running_loop() -> LaneRegistry:
-    """One registry per event loop: every client of a user in this loop shares its lanes."""
-    loop = asyncio.get_running_loop()
-    registry = _REGISTRIES.get(loop)
-    if registry is None:
-        registry = _REGISTRIES[loop] = LaneRegistry()
-    return registry

@@ -30,9 +30,10 @@ from ._errors import (
     api_error_for,
 )
 from ._pool import (
+    AcquirePool,
+    LoopPools,
     NetworkSettings,
     Pool,
-    acquire_pool,
     check_local_addr,
     check_proxy,
     mask_url,
@@ -57,9 +58,12 @@ _Bound = tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, str | None, Poo
 class Transport:
     """Sends requests to one base URL through a connection pool of the running loop.
 
-    By default the pool is shared with every other client on the loop that has the same
-    network settings (see `_pool`); with `session=` the caller's own session is used and
-    never closed here.
+    Where the pool comes from is given, not looked up here: `pools=` is called with the
+    running loop and the network settings and returns a pool with one more user (given
+    back by `aclose`, or when the transport moves to another loop). `OKXClient` passes
+    the loop's shared pools (`_shared.acquire_pool`), so clients with the same network
+    settings share connections. Without `pools=` the transport makes its own pool per
+    loop. With `session=` the caller's own session is used and never closed here.
     """
 
     __slots__ = (
@@ -68,6 +72,7 @@ class Transport:
         "_closed",
         "_connect_timeout",
         "_default_timeout",
+        "_pools",
         "_proxy",
         "_request_timeout",
         "_session",
@@ -87,8 +92,10 @@ class Transport:
         local_addr: str | tuple[str, int] | None = None,
         ssl: _ssl.SSLContext | None = None,
         session: aiohttp.ClientSession | None = None,
+        pools: AcquirePool | None = None,
     ) -> None:
         self._base_url = base_url
+        self._pools = _own_pool if pools is None else pools
         # Per request rather than per connector: aiohttp keys pooled connections by it.
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._request_timeout = request_timeout
@@ -140,7 +147,7 @@ class Transport:
         settings = self._settings
         if self._trust_env and settings.proxy is None:
             settings = settings._replace(proxy=_env_proxy(self._base_url))
-        pool = await acquire_pool(loop, settings)
+        pool = await self._pools(loop, settings)
         bound = self._bound = (loop, pool.session, pool.http_proxy, pool)
         if previous is not None and previous[3] is not None:
             await release_pool(previous[3])  # the pool of a loop this client left
@@ -239,6 +246,13 @@ class Transport:
         local = "" if addr is None else f", local_addr={addr[0]!r}"
         own = ", session=caller's" if self._session is not None else ""
         return f"Transport(base_url={self._base_url!r}{proxy}{local}{own}, {state})"
+
+
+async def _own_pool(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
+    # A pool nobody else uses: its last (only) user is this transport, whose aclose() or
+    # move to another loop closes it. The pool keeps its LoopPools (and that one's keeper,
+    # which closes it at the loop's shutdown) alive.
+    return await LoopPools().acquire(loop, settings)
 
 
 def _env_proxy(base_url: str) -> str | None:

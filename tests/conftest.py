@@ -210,3 +210,19 @@ def no_secret_in_any_log(
             f"a secret appeared in a log record, an exception or a repr: {len(where)} "
             f"place(s), e.g. {where[0].replace(leaked[0], '<SECRET>')!r}"
         )
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An environment of the test's own for the CLI: no OKX_* variable of the machine's,
+    and config and state directories under tmp_path (no real config file, a fresh
+    limiter file)."""
+    for name in list(os.environ):
+        if name.startswith("OKX_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # A fresh file with no history: not held one window (as a new file is by default).
+    monkeypatch.setenv(
+        "OKX_ASYNC_LIMITER_URL", f"sqlite://{tmp_path}/limits.db?hold_new_file=false"
+    )

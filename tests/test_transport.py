@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,8 @@ from okx_async import (
     UnexpectedResponseError,
 )
 from okx_async._auth import RequestHeaders
+from okx_async._pool import LoopPools, NetworkSettings, Pool
+from okx_async._shared import for_loop
 from okx_async._transport import MAX_RESPONSE_BYTES, Transport, _translate, check_base_url
 from okx_async._urls import has_url_credentials, mask_credentials_in_text, mask_url_credentials
 
@@ -121,6 +124,59 @@ async def test_busy_code_is_typed(transport: Transport) -> None:
         mocked.post(URL, status=429, payload={"code": "50013", "msg": "Systems busy", "data": []})
         with pytest.raises(ExchangeBusyError, match="Systems busy"):
             await send(transport)
+
+
+# -- where the pool comes from ------------------------------------------------------------
+
+
+async def test_the_transport_takes_its_pools_from_what_it_is_given() -> None:
+    """`pools=` decides the pool; the transport asks once per loop and gives it back."""
+    given = LoopPools()
+    asked: list[tuple[asyncio.AbstractEventLoop, NetworkSettings]] = []
+
+    async def pools(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
+        asked.append((loop, settings))
+        return await given.acquire(loop, settings)
+
+    first = Transport(base_url=BASE, pools=pools)
+    second = Transport(base_url=BASE, pools=pools)
+    with aioresponses() as mocked:
+        for _ in range(3):
+            mocked.post(URL, payload={"code": "0", "msg": "", "data": []})
+        assert await send(first) == [] and await send(first) == []
+        assert await send(second) == []
+    assert [loop for loop, _ in asked] == [asyncio.get_running_loop()] * 2
+    (pool,) = given.pools.values()
+    assert pool.users == 2 and "users=2" in repr(pool)
+    await first.aclose()
+    assert not pool.closed and pool.users == 1
+    await second.aclose()  # the last user closes it, and it leaves its owner
+    assert pool.closed and pool.session.closed and not given.pools
+
+
+async def test_without_pools_a_transport_has_its_own_pool() -> None:
+    first = Transport(base_url=BASE)
+    second = Transport(base_url=BASE)
+    try:
+        with aioresponses() as mocked:
+            for _ in range(4):
+                mocked.post(URL, payload={"code": "0", "msg": "", "data": []})
+            await send(first), await send(second)
+            # The owner of an own pool is referenced by nothing but the pool: were it
+            # collected, its keeper would close the pool under the transport.
+            gc.collect()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            await send(first), await send(second)
+        sessions = [t._bound[1] for t in (first, second) if t._bound is not None]
+        assert len(sessions) == 2 and sessions[0] is not sessions[1]
+        assert not any(session.closed for session in sessions)
+        # Nothing of the loop's shared pools: those are the clients' (`_shared`).
+        assert not for_loop(asyncio.get_running_loop()).pools.pools
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert all(session.closed for session in sessions)
 
 
 @pytest.mark.parametrize(
@@ -228,28 +284,37 @@ def _leaks(error: BaseException, *secrets: str) -> list[str]:
     return [t[:200] for t in texts if any(s in t for s in secrets)]
 
 
-async def test_a_malformed_status_line_leaves_no_secret_in_the_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    server = await _raw_server(_time_or_garbage)
-    port = server.sockets[0].getsockname()[1]
-    signatures: list[str] = []
+@pytest.fixture
+def signatures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every signature (OK-ACCESS-SIGN) the test's clients make, to look for in errors."""
+    made_so_far: list[str] = []
     original = Credentials.request_headers
 
     def spy(self: Credentials, *args: Any) -> RequestHeaders:
         made = original(self, *args)
-        signatures.append(dict(made)["OK-ACCESS-SIGN"])
+        made_so_far.append(dict(made)["OK-ACCESS-SIGN"])
         return made
 
     monkeypatch.setattr(Credentials, "request_headers", spy)
-    client = OKXClient(
+    return made_so_far
+
+
+def _client_of(server: asyncio.Server, **options: Any) -> OKXClient:
+    port = server.sockets[0].getsockname()[1]
+    return OKXClient(
         api_key="api-key-1234",
         secret_key=SECRET_KEY,
         passphrase=PASSPHRASE,
         base_url=f"http://127.0.0.1:{port}",
-        user_id="1001",
-        retry=RetryPolicy(max_attempts=1),
+        **options,
     )
+
+
+async def test_a_malformed_status_line_leaves_no_secret_in_the_error(
+    signatures: list[str],
+) -> None:
+    server = await _raw_server(_time_or_garbage)
+    client = _client_of(server, user_id="1001", retry=RetryPolicy(max_attempts=1))
     try:
         with pytest.raises(NetworkError) as info:
             await client.set_risk_offset_amount("BTC", "1")
@@ -442,7 +507,7 @@ def test_ssl_must_be_a_context(value: object) -> None:
 
 
 async def test_closing_during_a_request_leaves_no_secret_in_the_error(
-    monkeypatch: pytest.MonkeyPatch,
+    signatures: list[str],
 ) -> None:
     # The request is on the wire when close() stops it: the CancelledError ran through
     # aiohttp's frames, whose locals hold the headers, so it must not be the context.
@@ -461,22 +526,7 @@ async def test_closing_during_a_request_leaves_no_secret_in_the_error(
         writer.close()
 
     server = await asyncio.start_server(stall_after, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    signatures: list[str] = []
-    original = Credentials.request_headers
-
-    def spy(self: Credentials, *args: Any) -> RequestHeaders:
-        made = original(self, *args)
-        signatures.append(dict(made)["OK-ACCESS-SIGN"])
-        return made
-
-    monkeypatch.setattr(Credentials, "request_headers", spy)
-    client = OKXClient(
-        api_key="api-key-1234",
-        secret_key=SECRET_KEY,
-        passphrase=PASSPHRASE,
-        base_url=f"http://127.0.0.1:{port}",
-    )
+    client = _client_of(server)
     try:
         call = asyncio.ensure_future(client.get_account_config())
         await asyncio.wait_for(received.wait(), 30)
