@@ -244,6 +244,36 @@ def test_a_head_whose_ticket_lapsed_is_not_blocked_by_its_own_followers(
     assert run_virtual(main) == ["h@2.5", "f1@2.5", "f2@2.5", "f3@4.5"]
 
 
+def test_a_waiting_head_of_another_process_is_not_overtaken(tmp_path: Path) -> None:
+    """A head of process B waits with a ticket; a newcomer of process A asking later
+    must see that ticket (the budget row counts a key's tickets, so the ticket table
+    is read only when it has some) and let B's head take the first free slot."""
+
+    async def main() -> list[str]:
+        path = tmp_path / "l.db"
+        async with sqlite_backend(path) as a, sqlite_backend(path) as b:
+            la, lb = a.limiter(KEY, RATE), b.limiter(KEY, RATE)
+            held = [await la.acquire() for _ in range(3)]
+            order: list[str] = []
+
+            async def waiter(limiter: Any, name: str) -> None:
+                await limiter.acquire()  # held to the end: the store is closed then
+                order.append(f"{name}@{now():g}")
+
+            head = asyncio.create_task(waiter(lb, "b-head"))
+            await asyncio.sleep(0.2)
+            await la.release(held[0])  # cooling until 2.2
+            await asyncio.sleep(0.1)
+            newcomer = asyncio.create_task(waiter(la, "a-new"))
+            await asyncio.sleep(3.0)
+            for lease in held[1:]:
+                await la.release(lease)
+            await asyncio.wait_for(asyncio.gather(head, newcomer), 20.0)
+            return order
+
+    assert run_virtual(main) == ["b-head@2.2", "a-new@5.3"]
+
+
 def remove_database(path: Path, suffixes: tuple[str, ...]) -> None:
     for suffix in suffixes:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -379,6 +409,30 @@ async def test_sqlite_leases_are_in_the_slots_gauge(tmp_path: Path) -> None:
     await backend.limiter(KEY, RateLimit(5, 2.0, "user")).acquire()  # another budget
     assert gauge() == 3
     await backend.aclose()
+
+
+def test_a_wiped_file_another_process_wrote_first_is_detected(tmp_path: Path) -> None:
+    """The file is wiped and another process writes to it first (a new epoch): this
+    process, whose next transaction reads only its budget row, still notices the other
+    epoch, re-registers its cooling leases and holds its key a window."""
+
+    async def main() -> None:
+        path = tmp_path / "l.db"
+        async with sqlite_backend(path) as a, sqlite_backend(path) as b:
+            la, lb = a.limiter(KEY, RATE), b.limiter(KEY, RATE)
+            for lease in [await la.acquire() for _ in range(3)]:
+                await la.release(lease)  # cooling until 2.0
+            wipe = sqlite3.connect(path)
+            wipe.executescript("DELETE FROM meta; DELETE FROM budget;")
+            wipe.close()
+            other = b.limiter(LimiterKey("www.okx.com", "uid:43", SET_RISK_OFFSET_PATH), RATE)
+            await other.release(await other.acquire())  # b writes a new epoch first
+            lease = await la.acquire()
+            assert now() == 2.0  # not granted at once: the cooling leases are back
+            await la.release(lease)
+            assert lb.key == KEY
+
+    run_virtual(main)
 
 
 def test_a_held_write_lock_is_waited_for_in_a_thread_not_on_the_loop(tmp_path: Path) -> None:
