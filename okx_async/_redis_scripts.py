@@ -276,6 +276,11 @@ if max_wait >= 0 and wait >= max_wait then
   if dirty then extend(state, idle_ms) end
   return tail({-1, wait, burst, hold_left})
 end
+-- A burst that recovers before `at` widens the pacer's tolerance: ask again then.
+if burst < max_burst and recovery > 0 and clean + recovery > now and clean + recovery < at then
+  at = clean + recovery
+  wait = math.ceil(at - now)
+end
 if not rank then
   redis.call('ZADD', queue, redis.call('HINCRBY', state, 'next_ticket', 1), id)
 end

@@ -627,6 +627,9 @@ TIMELINE = [
     Step(8.0, "c0"),
     Step(8.0, "c1"),
     Step(8.0, "c2"),  # burst 2: paced 0.5 apart after two
+    Step(22.7, "e0"),
+    Step(22.7, "e1"),
+    Step(22.7, "e2"),  # paced to 23.2 at burst 2; the burst doubles at 22.9 (clean since 2.9)
     *(Step(40.0, f"d{i}", hold=0.2) for i in range(6)),  # recovered: burst 4 again
 ]
 LIMIT4 = RateLimit(4, 2.0, "user")
@@ -689,6 +692,7 @@ def test_one_timeline_gives_the_same_grants_in_every_store(store: str, tmp_path:
     expected = run_virtual(lambda: main(memory_store))
     assert expected[:4] == [(f"a{i}", "granted@0.000000") for i in range(4)]
     assert ("late", "refused@1.100000") in expected
+    assert ("e2", "granted@22.900000") in expected  # woken by the burst's recovery
     got = run_virtual(lambda: main(STORES[store]))
     assert got == expected
 

@@ -316,6 +316,8 @@ class BudgetRows:
                 budget.queued -= 1
             self.write(conn, now, budget)
             return REFUSED, at - now, budget.burst, hold
+        if budget.burst < rate.limit and now < budget.recover_at < at:
+            at = budget.recover_at  # the burst widens the pacer's tolerance: ask again then
         beat = at + self.settings.ticket_grace
         if mine:
             conn.execute(BEAT_TICKET, (beat, name, lease_id))
