@@ -221,11 +221,17 @@ _CUT = (  # announces 100 bytes of body, sends 10, hangs up
 
 @contextlib.asynccontextmanager
 async def _serving(answer_for: Callable[[bytes], bytes | None]) -> AsyncIterator[str]:
-    server = await _raw_server(answer_for)
+    connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+    server = await _raw_server(answer_for, connections)
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
+        # Hang up on whoever is still waiting, and let each handler end by itself: a
+        # handler left to the loop's teardown is cancelled, and asyncio logs that.
+        for writer in connections.values():
+            writer.close()
+        await asyncio.gather(*connections)
         await server.wait_closed()
 
 
@@ -354,13 +360,19 @@ SECRET_KEY = "secret-key-9f8e7d6c"
 PASSPHRASE = "passphrase-5a4b3c2d"
 
 
-async def _raw_server(answer_for: Callable[[bytes], bytes | None]) -> asyncio.Server:
+async def _raw_server(
+    answer_for: Callable[[bytes], bytes | None],
+    connections: dict[asyncio.Task[Any], asyncio.StreamWriter] | None = None,
+) -> asyncio.Server:
     """A socket server that reads one request (head, then a Content-Length body) and
     writes `answer_for(request line)`, then hangs up; for None it never answers and waits
     for the client to hang up. The whole request is read first, so hanging up sends a FIN,
-    not a reset."""
+    not a reset. `connections`, if given, gets each handler's task and writer."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if connections is not None and task is not None:
+            connections[task] = writer
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(_content_length(head))
