@@ -28,6 +28,7 @@ FOUNDATIONS = {
 STORES = {"_limiter._memory", "_limiter._sqlite", "_limiter._queue", "_limiter._urls"}
 STORES |= {"_ratelimit", "_redis_limiter", "_redis_link", "_redis_scripts"}
 STORES |= {"_lane_store", "_redis_lanes"}
+STORES |= {"_redis_budget", "_redis_fallback", "_redis_key", "_redis_ledger", "_redis_outage"}
 NETWORK = {"_transport", "_pool"}
 MECHANISMS = {"_identity", "_ordering", "_clock", "_telemetry"}
 SHARED = {"_shared"}  # the per-loop object: lanes, clocks, the in-process store, pools

@@ -471,9 +471,8 @@ async def sqlite_store(path: Path) -> AsyncIterator[LimiterBackend]:
 
 # Every store joins here: name -> async context manager yielding a backend on the running
 # loop. A store whose clock is the loop's (memory; sqlite given `clock=loop.time`) replays on
-# the virtual loop exactly. Redis keeps time with its own TIME command, so it cannot follow
-# a virtual clock: to add it, run `replay` on a real loop (asyncio.run) for it and for
-# memory, and compare the grant times rounded to the timer resolution (e.g. 10 ms).
+# the virtual loop exactly. Redis (given `clock=loop.time`, on a loop that holds its clock
+# while redis-server answers) replays TIMELINE in test_redis_timeline.py.
 STORES: dict[str, StoreFactory] = {"memory": memory_store, "sqlite": sqlite_store}
 
 
