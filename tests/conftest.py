@@ -191,3 +191,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # A fresh file with no history: not held one window (as a new file is by default).
+    monkeypatch.setenv(
+        "OKX_ASYNC_LIMITER_URL", f"sqlite://{tmp_path}/limits.db?hold_new_file=false"
+    )

@@ -478,6 +478,7 @@ async def test_a_bad_limiter_url_is_reported_once(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("OKX_ASYNC_LIMITER_URL")  # cli_env's; the alias is under test
     monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "bad://nowhere")
     plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "b,SOL,1", "c,XRP,1", "a,DOGE,x")
     assert await cli("apply", plan, "--config", config) == 2
