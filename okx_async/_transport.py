@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import orjson
@@ -218,7 +218,7 @@ class Transport:
             failure = _proxy_refused(path)  # a plain-http target: the proxy answered itself
         # Raised here, outside the except clauses, so aiohttp's error is neither the
         # __cause__ nor the __context__ of ours (see the module docstring).
-        raise failure
+        _raise_unchained(failure)
 
     def _check_session(self) -> None:
         if self._closed:
@@ -280,6 +280,17 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _raise_unchained(error: TransportError) -> NoReturn:
+    """Raise `error` with no __context__. On Python 3.10 an exception caught inside
+    aiohttp can stay "being handled" in the task after its except clause ends, and a
+    plain raise would then chain it; a bare re-raise keeps the context as set here."""
+    try:
+        raise error
+    except TransportError:
+        error.__context__ = None
+        raise
 
 
 def _translate(exc: aiohttp.ClientError, base_url: str, path: str) -> TransportError:
