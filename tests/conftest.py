@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,6 +35,16 @@ if TEST_LOOP == "uvloop":
 
 elif TEST_LOOP != "asyncio":
     raise pytest.UsageError(f"OKX_ASYNC_TEST_LOOP={TEST_LOOP!r}: expected 'asyncio' or 'uvloop'")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # No test reads or writes the machine user's state directory (the CLI's default
+    # limiter file lives there): a file another version of the library wrote, or one
+    # still holding a window from the last run, would make results depend on the
+    # machine. Child processes inherit the variable.
+    state = tempfile.mkdtemp(prefix="okx-async-test-state-")
+    os.environ["XDG_STATE_HOME"] = state
+    config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
 
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
