@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from _common import verdict
+from _common import serve_simulator, verdict
 
 FD_LIMIT = 1024
 TARGET_MAX_FDS = 500
@@ -51,7 +51,7 @@ def user_key(u: int) -> tuple[str, str, str, str]:
 
 
 def simulator_process(conn: Connection, users: int) -> None:
-    from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
+    from okx_async.simulator import SimKey, SimulatorConfig, SimUser
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # accept all the client opens
@@ -60,23 +60,7 @@ def simulator_process(conn: Connection, users: int) -> None:
         uid, api_key, secret, passphrase = user_key(u)
         sim_users.append(SimUser(uid, [SimKey(api_key, secret, passphrase)]))
 
-    async def serve() -> None:
-        simulator = Simulator(SimulatorConfig(users=sim_users))
-        loop = asyncio.get_running_loop()
-        async with SimulatorServer(simulator) as server:
-            conn.send(server.base_url)
-            while True:
-                command = await loop.run_in_executor(None, conn.recv)
-                conn.send(
-                    {
-                        "requests": len(simulator.records),
-                        "rate_limited": simulator.rate_limited_count(),
-                    }
-                )
-                if command == "stop":
-                    return
-
-    asyncio.run(serve())
+    asyncio.run(serve_simulator(conn, SimulatorConfig(users=sim_users)))
 
 
 # -- the client process ------------------------------------------------------------------

@@ -9,26 +9,31 @@ through one sqlite file.
     persistence). Baselines in the same run: one empty sqlite write transaction
     (BEGIN IMMEDIATE; COMMIT) and one `asyncio.to_thread` hop of a no-op, which is
     what running each sqlite transaction in a worker thread would add.
-(b) N processes (N = 1, 2, 4) with 16 callers each, looping acquire -> record ->
-    release on one key limited to 10 per 0.2 s, through one sqlite file. "Record"
-    reads the lease's row: the store wrote grant time + inflight_ttl with its clock,
-    so the log holds exact grant times on one clock. Throughput is (grants - limit) /
-    (last grant - first grant), against the ideal limit / window (the first window's
-    burst is not counted). The log is also checked for any half-open window
-    (t - window, t] holding more than `limit` grants.
+(b) N processes (N = 1, 2, 4) with 16 callers each, looping acquire -> record -> hold
+    5 ms (the request's round trip) -> release on one key, through one sqlite file, in
+    two configurations: "compressed", 10 per 0.2 s for 3 s, where the per-op cost
+    weighs 10x what it does at OKX, and "real window", OKX's 10 per 2 s for 20 s (10
+    windows). "Record" logs the lease's `granted_at`, the store's clock inside the
+    granting transaction, so the log holds exact grant times on one clock. The rate
+    is m / (grants[m] - grants[0]) for the largest multiple m of the limit (see
+    `throughput`; the older (grants - limit) / (last - first) is printed beside it),
+    reported as a share of limit / window (the target's measure) and as a
+    share of what the lease rules allow: a slot held 5 ms and then cooling one window
+    is granted at most once per window + 5 ms, so limit / (window + 0.005) is the
+    cap: 97.6% of limit/window compressed, 99.75% at the real window. The log is also
+    checked for any half-open window (t - window, t] holding more than `limit` grants.
 
-Targets: sqlite <= 50 µs per uncontended acquire+release (a); for every N, >= 95% of the
-ideal rate and never over the limit (b).
+Targets: sqlite <= 50 µs per uncontended acquire+release (a); for every N, >= 95% of
+limit / window and never over the limit (b), in both configurations.
 
-Run:   python benchmarks/store_cost.py [--quick]
-Takes about 20 s (about 10 s with --quick).
+Run:   python benchmarks/store_cost.py [--quick] [--only a|b]
+Takes about 90 s (about 45 s with --quick).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import os
 import sqlite3
@@ -36,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from _common import max_in_any_window, per_op_us, verdict
 
@@ -52,10 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from redis_server import RedisServer, find_redis_server
 
 KEY = LimiterKey("bench", "uid:1", SET_RISK_OFFSET_PATH)
-# What the store adds to a grant's time in a lease row (its documented default).
-SQLITE_INFLIGHT_TTL = inspect.signature(SqliteLimiterBackend).parameters["inflight_ttl"].default
 FAST = RateLimit(1_000_000, 0.002, "user")
-SHARED = RateLimit(10, 0.2, "user")
+HOLD = 0.005  # seconds each request of part (b) holds its slot in flight
 CALLERS = 16  # per process
 TARGET_US = 50.0
 TARGET_THROUGHPUT = 0.95
@@ -72,7 +75,7 @@ async def limiter_loop(limiter: Any, n: int) -> None:
 
 async def part_a(tmp: Path, n: int, repeats: int) -> bool:
     memory = LocalKeyLimiter(KEY, FAST)
-    sqlite_backend = SqliteLimiterBackend(tmp / "a.db")
+    sqlite_backend = SqliteLimiterBackend(tmp / "a.db", hold_new_file=False)
     sqlite_limiter = sqlite_backend.limiter(KEY, FAST)
     await limiter_loop(sqlite_limiter, 100)  # open the file, create the tables
 
@@ -142,11 +145,38 @@ async def part_a(tmp: Path, n: int, repeats: int) -> bool:
 # -- (b) N processes through one file -----------------------------------------------------
 
 
+class Config(NamedTuple):
+    name: str
+    rate: RateLimit
+    duration: float  # seconds of load per N
+
+    def cap(self) -> float:
+        """What the lease rules allow at most: each slot is held `HOLD` in flight and
+        then cools one window, so it is granted at most once per window + HOLD."""
+        return self.rate.limit / (self.rate.window + HOLD)
+
+
+def configs(quick: bool) -> list[Config]:
+    # Compressed time makes the per-op cost weigh 10x what it does at OKX's real window.
+    return [
+        Config("compressed", RateLimit(10, 0.2, "user"), 1.5 if quick else 3.0),
+        Config("real window", RateLimit(10, 2.0, "user"), 8.0 if quick else 20.0),
+    ]
+
+
+def throughput(grants: list[float], limit: int) -> float:
+    """Grants per second over whole multiples of `limit`: the `m` grants before grant
+    `m` (the first of its burst) took grants[m] - grants[0]. At a real window the slots
+    cycle in bursts of `limit`, and the callers still queued when the load stops drain
+    in partial bursts, so (grants - limit) / (last - first) would count a partial
+    burst against a whole window."""
+    m = limit * ((len(grants) - 1) // limit)
+    return m / (grants[m] - grants[0])
+
+
 async def worker(spec: dict[str, Any]) -> dict[str, Any]:
-    path = spec["path"]
-    backend = SqliteLimiterBackend(path)
-    limiter = backend.limiter(KEY, SHARED)
-    reader = sqlite3.connect(path, isolation_level=None)
+    backend = SqliteLimiterBackend(spec["path"])
+    limiter = backend.limiter(KEY, RateLimit(spec["limit"], spec["window"], "user"))
     grants: list[float] = []
     await limiter.release(await limiter.acquire())  # open the file before the barrier
     print("ready", flush=True)
@@ -158,21 +188,20 @@ async def worker(spec: dict[str, Any]) -> dict[str, Any]:
     async def caller() -> None:
         while time.time() < end:
             lease = await limiter.acquire()
-            row = reader.execute(
-                "SELECT expires FROM lease WHERE key = ? AND id = ?", (str(KEY), lease.lease_id)
-            ).fetchone()
-            grants.append(row[0] - SQLITE_INFLIGHT_TTL)
-            await asyncio.sleep(0.005)  # the request's round trip
+            grants.append(lease.granted_at)  # the store's clock, inside its transaction
+            await asyncio.sleep(HOLD)  # the request's round trip
             await limiter.release(lease)
 
     await asyncio.gather(*(caller() for _ in range(CALLERS)))
-    reader.close()
     await backend.aclose()
     return {"grants": grants}
 
 
-async def run_processes(path: str, n: int, duration: float) -> list[float]:
-    spec = json.dumps({"path": path, "duration": duration})
+async def run_processes(path: str, n: int, config: Config) -> list[float]:
+    rate = config.rate
+    spec = json.dumps(
+        {"path": path, "duration": config.duration, "limit": rate.limit, "window": rate.window}
+    )
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -187,7 +216,7 @@ async def run_processes(path: str, n: int, duration: float) -> list[float]:
     for proc in procs:
         assert proc.stdout is not None
         assert await proc.stdout.readline() == b"ready\n"
-    start = time.time() + 0.3 + SHARED.window  # the warm-up grants have cooled by then
+    start = time.time() + 0.3 + rate.window  # the warm-up grants have cooled by then
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(f"{start!r}\n".encode())
@@ -199,37 +228,46 @@ async def run_processes(path: str, n: int, duration: float) -> list[float]:
     return sorted(grants)
 
 
-async def part_b(tmp: Path, duration: float) -> bool:
+async def part_b(tmp: Path, quick: bool) -> bool:
     ok = True
-    ideal = SHARED.limit / SHARED.window
-    print(f"(b) one key limited to {SHARED.limit} per {SHARED.window:g} s, {CALLERS} callers "
-          f"per process, {duration:g} s:")  # fmt: skip
-    for n in (1, 2, 4):
-        grants = await run_processes(str(tmp / f"b{n}.db"), n, duration)
-        rate = (len(grants) - SHARED.limit) / (grants[-1] - grants[0])
-        most = max_in_any_window(grants, SHARED.window)
-        share = rate / ideal
-        good = share >= TARGET_THROUGHPUT and most <= SHARED.limit
-        ok = ok and good
-        print(
-            f"    {n} process(es): {len(grants)} grants, {rate:.2f}/s = {share:.1%} of ideal, "
-            f"most in any {SHARED.window:g} s window: {most} (limit {SHARED.limit})"
-        )
-        print(f"{verdict(good)} {n} process(es): >= {TARGET_THROUGHPUT:.0%} and never over")
+    for config in configs(quick):
+        rate = config.rate
+        ideal = rate.limit / rate.window
+        print(f"(b) {config.name}: one key limited to {rate.limit} per {rate.window:g} s, "
+              f"{CALLERS} callers per process each holding its slot {HOLD * 1e3:g} ms, "
+              f"{config.duration:g} s; the rules allow at most {config.cap():.2f}/s "
+              f"({config.cap() / ideal:.2%} of {ideal:g}/s)")  # fmt: skip
+        for n in (1, 2, 4):
+            grants = await run_processes(str(tmp / f"b{n}-{rate.window:g}.db"), n, config)
+            got = throughput(grants, rate.limit)
+            old = (len(grants) - rate.limit) / (grants[-1] - grants[0])
+            most = max_in_any_window(grants, rate.window)
+            share = got / ideal
+            good = share >= TARGET_THROUGHPUT and most <= rate.limit
+            ok = ok and good
+            print(
+                f"    {n} process(es): {len(grants)} grants, {got:.3f}/s = {share:.1%} of "
+                f"limit/window, {got / config.cap():.1%} of what the rules allow; most in any "
+                f"{rate.window:g} s window: {most} (limit {rate.limit}); (grants - limit) / "
+                f"(last - first) = {old / ideal:.1%}"
+            )
+            print(f"{verdict(good)} {config.name}, {n} process(es): >= {TARGET_THROUGHPUT:.0%} "
+                  f"of limit/window and never over")  # fmt: skip
     return ok
 
 
-async def main_async(quick: bool) -> bool:
+async def main_async(quick: bool, only: str | None) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         n, repeats = (1000, 3) if quick else (3000, 5)
-        ok_a = await part_a(Path(tmp), n, repeats)
-        ok_b = await part_b(Path(tmp), 1.5 if quick else 3.0)
+        ok_a = only == "b" or await part_a(Path(tmp), n, repeats)
+        ok_b = only == "a" or await part_b(Path(tmp), quick)
     return ok_a and ok_b
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer ops, shorter runs")
+    parser.add_argument("--only", choices=("a", "b"), help="run one part only")
     parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -237,7 +275,7 @@ def main() -> None:
         return
     print(f"store_cost: python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, "
           f"{os.cpu_count()} CPUs")  # fmt: skip
-    sys.exit(0 if asyncio.run(main_async(args.quick)) else 1)
+    sys.exit(0 if asyncio.run(main_async(args.quick, args.only)) else 1)
 
 
 if __name__ == "__main__":

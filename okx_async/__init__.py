@@ -55,6 +55,7 @@ from ._limits import (
     LimiterKey,
     LimiterSnapshot,
     RateLimit,
+    busiest_window,
 )
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult
 from ._options import ClientKeywords, ClientOptions, env_flag
@@ -140,6 +141,7 @@ __all__ = [
     "UnexpectedResponseError",
     "__version__",
     "backoff",
+    "busiest_window",
     "env_flag",
     "format_timestamp",
     "limiter_from_url",

@@ -23,7 +23,7 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._auth import Credentials, RequestHeaders
-from ._clock import ServerClock, shared_clock
+from ._clock import ServerClock
 from ._defaults import SERVER_TIME_PATH
 from ._errors import (
     ClientClosedError,
@@ -37,6 +37,7 @@ from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterKey
 from ._options import is_positive_number
 from ._ordering import Lane, SupersededError
 from ._retry import Action, Decision, decide, outcome_unknown
+from ._shared import shared_clock
 from ._transport import Transport
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from ._defaults import ACCOUNT_CONFIG_PATH
 from ._identity import cold_start_key, host_key, user_key
 from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, KeyLimiter, LimiterBackend, LimiterKey, RateLimit
+from ._shared import default_local_backend
 
 if TYPE_CHECKING:
     from ._lane_store import LaneStoreBase
@@ -106,8 +107,6 @@ class Budgets:
 
     def _backend_now(self) -> LimiterBackend:
         """The first use of the loop's in-process store (when the client has no other)."""
-        from ._limiter._memory import default_local_backend
-
         self.backend = default_local_backend()
         if self._metrics is not None:
             self._metrics.watch(self.backend)

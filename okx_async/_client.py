@@ -21,6 +21,7 @@ from ._models import (
     risk_offset_amounts,
 )
 from ._options import ClientOptions, keywords_from_env, mask_urls
+from ._shared import acquire_pool
 from ._stats import ClientStats
 from ._submit import Submitter
 from ._telemetry import client_metrics
@@ -89,7 +90,8 @@ class OKXClient(AttemptLoop):
         """Build the client's parts from validated options; each checks the options that
         are its own (the transport the network's, the budgets the store's)."""
         self._options = options
-        self._transport = Transport.for_options(options)
+        # The loop's pools, shared by every client on it with the same network settings.
+        self._transport = Transport.for_options(options, pools=acquire_pool)
         self._metrics = client_metrics(options.meter_provider, options.base_url)
         self._report = Reporter(metrics=self._metrics, on_event=options.on_event)
         self._budgets = Budgets(options=options, metrics=self._metrics)

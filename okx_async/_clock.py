@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from weakref import WeakKeyDictionary
 
 from ._auth import format_timestamp
 
-__all__ = ["ServerClock", "shared_clock"]
+__all__ = ["ServerClock"]
 
 FetchServerTime = Callable[[], Awaitable[float]]  # returns the server's Unix time in seconds
 
@@ -69,19 +68,3 @@ class ServerClock:
 def _consume_exception(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-_CLOCKS: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ServerClock]] = WeakKeyDictionary()
-
-
-def shared_clock(base_url: str) -> ServerClock:
-    """One clock per host and event loop: hundreds of clients sync once, not once each
-    (public/time allows only 10 requests per 2 s per IP)."""
-    loop = asyncio.get_running_loop()
-    clocks = _CLOCKS.get(loop)
-    if clocks is None:
-        clocks = _CLOCKS[loop] = {}
-    clock = clocks.get(base_url)
-    if clock is None:
-        clock = clocks[base_url] = ServerClock()
-    return clock

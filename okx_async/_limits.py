@@ -6,6 +6,7 @@ User ID, so every API key, client and process of one user lands on one key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -35,6 +36,18 @@ ENDPOINT_LIMITS: dict[str, RateLimit] = {
     BALANCE_PATH: RateLimit(10, 2.0, "user"),
     SERVER_TIME_PATH: RateLimit(10, 2.0, "ip"),
 }
+
+
+def busiest_window(times: Sequence[float], window: float) -> int:
+    """How many of `times` (seconds, sorted ascending) lie in the busiest half-open span
+    (t - window, t]: the count a rolling-window limit of `window` seconds compares with
+    its `limit`. 0 for no times. One pass, O(len(times))."""
+    busiest = first = 0
+    for last, t in enumerate(times):
+        while times[first] <= t - window:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
 
 
 class LimiterKey(NamedTuple):

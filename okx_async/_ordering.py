@@ -22,11 +22,10 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from decimal import Decimal
-from weakref import WeakKeyDictionary
 
 from ._models import RiskOffsetResult
 
-__all__ = ["Lane", "LaneRegistry", "SupersededError", "Update", "lanes_for_running_loop"]
+__all__ = ["Lane", "LaneRegistry", "SupersededError", "Update"]
 
 
 class SupersededError(Exception):
@@ -401,15 +400,3 @@ def _consume(future: asyncio.Future[RiskOffsetResult]) -> None:
     # A re-assert's failure is reported through the client's stats and events, not here.
     if not future.cancelled():
         future.exception()
-
-
-_REGISTRIES: WeakKeyDictionary[asyncio.AbstractEventLoop, LaneRegistry] = WeakKeyDictionary()
-
-
-def lanes_for_running_loop() -> LaneRegistry:
-    """One registry per event loop: every client of a user in this loop shares its lanes."""
-    loop = asyncio.get_running_loop()
-    registry = _REGISTRIES.get(loop)
-    if registry is None:
-        registry = _REGISTRIES[loop] = LaneRegistry()
-    return registry

@@ -1,4 +1,4 @@
-"""Connection pools shared per event loop, and the network settings that pick one.
+"""Connection pools per event loop, and the network settings that pick one.
 
 Clients on one event loop with the same network settings (proxy, source address, TLS
 settings) share one aiohttp session and its connector: one cap on open connections
@@ -9,8 +9,9 @@ one (aiohttp's `limit`), it does not fail.
 A pool belongs to its loop: futures and transports cannot cross loops. A client used from
 a second loop (two `asyncio.run` calls) gets that loop's pool. A pool closes when its last
 client closes, or when its loop shuts down (`asyncio.run` and `asyncio.Runner` finalize
-async generators before closing the loop: each loop's registry is kept by one, whose
-`finally` closes what is left).
+async generators before closing the loop: each `LoopPools` is kept by one, whose
+`finally` closes what is left). Which `LoopPools` serves a loop is decided above this
+layer: `_shared` keeps one per loop for all clients.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import asyncio
 import errno
 import ipaddress
 import ssl as ssl_module
-import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -33,9 +33,10 @@ from ._urls import mask_url_credentials as mask_url
 __all__ = [
     "HTTP_PROXY_SCHEMES",
     "SOCKS_PROXY_SCHEMES",
+    "AcquirePool",
+    "LoopPools",
     "NetworkSettings",
     "Pool",
-    "acquire_pool",
     "check_local_addr",
     "check_proxy",
     "mask_url",
@@ -183,17 +184,16 @@ def _connector(settings: NetworkSettings) -> aiohttp.TCPConnector:
 class Pool:
     """One aiohttp session (and its connector) shared by the clients using it."""
 
-    __slots__ = ("_registry", "closed", "loop", "session", "settings", "users")
+    __slots__ = ("_owner", "closed", "loop", "session", "settings", "users")
 
     def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        settings: NetworkSettings,
-        registry: dict[NetworkSettings, Pool],
+        self, loop: asyncio.AbstractEventLoop, settings: NetworkSettings, owner: LoopPools
     ) -> None:
         self.loop = loop
         self.settings = settings
-        self._registry = registry
+        # Strong: the owner's keeper closes this pool at the loop's shutdown, so the owner
+        # must live as long as its pools do, whoever else holds it.
+        self._owner = owner
         self.users = 0
         self.closed = False
         self.session = aiohttp.ClientSession(
@@ -214,8 +214,9 @@ class Pool:
 
     async def close(self) -> None:
         self.closed = True
-        if self._registry.get(self.settings) is self:
-            del self._registry[self.settings]
+        pools = self._owner.pools
+        if pools.get(self.settings) is self:
+            del pools[self.settings]
         await self.session.close()
 
     def __repr__(self) -> str:
@@ -224,17 +225,37 @@ class Pool:
         return f"<Pool proxy={proxy!r} local_addr={self.settings.local_addr!r} {state}>"
 
 
-class _LoopPools:
+class LoopPools:
+    """The pools of one event loop, by network settings. It refers to no loop before its
+    first `acquire` (then its keeper and its pools' sessions do), so an unused one keeps
+    no loop alive. Which object serves a loop is the caller's choice: the client passes
+    the loop's shared one (`_shared`), a bare `Transport` keeps its own."""
+
     __slots__ = ("keeper", "pools")
 
     def __init__(self) -> None:
         self.pools: dict[NetworkSettings, Pool] = {}
         self.keeper: AsyncGenerator[None, None] | None = None
 
+    async def acquire(self, loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
+        """The pool for `settings` on `loop` (the running loop; made on first use), with
+        one more user. Give it back with `release_pool`."""
+        if self.keeper is None:
+            keeper = _keep(self.pools)
+            await keeper.asend(None)  # registers it with the loop's async-generator hooks
+            self.keeper = keeper
+        pool = self.pools.get(settings)
+        if pool is None:
+            pool = self.pools[settings] = Pool(loop, settings, self)
+        pool.users += 1
+        return pool
 
-_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPools] = (
-    weakref.WeakKeyDictionary()
-)
+    def __repr__(self) -> str:
+        return f"<LoopPools pools={len(self.pools)}>"
+
+
+# How a transport gets a pool: (running loop, settings) -> a pool with one more user.
+AcquirePool = Callable[[asyncio.AbstractEventLoop, NetworkSettings], Awaitable[Pool]]
 
 
 async def _keep(pools: dict[NetworkSettings, Pool]) -> AsyncGenerator[None, None]:
@@ -245,26 +266,6 @@ async def _keep(pools: dict[NetworkSettings, Pool]) -> AsyncGenerator[None, None
     finally:
         for pool in list(pools.values()):
             await pool.close()
-
-
-async def acquire_pool(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
-    """The loop's pool for `settings` (made on first use), with one more user."""
-    entry = _LOOPS.get(loop)
-    if entry is None:
-        # A loop closed without finalizing its async generators left its pools here, and
-        # they keep it alive (the session holds its loop): drop them. Nothing can close
-        # their sockets now that their loop is gone.
-        for gone in [other for other in _LOOPS if other.is_closed()]:
-            del _LOOPS[gone]
-        entry = _LOOPS[loop] = _LoopPools()
-        keeper = _keep(entry.pools)
-        await keeper.asend(None)  # registers it with the loop's async-generator hooks
-        entry.keeper = keeper
-    pool = entry.pools.get(settings)
-    if pool is None:
-        pool = entry.pools[settings] = Pool(loop, settings, entry.pools)
-    pool.users += 1
-    return pool
 
 
 async def release_pool(pool: Pool) -> None:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._limiter._memory import LocalKeyLimiter, LocalLimiterBackend, Pacer, default_local_backend
+from ._limiter._memory import LocalKeyLimiter, LocalLimiterBackend, Pacer
 
-__all__ = ["LocalKeyLimiter", "LocalLimiterBackend", "Pacer", "default_local_backend"]
+__all__ = ["LocalKeyLimiter", "LocalLimiterBackend", "Pacer"]

@@ -1,24 +1,22 @@
-"""The Redis limiter's connection: the client, timeouts, outage state, probe, and script
-calls with their errors translated. Nothing here knows about leases or budgets.
+"""The Redis limiter's connection: the client, timeouts, and script calls with their
+errors translated. Nothing here knows about leases or budgets.
 
 An outage begins when one call fails or times out. From then on every call fails at once
-(`RedisDown`) without touching the network, and the outage listeners are told (so callers
-queued behind the failed one fail, or move to the fallback, at once rather than each
-waiting out its own timeout). A probe pings Redis at once, then every `probe_interval`;
-the first answer ends the outage.
+(`RedisDown`) without touching the network until a probe is answered (the outage state,
+its listeners and the probe: `_redis_outage.RedisOutage`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ClientClosedError, InvalidInputError, LimiterUnavailableError
-from ._redis_scripts import ACQUIRE_LUA, RATE_LIMITED_LUA, SETTLE_LUA, mask_url, url_secrets
+from ._redis_outage import RedisOutage
+from ._redis_scripts import ACQUIRE_LUA, RATE_LIMITED_LUA, REPORT_LUA, mask_url, url_secrets
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -26,8 +24,6 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 __all__ = ["RedisDown", "RedisLink"]
-
-logger = logging.getLogger("okx_async.redis")
 
 _T = TypeVar("_T")
 
@@ -65,16 +61,12 @@ class RedisLink:
     """
 
     __slots__ = (
+        "_calls",
         "_client",
         "_closed",
         "_closing",
         "_counter",
-        "_down_cause",
-        "_listeners",
-        "_mode",
-        "_outage_since",
-        "_probe",
-        "_probe_interval",
+        "_outage",
         "_scripts",
         "_secrets",
         "_tasks",
@@ -122,25 +114,30 @@ class RedisLink:
         self._client = client
         self._scripts: dict[str, AsyncScript] = {
             "acquire": client.register_script(ACQUIRE_LUA),
-            "settle": client.register_script(SETTLE_LUA),
+            "report": client.register_script(REPORT_LUA),
             "rate_limited": client.register_script(RATE_LIMITED_LUA),
         }
         self._timeout = operation_timeout
-        self._probe_interval = probe_interval
-        self._mode = mode  # for the outage warning: what callers get meanwhile
-        self._outage_since: float | None = None
-        self._down_cause: BaseException | None = None
-        self._probe: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[bool], None]] = []
+        self._outage = RedisOutage(
+            url=self._url,
+            mode=mode,
+            probe_interval=probe_interval,
+            scrub=self.scrub,
+            ping=lambda: self._bounded_in_task(self._ping()),
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False  # aclose began: no new calls from callers
         self._closed = False  # the pool is closed: no calls at all
         self._token = secrets.token_hex(6)  # this link's lease ids: <token>:<counter>
         self._counter = 0
+        self._calls = 0  # script calls under way
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "outage" if self.in_outage else "ok"
-        return f"<RedisLink {self._url} timeout={self._timeout:g}s {state}>"
+        return (
+            f"<RedisLink {self._url} timeout={self._timeout:g}s {state} "
+            f"calls={self._calls} background={len(self._tasks)}>"
+        )
 
     @property
     def url(self) -> str:
@@ -150,7 +147,7 @@ class RedisLink:
     @property
     def in_outage(self) -> bool:
         """Whether the last call failed and no probe or call has succeeded since."""
-        return self._outage_since is not None
+        return self._outage.active
 
     @property
     def closed(self) -> bool:
@@ -173,7 +170,7 @@ class RedisLink:
 
     def on_outage(self, listener: Callable[[bool], None]) -> None:
         """Call `listener(True)` when an outage begins and `listener(False)` when it ends."""
-        self._listeners.append(listener)
+        self._outage.on_change(listener)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -193,9 +190,9 @@ class RedisLink:
         """The error for callers turned away during an outage (its cause: the failure
         that began it)."""
         down = RedisDown()
-        down.__cause__ = self._down_cause
+        down.__cause__ = self._outage.cause
         error = self.unavailable(down)
-        error.__cause__ = self._down_cause
+        error.__cause__ = self._outage.cause
         return error
 
     def spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
@@ -216,14 +213,21 @@ class RedisLink:
         """Whether background calls are under way."""
         return bool(self._tasks)
 
+    @property
+    def calls_under_way(self) -> int:
+        """Script calls sent and not yet answered (or failed). A virtual-clock test holds
+        its clock still while this is above 0, so a round trip takes no virtual time."""
+        return self._calls
+
     async def eval(self, script: str, keys: list[str], args: list[str | int]) -> object:
-        """Run one of the limiter's scripts ("acquire", "settle", "rate_limited"): one
+        """Run one of the limiter's scripts ("acquire", "report", "rate_limited"): one
         round trip (EVALSHA; redis-py loads the script on NOSCRIPT). Raises RedisDown at
         once during an outage or after `aclose`, else after `operation_timeout` at most."""
         if self._closed:
             raise RedisDown from ClientClosedError("the Redis limiter backend is closed")
-        if self._outage_since is not None:
-            raise RedisDown from self._down_cause
+        if self._outage.active:
+            raise RedisDown from self._outage.cause
+        self._calls += 1
         try:
             raw = await self._bounded(self._run_script(script, keys, args))
         except Exception as exc:
@@ -231,8 +235,11 @@ class RedisLink:
             # fails with AttributeError when a topology refresh (after one command's
             # timeout) closes a connection under another running command (redis-py 8.1).
             # To the limiter, any failure of the call means Redis gave no answer.
-            self._failed(exc)
+            if not self._closed:
+                self._outage.failed(exc)
             raise RedisDown from exc
+        finally:
+            self._calls -= 1
         return raw
 
     async def _ping(self) -> object:
@@ -277,63 +284,13 @@ class RedisLink:
         """Stop the probe, let background calls finish (bounded by the timeout), close
         the pool. Idempotent."""
         self._closing = True
-        if self._probe is not None:
-            self._probe.cancel()
+        self._outage.stop_probe()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._timeout)
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._probe is not None:
-            await asyncio.gather(self._probe, return_exceptions=True)
-            self._probe = None
+        await self._outage.wait_probe()
         if not self._closed:
             self._closed = True
             await self._client.aclose()
-
-    # -- outage --------------------------------------------------------------------------
-
-    def _failed(self, exc: BaseException) -> None:
-        if self._outage_since is not None or self._closed:
-            return
-        self._outage_since = asyncio.get_running_loop().time()
-        self._down_cause = exc
-        logger.warning(
-            "Redis limiter %s unreachable (%s); %s until it answers again",
-            self._url,
-            self.scrub(f"{type(exc).__name__}: {exc}"),
-            self._mode,
-        )
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.ensure_future(self._probe_loop())
-        for listener in list(self._listeners):
-            listener(True)
-
-    def _answered(self) -> None:
-        if self._outage_since is None:
-            return
-        down_for = asyncio.get_running_loop().time() - self._outage_since
-        self._outage_since = None
-        self._down_cause = None
-        logger.info("Redis limiter %s answers again after %.1fs", self._url, down_for)
-        for listener in list(self._listeners):
-            listener(False)
-
-    async def _probe_loop(self) -> None:
-        # The first ping goes at once: after a one-off failure (a connection reset, a
-        # client-library hiccup) the outage ends within a round trip; a stalled or
-        # stopped Redis keeps failing it, and then it is tried every probe_interval.
-        first = True
-        while self._outage_since is not None and not self._closing:
-            if not first:
-                await asyncio.sleep(self._probe_interval)
-            first = False
-            try:
-                # In a task of ours: asyncio.wait_for's own task, when aclose cancels the
-                # probe while a ping fails, leaves that failure unretrieved (reported at
-                # garbage collection); cancelling a ping mid-read in place leaves
-                # redis-py's connection unclosed.
-                await self._bounded_in_task(self._ping())
-            except Exception:  # see eval
-                continue
-            self._answered()

@@ -24,7 +24,8 @@ from ._errors import DeadlineExceededError, OKXError
 from ._identity import mode
 from ._lane_store import SupersededElsewhereError
 from ._models import RiskOffsetResult, parse_decimal
-from ._ordering import Lane, SupersededError, Update, lanes_for_running_loop
+from ._ordering import Lane, SupersededError, Update
+from ._shared import lanes_for_running_loop
 
 if TYPE_CHECKING:
     from ._events import Reporter

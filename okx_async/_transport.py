@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 import orjson
@@ -30,9 +30,10 @@ from ._errors import (
     api_error_for,
 )
 from ._pool import (
+    AcquirePool,
+    LoopPools,
     NetworkSettings,
     Pool,
-    acquire_pool,
     check_local_addr,
     check_proxy,
     mask_url,
@@ -60,9 +61,12 @@ _Bound = tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, str | None, Poo
 class Transport:
     """Sends requests to one base URL through a connection pool of the running loop.
 
-    By default the pool is shared with every other client on the loop that has the same
-    network settings (see `_pool`); with `session=` the caller's own session is used and
-    never closed here.
+    Where the pool comes from is given, not looked up here: `pools=` is called with the
+    running loop and the network settings and returns a pool with one more user (given
+    back by `aclose`, or when the transport moves to another loop). `OKXClient` passes
+    the loop's shared pools (`_shared.acquire_pool`), so clients with the same network
+    settings share connections. Without `pools=` the transport makes its own pool per
+    loop. With `session=` the caller's own session is used and never closed here.
     """
 
     __slots__ = (
@@ -71,6 +75,7 @@ class Transport:
         "_closed",
         "_connect_timeout",
         "_default_timeout",
+        "_pools",
         "_proxy",
         "_request_timeout",
         "_session",
@@ -90,8 +95,10 @@ class Transport:
         local_addr: str | tuple[str, int] | None = None,
         ssl: _ssl.SSLContext | None = None,
         session: aiohttp.ClientSession | None = None,
+        pools: AcquirePool | None = None,
     ) -> None:
         self._base_url = base_url
+        self._pools = _own_pool if pools is None else pools
         # Per request rather than per connector: aiohttp keys pooled connections by it.
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._request_timeout = request_timeout
@@ -143,7 +150,7 @@ class Transport:
         settings = self._settings
         if self._trust_env and settings.proxy is None:
             settings = settings._replace(proxy=_env_proxy(self._base_url))
-        pool = await acquire_pool(loop, settings)
+        pool = await self._pools(loop, settings)
         bound = self._bound = (loop, pool.session, pool.http_proxy, pool)
         if previous is not None and previous[3] is not None:
             await release_pool(previous[3])  # the pool of a loop this client left
@@ -214,7 +221,7 @@ class Transport:
             failure = _proxy_refused(path)  # a plain-http target: the proxy answered itself
         # Raised here, outside the except clauses, so aiohttp's error is neither the
         # __cause__ nor the __context__ of ours (see the module docstring).
-        raise failure
+        _raise_unchained(failure)
 
     def _check_session(self) -> None:
         if self._closed:
@@ -244,7 +251,7 @@ class Transport:
         return f"Transport(base_url={self._base_url!r}{proxy}{local}{own}, {state})"
 
     @classmethod
-    def for_options(cls, options: ClientOptions) -> Transport:
+    def for_options(cls, options: ClientOptions, *, pools: AcquirePool | None = None) -> Transport:
         """The transport of a client's validated options (their network part)."""
         return cls(
             base_url=options.base_url,
@@ -255,7 +262,15 @@ class Transport:
             local_addr=options.local_addr,
             session=options.session,
             ssl=options.ssl,
+            pools=pools,
         )
+
+
+async def _own_pool(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
+    # A pool nobody else uses: its last (only) user is this transport, whose aclose() or
+    # move to another loop closes it. The pool keeps its LoopPools (and that one's keeper,
+    # which closes it at the loop's shutdown) alive.
+    return await LoopPools().acquire(loop, settings)
 
 
 def _env_proxy(base_url: str) -> str | None:
@@ -283,6 +298,17 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _raise_unchained(error: TransportError) -> NoReturn:
+    """Raise `error` with no __context__. On Python 3.10 an exception caught inside
+    aiohttp can stay "being handled" in the task after its except clause ends, and a
+    plain raise would then chain it; a bare re-raise keeps the context as set here."""
+    try:
+        raise error
+    except TransportError:
+        error.__context__ = None
+        raise
 
 
 def _translate(exc: aiohttp.ClientError, base_url: str, path: str) -> TransportError:

@@ -3,49 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
+import shutil
+import tempfile
 import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import BuiltinFunctionType, FrameType, FunctionType, ModuleType, SimpleNamespace
+from types import BuiltinFunctionType, FrameType, FunctionType, ModuleType
 from typing import Any
 
-import aiohttp
-import aioresponses.core
 import pytest
 
 from okx_async import Credentials, OKXClient, OKXError
 from okx_async._auth import RequestHeaders
-
-
-def _patch_aioresponses_for_aiohttp_314() -> None:
-    """aioresponses 0.7.9 builds ClientResponse without the `stream_writer` argument that
-    aiohttp 3.14 made required (pnuckowski/aioresponses#289). Supply a stand-in writer
-    that reports no upload. Does nothing once either side no longer needs it."""
-    params = inspect.signature(aiohttp.ClientResponse.__init__).parameters
-    if "stream_writer" not in params or getattr(aioresponses.core, "_okx_patched", False):
-        return
-
-    class _CompatResponse(aiohttp.ClientResponse):
-        def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-            super().__init__(method, url, **kwargs)
-
-    original = aioresponses.core.RequestMatch._build_response
-
-    def build_response(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("response_class") is None:
-            kwargs["response_class"] = _CompatResponse
-        return original(self, *args, **kwargs)
-
-    aioresponses.core.RequestMatch._build_response = build_response  # type: ignore[method-assign]
-    aioresponses.core._okx_patched = True  # type: ignore[attr-defined]
-
-
-_patch_aioresponses_for_aiohttp_314()
-
 
 # Which event loop pytest-asyncio runs the async tests on: OKX_ASYNC_TEST_LOOP=uvloop (.ci/run
 # runs the suite once so) or "asyncio" (the default). Tests that make their own loop
@@ -64,6 +35,16 @@ if TEST_LOOP == "uvloop":
 
 elif TEST_LOOP != "asyncio":
     raise pytest.UsageError(f"OKX_ASYNC_TEST_LOOP={TEST_LOOP!r}: expected 'asyncio' or 'uvloop'")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # No test reads or writes the machine user's state directory (the CLI's default
+    # limiter file lives there): a file another version of the library wrote, or one
+    # still holding a window from the last run, would make results depend on the
+    # machine. Child processes inherit the variable.
+    state = tempfile.mkdtemp(prefix="okx-async-test-state-")
+    os.environ["XDG_STATE_HOME"] = state
+    config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
 
 
 _TESTS_DIR = str(Path(__file__).resolve().parent)
@@ -210,3 +191,19 @@ def no_secret_in_any_log(
             f"a secret appeared in a log record, an exception or a repr: {len(where)} "
             f"place(s), e.g. {where[0].replace(leaked[0], '<SECRET>')!r}"
         )
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An environment of the test's own for the CLI: no OKX_* variable of the machine's,
+    and config and state directories under tmp_path (no real config file, a fresh
+    limiter file)."""
+    for name in list(os.environ):
+        if name.startswith("OKX_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # A fresh file with no history: not held one window (as a new file is by default).
+    monkeypatch.setenv(
+        "OKX_ASYNC_LIMITER_URL", f"sqlite://{tmp_path}/limits.db?hold_new_file=false"
+    )

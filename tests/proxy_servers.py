@@ -7,6 +7,7 @@ makes that a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -56,7 +58,42 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> N
     raise RuntimeError(f"{what} did not listen on port {port} in time")
 
 
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """End server processes: SIGTERM to every one still running first (they shut down
+    together), then wait for each, killing one that takes over 5 s."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+    def cleanup(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Startable)
+
+
+@contextlib.contextmanager
+def running(server: _S) -> Iterator[_S]:
+    """`server` started, then stopped and its files removed (`cleanup`), however the
+    block ends."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
 class _Server:
+    """A server process of the tests' own, in a temporary directory of its own."""
+
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="okxproxy"))
         self.port = _free_port()
@@ -64,13 +101,7 @@ class _Server:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes([process] if process is not None else [])
 
     def cleanup(self) -> None:
         self.stop()

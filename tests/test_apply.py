@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -10,18 +9,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sim_support import run_cli, served
 
-from okx_async.cli import main
-from okx_async.simulator import (
-    DEFAULT_MARGIN_CCYS,
-    SimKey,
-    Simulator,
-    SimulatorConfig,
-    SimulatorServer,
-    SimUser,
-)
+from okx_async.simulator import DEFAULT_MARGIN_CCYS, SimKey, Simulator, SimUser
 
 SET = "/api/v5/account/set-riskOffset-amt"
 K1 = SimKey("key-one-1001", "SECRET-one-1001-xyz", "PASS-one-1001-xyz")
@@ -37,20 +30,13 @@ PROFILES = {"a": K1, "b": K2, "c": K3, "spot": K4}
 SECRETS = [k.secret_key for k in PROFILES.values()] + [k.passphrase for k in PROFILES.values()]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("OKX_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # no real config file
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh limiter file
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[Simulator, str]]:
-    simulator = Simulator(SimulatorConfig(users=USERS))
-    async with SimulatorServer(simulator) as server:
-        yield simulator, server.base_url
+    async with served(USERS) as pair:
+        yield pair
 
 
 def write_config(path: Path, base_url: str, mode: int = 0o600) -> Path:
@@ -65,17 +51,28 @@ def write_config(path: Path, base_url: str, mode: int = 0o600) -> Path:
 
 
 @pytest.fixture
+def simulator(sim: tuple[Simulator, str]) -> Simulator:
+    return sim[0]
+
+
+@pytest.fixture
 def config(tmp_path: Path, sim: tuple[Simulator, str]) -> Path:
     return write_config(tmp_path / "config.toml", sim[1])
 
 
-async def cli(*argv: str | Path) -> int:
-    """main() in a worker thread: it runs its own event loop, the simulator runs in ours."""
-    return await asyncio.to_thread(main, [str(a) for a in argv])
+cli = run_cli
 
 
 def posts(simulator: Simulator) -> list[object]:
     return [r for r in simulator.records if r.path == SET]
+
+
+async def apply_reporting(plan: Path, config: Path, *flags: str) -> tuple[int, dict[str, Any]]:
+    """`apply PLAN --config CONFIG FLAGS --json FILE`: the exit code and the JSON report
+    written to FILE (beside the plan)."""
+    report_path = plan.with_name("report.json")
+    code = await cli("apply", plan, "--config", config, *flags, "--json", report_path)
+    return code, json.loads(report_path.read_text())
 
 
 def plan_csv(tmp_path: Path, *rows: str, name: str = "plan.csv") -> Path:
@@ -85,9 +82,8 @@ def plan_csv(tmp_path: Path, *rows: str, name: str = "plan.csv") -> Path:
 
 
 async def test_apply_csv_sets_every_row_without_a_carriage_return(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     ccys = ["BTC", "ETH", "USDT", "SOL", "XRP", "DOGE", "ADA", "LTC"]
     rows = [f"{'ab'[i % 2]},{c},{i}.5" for i, c in enumerate(ccys)] + [f"c,{c},7" for c in ccys]
     plan = plan_csv(tmp_path, *rows)
@@ -110,9 +106,8 @@ async def test_apply_csv_sets_every_row_without_a_carriage_return(
 
 
 async def test_apply_json_with_verify_and_report(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = tmp_path / "plan.json"
     items = [
         {"profile": "a", "ccy": "btc", "amount": "0.25"},
@@ -120,12 +115,10 @@ async def test_apply_json_with_verify_and_report(
         {"profile": "b", "ccy": "SOL", "amount": 0.1},  # a JSON number, kept exact
     ]
     plan.write_text(json.dumps(items))
-    report_path = tmp_path / "report.json"
-    code = await cli("apply", plan, "--config", config, "--verify", "--json", report_path)
+    code, report = await apply_reporting(plan, config, "--verify")
     assert code == 0
     out, _ = capsys.readouterr()
     assert "verify: read back 3 values; all match" in out
-    report = json.loads(report_path.read_text())
     assert report["ok"] is True and report["format"] == "json"
     assert [(r["line"], r["ccy"], r["status"], r["applied"]) for r in report["rows"]] == [
         (1, "BTC", "applied", "0.25"),
@@ -148,9 +141,8 @@ async def test_json_report_on_stdout_stays_clean(
 
 
 async def test_dry_run_sends_nothing(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = plan_csv(tmp_path, "a,BTC,1", "b,ETH,2", "c,BTC,3")
     assert await cli("apply", plan, "--config", config, "--dry-run") == 0
     out, _ = capsys.readouterr()
@@ -163,20 +155,18 @@ async def test_dry_run_sends_nothing(
 
 
 async def test_failing_rows_exit_1_with_reasons(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     # 3003 is not in portfolio margin mode (51010); PEPE is not a margin currency (59652).
     plan = plan_csv(tmp_path, "a,BTC,1", "spot,BTC,1", "spot,ETH,2", "a,PEPE,5")
-    report_path = tmp_path / "report.json"
-    assert await cli("apply", plan, "--config", config, "--json", report_path) == 1
+    code, report = await apply_reporting(plan, config)
+    assert code == 1
     out, err = capsys.readouterr()
     assert "3003: AccountModeError 51010: " in out
     assert "(2 rows: lines 3, 4)" in out
     assert "1001: AccountModeError 59652: " in out and "(1 row: line 5)" in out
     assert "4 rows: 1 applied, 0 superseded, 3 failed" in out
     assert "line 5 a PEPE=5 failed (AccountModeError 59652)" in err
-    report = json.loads(report_path.read_text())
     assert report["ok"] is False
     failed = [r for r in report["rows"] if r["status"] == "failed"]
     assert [(r["line"], r["error"]["type"], r["error"]["code"]) for r in failed] == [
@@ -216,18 +206,16 @@ class DropsBTC(dict[str, str]):
 
 
 async def test_verify_reports_mismatches_and_exits_1(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     simulator.users["1001"].values = DropsBTC(BTC="0.5")
     plan = plan_csv(tmp_path, "a,BTC,2", "a,ETH,3", "c,BTC,4")
-    report_path = tmp_path / "report.json"
-    assert await cli("apply", plan, "--config", config, "--verify", "--json", report_path) == 1
+    code, report = await apply_reporting(plan, config, "--verify")
+    assert code == 1
     out, _ = capsys.readouterr()
     assert "3 rows: 3 applied, 0 superseded, 0 failed" in out
     assert "verify: read back 3 values; 1 differ:" in out
     assert "account 1001 BTC (" in out and "plan.csv line 2): expected 2, OKX holds 0.5" in out
-    report = json.loads(report_path.read_text())
     assert report["ok"] is False
     assert report["verify"]["mismatches"] == [
         {"account": "1001", "ccy": "BTC", "line": 2, "expected": "2", "actual": "0.5",
@@ -238,9 +226,8 @@ async def test_verify_reports_mismatches_and_exits_1(
 
 
 async def test_bad_rows_are_all_reported_and_nothing_is_sent(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = plan_csv(tmp_path, "a,BTC,1", "a,B-TC,1", "", "b,ETH,-1", "nobody,SOL,1", "a,XRP")
     assert await cli("apply", plan, "--config", config) == 2
     _, err = capsys.readouterr()
@@ -254,9 +241,8 @@ async def test_bad_rows_are_all_reported_and_nothing_is_sent(
 
 
 async def test_bad_json_items_are_numbered_from_1(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = tmp_path / "plan.json"
     plan.write_text('[{"profile": "a", "ccy": "BTC", "amount": "1"}, {"profile": "a"}, 7,'
                     ' {"profile": "a", "ccy": "ETH", "amount": true}]')  # fmt: skip
@@ -270,9 +256,8 @@ async def test_bad_json_items_are_numbered_from_1(
 
 
 async def test_missing_column_and_format_by_content(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = tmp_path / "plan.txt"  # no extension: CSV by content
     plan.write_text("profile,currency,amount\na,BTC,1\n")
     assert await cli("apply", plan, "--config", config) == 2
@@ -284,13 +269,12 @@ async def test_missing_column_and_format_by_content(
 
 
 async def test_duplicate_currency_warns_and_the_later_row_wins(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     # Lines 2 and 4: one profile. Lines 3 and 5: two profiles of one user (found via OKX).
     plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,5", "a,BTC,2", "b,ETH,6")
-    report_path = tmp_path / "report.json"
-    assert await cli("apply", plan, "--config", config, "--json", report_path, "--verify") == 0
+    code, report = await apply_reporting(plan, config, "--verify")
+    assert code == 0
     out, err = capsys.readouterr()
     # Told once the accounts are known: profile a's key belongs to account 1001.
     assert "lines 2 and 4 set BTC of account 1001 to different values: 1 (profile a), then 2 " \
@@ -299,7 +283,7 @@ async def test_duplicate_currency_warns_and_the_later_row_wins(
     assert "lines 3 and 5 set ETH of account 1001 to different values: 5 (profile a), then 6 " \
         "(profile b); line 5 wins" in err  # fmt: skip
     assert simulator.values("1001") == {**simulator.values("1001"), "BTC": "2", "ETH": "6"}
-    rows = json.loads(report_path.read_text())["rows"]
+    rows = report["rows"]
     # Each currency's lane was idle, so the earlier row went out at once; the later row
     # followed it, in order, and is what the exchange holds.
     assert [(r["line"], r["status"], r["applied"]) for r in rows] == [
@@ -399,9 +383,8 @@ async def test_secrets_never_appear_in_any_output(
 
 
 async def test_timeout_fails_rows_that_cannot_be_sent_in_time(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     ccys = [f"C{i}" for i in range(14)]  # 10 go out at once, the rest need a new window
     plan = plan_csv(tmp_path, *(f"a,{c},1" for c in ccys))
     assert await cli("apply", plan, "--config", config, "--timeout", "1.0", "-q") == 1
@@ -465,9 +448,8 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
 
 
 async def test_json_plans_are_told_about_json_types(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = tmp_path / "plan.json"
     plan.write_text(
         '[{"profile": 5, "ccy": "BTC", "amount": "1"}, {"profile": "a", "ccy": null, '
@@ -490,13 +472,13 @@ async def test_json_plans_are_told_about_json_types(
 
 
 async def test_a_bad_limiter_url_is_reported_once(
-    sim: tuple[Simulator, str],
+    simulator: Simulator,
     config: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    simulator, _ = sim
+    monkeypatch.delenv("OKX_ASYNC_LIMITER_URL")  # cli_env's; the alias is under test
     monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "bad://nowhere")
     plan = plan_csv(tmp_path, "a,BTC,1", "a,ETH,1", "b,SOL,1", "c,XRP,1", "a,DOGE,x")
     assert await cli("apply", plan, "--config", config) == 2
@@ -508,9 +490,8 @@ async def test_a_bad_limiter_url_is_reported_once(
 
 
 async def test_minus_zero_in_a_plan_is_sent_as_zero(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = tmp_path / "plan.json"
     plan.write_text('[{"profile": "a", "ccy": "BTC", "amount": "-0"},'
                     ' {"profile": "a", "ccy": "ETH", "amount": -0.0}]')  # fmt: skip
@@ -521,17 +502,15 @@ async def test_minus_zero_in_a_plan_is_sent_as_zero(
 async def test_verify_reports_a_currency_okx_does_not_return(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator = Simulator(SimulatorConfig(users=[SimUser("1001", [K1], equity={"BTC": "1"})]))
-    async with SimulatorServer(simulator) as server:
-        config = write_config(tmp_path / "config.toml", server.base_url)
+    async with served([SimUser("1001", [K1], equity={"BTC": "1"})]) as (simulator, url):
+        config = write_config(tmp_path / "config.toml", url)
         plan = plan_csv(tmp_path, "a,BTC,0.5", "a,ETH,2")  # ETH: accepted, but none is held
-        report_path = tmp_path / "report.json"
-        assert await cli("apply", plan, "--config", config, "--verify", "-q",
-                         "--json", report_path) == 1  # fmt: skip
+        code, report = await apply_reporting(plan, config, "--verify", "-q")
+        assert code == 1
     out, _ = capsys.readouterr()
     assert "verify: read back 2 values; 1 differ:" in out
     assert "account 1001 ETH (" in out and "expected 2, not returned by OKX" in out
-    [mismatch] = json.loads(report_path.read_text())["verify"]["mismatches"]
+    [mismatch] = report["verify"]["mismatches"]
     assert (mismatch["ccy"], mismatch["actual"], mismatch["reason"]) == (
         "ETH", None, "not returned by OKX",
     )  # fmt: skip
@@ -539,17 +518,15 @@ async def test_verify_reports_a_currency_okx_does_not_return(
 
 
 async def test_identical_duplicate_rows_are_sent_once(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     # a and b are keys of user 1001; c is user 2002. Rows 2 and 3 repeat row 1's value.
     plan = plan_csv(tmp_path, "a,BTC,1", "a,BTC,1.0", "b,BTC,1", "c,BTC,1", "a,BTC,2")
-    report_path = tmp_path / "report.json"
-    assert await cli("apply", plan, "--config", config, "--json", report_path) == 0
+    code, report = await apply_reporting(plan, config)
+    assert code == 0
     _, err = capsys.readouterr()
     sent = [(r.uid, r.body) for r in posts(simulator)]  # type: ignore[attr-defined]
-    rows = json.loads(report_path.read_text())["rows"]
-    assert [r["status"] for r in rows] == ["applied"] * 5
+    assert [r["status"] for r in report["rows"]] == ["applied"] * 5
     assert sent.count(("1001", {"ccy": "BTC", "clSpotInUseAmt": "1"})) == 1
     assert sent.count(("2002", {"ccy": "BTC", "clSpotInUseAmt": "1"})) == 1
     assert len(sent) == 3
@@ -559,24 +536,22 @@ async def test_identical_duplicate_rows_are_sent_once(
 
 
 async def test_a_profile_with_another_users_id_warns_and_uses_the_real_one(
-    sim: tuple[Simulator, str],
+    simulator: Simulator,
     config: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    simulator, _ = sim
     monkeypatch.setenv("OKX_PROFILE_A_USER_ID", "9999")
     ccys = sorted(DEFAULT_MARGIN_CCYS)  # 12 rows per profile: two budgets would send 20 at once
     plan = plan_csv(tmp_path, *(f"a,{c},1" for c in ccys[:12]), *(f"b,{c},1" for c in ccys[12:]))
-    report_path = tmp_path / "report.json"
-    assert await cli("apply", plan, "--config", config, "-q", "--json", report_path) == 0
+    code, report = await apply_reporting(plan, config, "-q")
+    assert code == 0
     _, err = capsys.readouterr()
     assert (
         "warning: profile 'a' says user_id 9999, but its API key belongs to User ID 1001: "
         "using 1001 (correct the profile)"
     ) in err
-    report = json.loads(report_path.read_text())
     # Both profiles are one account again: the budget of 1001 is the one that counts.
     assert [a["account"] for a in report["accounts"]] == ["1001"]
     assert simulator.rate_limited_count() == 0 and simulator.max_in_window("1001", SET) == 10
@@ -624,9 +599,8 @@ async def test_a_conflict_is_told_once_per_account_in_a_run(
 
 
 async def test_the_summary_shows_the_busiest_window_against_the_limit(
-    sim: tuple[Simulator, str], config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, _ = sim
     plan = plan_csv(tmp_path, *(f"a,{ccy},1" for ccy in sorted(DEFAULT_MARGIN_CCYS)[:12]))
     report = tmp_path / "report.json"
     assert await cli("apply", plan, "--config", config, "-q", "--json", report) == 0

@@ -1,4 +1,4 @@
-"""Signing against the test vectors in OKX-FACTS.md, and secrets kept out of reprs."""
+"""Signing against OKX's published example request and signature, and secrets kept out of reprs."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -13,12 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sim_support import run_cli, served, use_key
 
 import okx_async
 from okx_async.cli import main
 from okx_async.cli._profiles import ConfigError, load_profiles
 from okx_async.cli._progress import Console, Progress
-from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
+from okx_async.simulator import SimKey, Simulator, SimUser
 
 SET = "/api/v5/account/set-riskOffset-amt"
 KEY = SimKey("cli-key-1001", "SECRET-cli-1001-xyz", "PASS-cli-1001-xyz")
@@ -30,38 +30,28 @@ USERS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("OKX_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # a fresh limiter file
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[Simulator, str]]:
-    simulator = Simulator(SimulatorConfig(users=USERS))
-    async with SimulatorServer(simulator) as server:
-        yield simulator, server.base_url
+    async with served(USERS) as pair:
+        yield pair
 
 
-def use_key(monkeypatch: pytest.MonkeyPatch, url: str, key: SimKey = KEY) -> None:
-    monkeypatch.setenv("OKX_API_KEY", key.api_key)
-    monkeypatch.setenv("OKX_SECRET_KEY", key.secret_key)
-    monkeypatch.setenv("OKX_PASSPHRASE", key.passphrase)
-    monkeypatch.setenv("OKX_BASE_URL", url)
+@pytest.fixture
+def simulator(sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch) -> Simulator:
+    """The simulator, the environment pointing the CLI at it with KEY."""
+    use_key(monkeypatch, sim[1], KEY)
+    return sim[0]
 
 
-async def cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
+cli = run_cli
 
 
 async def test_set_get_config_from_env(
-    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, url = sim
-    use_key(monkeypatch, url)
     assert await cli("set", "btc", "0.50") == 0
     assert capsys.readouterr().out == "BTC: risk offset amount set to 0.50\n"
     assert simulator.values("1001")["BTC"] == "0.50"
@@ -102,10 +92,8 @@ async def test_set_with_a_profile_from_a_config_file(
 
 
 async def test_bad_input_to_set_exits_2_before_any_request(
-    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, url = sim
-    use_key(monkeypatch, url)
     assert await cli("set", "BTC", "-1") == 2
     _, err = capsys.readouterr()
     assert err == "error: amount '-1' is not a plain decimal number (negative amounts are " \
@@ -382,10 +370,8 @@ def test_offline_advice_names_what_the_cli_user_can_change(
 
 
 async def test_minus_zero_is_zero(
-    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, url = sim
-    use_key(monkeypatch, url)
     for args in (["-0"], ["-0.000"], ["--", "-0e3"]):
         assert await cli("set", "BTC", *args) == 0, capsys.readouterr().err
         assert simulator.values("1001")["BTC"] == "0"
@@ -406,10 +392,8 @@ def test_a_nan_amount_is_not_suggested_back() -> None:
 
 
 async def test_amounts_are_shown_as_plain_decimals(
-    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    simulator, url = sim
-    use_key(monkeypatch, url)
     tiny = "0.000000000000000000001"
     assert await cli("set", "BTC", tiny) == 0
     assert capsys.readouterr().out == f"BTC: risk offset amount set to {tiny}\n"
@@ -424,10 +408,8 @@ async def test_amounts_are_shown_as_plain_decimals(
 
 
 async def test_get_says_a_currency_is_not_returned_and_exits_1(
-    sim: tuple[Simulator, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, url = sim
-    use_key(monkeypatch, url)
     assert await cli("get", "BTC", "NOPE") == 1
     out, err = capsys.readouterr()
     assert (

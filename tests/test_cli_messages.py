@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -11,37 +10,26 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sim_support import run_cli, served, use_key
 
-from okx_async.cli import main
-from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
+from okx_async.simulator import SimKey, Simulator, SimUser
 
 SET = "/api/v5/account/set-riskOffset-amt"
 KEY = SimKey("msg-key-1001", "SECRET-msg-1001-xyz", "PASS-msg-1001-xyz")
 USERS = [SimUser(uid="1001", keys=[KEY], equity={"BTC": "3", "ETH": "40"})]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("OKX_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 @pytest.fixture
 async def sim(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Simulator]:
-    simulator = Simulator(SimulatorConfig(users=USERS))
-    async with SimulatorServer(simulator) as server:
-        monkeypatch.setenv("OKX_API_KEY", KEY.api_key)
-        monkeypatch.setenv("OKX_SECRET_KEY", KEY.secret_key)
-        monkeypatch.setenv("OKX_PASSPHRASE", KEY.passphrase)
-        monkeypatch.setenv("OKX_BASE_URL", server.base_url)
+    async with served(USERS) as (simulator, url):
+        use_key(monkeypatch, url, KEY)
         yield simulator
 
 
-async def cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, list(argv))
+cli = run_cli
 
 
 def plan(tmp_path: Path, *rows: str) -> str:
@@ -147,6 +135,6 @@ def test_an_unreachable_redis_limiter_is_one_line_and_exit_2(tmp_path: Path) -> 
     ],
 )
 def test_busiest_window_counts_a_half_open_span(times: list[float], busiest: int) -> None:
-    from okx_async.cli._report import busiest_window
+    from okx_async import busiest_window
 
     assert busiest_window(times, 2.0) == busiest

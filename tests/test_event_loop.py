@@ -1,11 +1,27 @@
-"""The suite runs on the event loop OKX_ASYNC_TEST_LOOP selects (see conftest.py): a
-uvloop run that silently fell back to asyncio's loop would test nothing new."""
+"""Event loops: the suite runs on the loop OKX_ASYNC_TEST_LOOP selects (see conftest.py),
+and what the clients of one loop share is kept per loop (`_shared`), by one rule."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
+import weakref
 
+import pytest
 from conftest import TEST_LOOP
+from virtual_time import run_virtual
+
+from okx_async import LimiterKey, RateLimit, _shared
+from okx_async._pool import NetworkSettings, release_pool
+from okx_async._shared import (
+    LoopShared,
+    acquire_pool,
+    default_local_backend,
+    for_loop,
+    lanes_for_running_loop,
+    shared_clock,
+)
 
 
 async def test_async_tests_run_on_the_selected_loop() -> None:
@@ -16,3 +32,104 @@ async def test_async_tests_run_on_the_selected_loop() -> None:
         assert isinstance(loop, uvloop.Loop)
     else:
         assert type(loop).__module__.startswith("asyncio.")
+
+
+# -- what the clients on one loop share (`_shared`) ----------------------------------------
+
+
+def test_one_shared_object_per_loop_holds_every_shared_part() -> None:
+    async def main() -> LoopShared:
+        loop = asyncio.get_running_loop()
+        shared = for_loop(loop)
+        assert for_loop(loop) is shared
+        assert lanes_for_running_loop() is shared.lanes
+        assert shared_clock(OKX) is shared.clock(OKX) is shared_clock(OKX)
+        assert shared_clock("https://eea.okx.com") is not shared_clock(OKX)  # per host
+        assert default_local_backend() is shared.local_limiter() is default_local_backend()
+        pool = await acquire_pool(loop, SETTINGS)
+        assert shared.pools.pools == {SETTINGS: pool} and pool.users == 1
+        assert await acquire_pool(loop, SETTINGS) is pool
+        await release_pool(pool)
+        await release_pool(pool)  # the last user: closed, and gone from the loop's pools
+        assert pool.closed and not shared.pools.pools
+        assert "clocks=2" in repr(shared) and "local_limiter=keys=0" in repr(shared)
+        return shared
+
+    first, second = run_virtual(main), run_virtual(main)
+    assert first is not second  # a second loop gets its own: nothing crosses loops
+
+
+def test_a_closed_loops_entry_goes_when_a_new_loop_registers() -> None:
+    """A loop closed without finalizing its async generators leaves its pools, and the
+    pools keep the loop alive: nothing else would ever free it."""
+    old = asyncio.new_event_loop()
+
+    async def leave_a_pool() -> None:
+        pool = await acquire_pool(asyncio.get_running_loop(), SETTINGS)
+        await pool.session.close()  # its sockets, not the pool's place in the loop's pools
+
+    old.run_until_complete(leave_a_pool())
+    old.close()  # no shutdown_asyncgens(): the pools' keeper never runs
+    gone = weakref.ref(old)
+    del old
+    gc.collect()
+    assert gone() is not None  # kept by its pool, through the registry's entry
+
+    async def register() -> None:
+        for_loop(asyncio.get_running_loop())
+
+    run_virtual(register)
+    gc.collect()
+    assert gone() is None
+
+
+def test_an_entry_keeps_no_loop_alive_by_itself() -> None:
+    gone: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        gone.append(weakref.ref(asyncio.get_running_loop()))
+        await shared_clock(OKX).ensure_synced(_server_time)
+        limiter = default_local_backend().limiter(KEY, RATE)
+        await limiter.release(await limiter.acquire())  # leaves a cooldown timer
+        assert lanes_for_running_loop().lane("BTC") is not None
+
+    run_virtual(main)
+    gc.collect()
+    assert gone[0]() is None
+
+
+def test_a_second_running_loop_warns_only_when_both_use_the_in_process_store(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lanes, clocks and pools per loop are harmless; a budget per loop is not."""
+    monkeypatch.setattr(_shared, "_WARNED_SECOND_LOOP", False)
+    running, done = threading.Event(), threading.Event()
+
+    async def other_thread() -> None:  # a running loop with lanes and a clock only
+        lanes_for_running_loop(), shared_clock(OKX)
+        running.set()
+        await asyncio.to_thread(done.wait, 10)
+
+    thread = threading.Thread(target=asyncio.run, args=(other_thread(),))
+    thread.start()
+    try:
+        assert running.wait(10)
+
+        async def here() -> None:
+            default_local_backend()
+
+        asyncio.run(here())
+    finally:
+        done.set()
+        thread.join(10)
+    assert not [r for r in caplog.records if "second running event loop" in r.getMessage()]
+
+
+async def _server_time() -> float:
+    return 1_704_067_200.0
+
+
+OKX = "https://www.okx.com"
+SETTINGS = NetworkSettings(None, None, True)
+KEY = LimiterKey("www.okx.com|live", "uid:42", "/api/v5/account/set-riskOffset-amt")
+RATE = RateLimit(10, 2.0, "user")

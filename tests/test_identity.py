@@ -6,18 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sim_support import client_of, served
 
 from okx_async import GLOBAL_URL, OPENAPI_URL, OKXClient
 from okx_async._identity import canonical_host, cold_start_key, host_key, user_key
-from okx_async.simulator import (
-    CONFIG_PATH,
-    SET_PATH,
-    SimKey,
-    Simulator,
-    SimulatorConfig,
-    SimulatorServer,
-    SimUser,
-)
+from okx_async.simulator import CONFIG_PATH, SET_PATH, SimKey, Simulator, SimUser
 
 UID = "7001"
 KEYS = [SimKey(f"id-key-{i}", f"id-secret-{i}-xyz", f"id-pass-{i}-xyz") for i in range(8)]
@@ -26,19 +19,12 @@ CCYS = ["BTC", "ETH", "USDT", "USDC", "SOL", "XRP", "ADA", "DOGE", "TRX", "LTC"]
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[Simulator, int]]:
-    simulator = Simulator(SimulatorConfig(users=[SimUser(uid=UID, keys=KEYS)]))
-    async with SimulatorServer(simulator) as server:
-        yield simulator, int(server.base_url.rsplit(":", 1)[1])
+    async with served([SimUser(uid=UID, keys=KEYS)]) as (simulator, url):
+        yield simulator, int(url.rsplit(":", 1)[1])
 
 
 def client(base_url: str, key: SimKey, **kwargs: object) -> OKXClient:
-    return OKXClient(
-        api_key=key.api_key,
-        secret_key=key.secret_key,
-        passphrase=key.passphrase,
-        base_url=base_url,
-        **kwargs,
-    )  # type: ignore[arg-type]
+    return client_of(key, base_url, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -118,14 +104,14 @@ def test_a_second_running_loop_on_the_memory_store_is_warned_about(
     loop has its own budget. That cannot be shared, so it must at least be said."""
     import threading
 
-    from okx_async._limiter import _memory
+    from okx_async import _shared
 
-    monkeypatch.setattr(_memory, "_WARNED_SECOND_LOOP", False)
+    monkeypatch.setattr(_shared, "_WARNED_SECOND_LOOP", False)
     first_running = threading.Event()
     second_done = threading.Event()
 
     async def first() -> None:
-        _memory.default_local_backend()
+        _shared.default_local_backend()
         first_running.set()
         await asyncio.to_thread(second_done.wait, 10)  # running until the second is done
 
@@ -135,7 +121,7 @@ def test_a_second_running_loop_on_the_memory_store_is_warned_about(
         assert first_running.wait(10)
 
         async def second() -> None:
-            _memory.default_local_backend()
+            _shared.default_local_backend()
 
         asyncio.run(second())
     finally:
@@ -145,9 +131,9 @@ def test_a_second_running_loop_on_the_memory_store_is_warned_about(
     assert len(warned) == 1 and "sqlite:///" in warned[0].getMessage()
 
     async def third() -> None:  # one loop at a time: no warning
-        _memory.default_local_backend()
+        _shared.default_local_backend()
 
     caplog.clear()
-    monkeypatch.setattr(_memory, "_WARNED_SECOND_LOOP", False)
+    monkeypatch.setattr(_shared, "_WARNED_SECOND_LOOP", False)
     asyncio.run(third())
     assert not [r for r in caplog.records if "second running event loop" in r.getMessage()]

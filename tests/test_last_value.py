@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sim_support import client_of, served
 from virtual_time import run_virtual
 
 from okx_async import (
@@ -31,8 +32,6 @@ from okx_async.simulator import (
     Faults,
     SimKey,
     Simulator,
-    SimulatorConfig,
-    SimulatorServer,
     SimUser,
 )
 
@@ -46,11 +45,10 @@ def on_simulator(
     test: Callable[[Simulator, str], Awaitable[None]], *, faults: Faults | None = None
 ) -> None:
     async def main() -> None:
-        config = SimulatorConfig(users=[SimUser(uid=UID, keys=[KEY])], faults=faults or Faults())
-        simulator = Simulator(config)
-        async with SimulatorServer(simulator) as server:
+        users = [SimUser(uid=UID, keys=[KEY])]
+        async with served(users, faults=faults or Faults()) as (simulator, url):
             try:
-                await test(simulator, server.base_url)
+                await test(simulator, url)
             finally:
                 simulator.release_stalls()
 
@@ -58,14 +56,7 @@ def on_simulator(
 
 
 def client_for(url: str, **kwargs: object) -> OKXClient:
-    return OKXClient(
-        api_key=KEY.api_key,
-        secret_key=KEY.secret_key,
-        passphrase=KEY.passphrase,
-        base_url=url,
-        user_id=UID,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return client_of(KEY, url, user_id=UID, **kwargs)
 
 
 def btc_posts(simulator: Simulator) -> list[tuple[str | None, str | None, bool]]:

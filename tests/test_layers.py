@@ -26,9 +26,25 @@ FOUNDATIONS = {
     "_limiter._rules",
 }
 STORES = {"_limiter._memory", "_limiter._sqlite", "_limiter._queue", "_limiter._urls"}
+STORES |= {"_limiter._sqlite_file", "_limiter._sqlite_key", "_limiter._sqlite_rows"}
 STORES |= {"_ratelimit", "_redis_limiter", "_redis_link", "_redis_scripts"}
 STORES |= {"_lane_store", "_redis_lanes"}
+STORES |= {"_redis_budget", "_redis_fallback", "_redis_key", "_redis_ledger", "_redis_outage"}
 NETWORK = {"_transport", "_pool"}
+MECHANISMS = {"_identity", "_ordering", "_clock", "_telemetry"}
+SHARED = {"_shared"}  # the per-loop object: lanes, clocks, the in-process store, pools
+CLIENT = {"_attempts", "_client"}
+
+# Bottom up: (layer, its modules, the layers whose modules it may import). The
+# mechanisms are independent of each other: each one is only given what it needs.
+LAYERS = [
+    ("foundations", FOUNDATIONS, ("foundations",)),
+    ("stores", STORES, ("foundations", "stores")),
+    ("network", NETWORK, ("foundations", "network")),
+    ("mechanisms", MECHANISMS, ("foundations",)),
+    ("shared", SHARED, ("foundations", "stores", "network", "mechanisms")),
+    ("client", CLIENT, ("foundations", "stores", "network", "mechanisms", "shared", "client")),
+]
 
 
 def _module(path: Path) -> str:
@@ -96,6 +112,51 @@ def test_foundations_import_only_foundations() -> None:
         path = ROOT / (name.replace(".", "/") + ".py")
         inner = _internal(_imports(path, runtime_only=True))
         assert inner <= FOUNDATIONS, f"{name} imports {sorted(inner - FOUNDATIONS)}"
+
+
+def _library() -> dict[str, Path]:
+    return {n: p for n, p in _modules().items() if not n.startswith(("cli.", "simulator."))}
+
+
+def test_every_library_module_has_one_layer() -> None:
+    # A new module must be placed in a layer (here and in docs/architecture.md) before
+    # the rules below can check it.
+    placed = [name for _, modules, _ in LAYERS for name in modules]
+    assert len(placed) == len(set(placed)), "a module in two layers"
+    assert set(_library()) == set(placed)
+
+
+@pytest.mark.parametrize(("layer", "modules", "may_import"), LAYERS, ids=[r[0] for r in LAYERS])
+def test_each_layer_imports_only_the_layers_it_may(
+    layer: str, modules: set[str], may_import: tuple[str, ...]
+) -> None:
+    # All imports, TYPE_CHECKING ones too: a type from above is a dependency on it all
+    # the same. The transport, for one, is given its pools; it never looks them up.
+    allowed = {n for name, ms, _ in LAYERS if name in may_import for n in ms}
+    paths = _library()
+    for name in modules:
+        inner = _internal(_imports(paths[name])) - {name}
+        assert inner <= allowed, f"{layer} module {name} imports {sorted(inner - allowed)}"
+
+
+def test_one_per_loop_registry() -> None:
+    """State kept per event loop lives in `_shared` alone (one caching rule): no other
+    module keeps a module-level dictionary keyed by loops, weak or not."""
+    registries = []
+    for name, path in _library().items():
+        for node in ast.parse(path.read_text()).body:
+            # Objects made at import time (a call, a dict), not type aliases.
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                continue
+            if not isinstance(node.value, (ast.Call, ast.Dict, ast.DictComp)):
+                continue
+            text = ast.unparse(node)
+            if "AbstractEventLoop" in text or "WeakKeyDictionary" in text:
+                registries.append((name, text))
+    by_loop = [(n, t) for n, t in registries if "AbstractEventLoop" in t]
+    assert [n for n, _ in by_loop] == ["_shared"], by_loop
+    # The other weak registry is keyed by meter provider, not by loop.
+    assert sorted(n for n, _ in registries) == ["_shared", "_telemetry"], registries
 
 
 def test_network_knows_no_limiter_and_stores_no_network() -> None:

@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from proxy_servers import SocksProxy, TinyProxy, require_tinyproxy
+from proxy_servers import SocksProxy, TinyProxy, require_tinyproxy, running
+from sim_support import client_of
 
 from okx_async import (
     ClientClosedError,
@@ -30,6 +31,7 @@ from okx_async import (
     RetryPolicy,
     TooManyOpenFilesError,
     _pool,
+    _shared,
 )
 from okx_async.simulator import SimKey, Simulator, SimulatorConfig, SimulatorServer, SimUser
 
@@ -65,35 +67,19 @@ async def sim() -> AsyncIterator[tuple[Simulator, SimulatorServer, Peers]]:
 
 
 def client_for(i: int, url: str, **kwargs: Any) -> OKXClient:
-    key = KEYS[i]
-    return OKXClient(
-        api_key=key.api_key,
-        secret_key=key.secret_key,
-        passphrase=key.passphrase,
-        base_url=url,
-        user_id=USERS[i].uid,
-        **kwargs,
-    )
+    return client_of(KEYS[i], url, user_id=USERS[i].uid, **kwargs)
 
 
 @pytest.fixture
 def tinyproxy() -> Iterator[TinyProxy]:
-    proxy = TinyProxy(require_tinyproxy())
-    proxy.start()
-    try:
+    with running(TinyProxy(require_tinyproxy())) as proxy:
         yield proxy
-    finally:
-        proxy.cleanup()
 
 
 @pytest.fixture
 def tinyproxy_with_auth() -> Iterator[TinyProxy]:
-    proxy = TinyProxy(require_tinyproxy(), user="desk", password=PROXY_PASSWORD)
-    proxy.start()
-    try:
+    with running(TinyProxy(require_tinyproxy(), user="desk", password=PROXY_PASSWORD)) as proxy:
         yield proxy
-    finally:
-        proxy.cleanup()
 
 
 # -- proxies ------------------------------------------------------------------------------
@@ -179,9 +165,7 @@ async def test_trust_env_honours_http_proxy_and_no_proxy(
 
 async def test_socks5_proxy(sim: tuple[Simulator, SimulatorServer, Peers]) -> None:
     simulator, server, _ = sim
-    socks = SocksProxy(user="desk", password=PROXY_PASSWORD)
-    socks.start()
-    try:
+    with running(SocksProxy(user="desk", password=PROXY_PASSWORD)) as socks:
         # Wrong credentials first (pproxy trusts an address once it has authenticated): a
         # typed error, not retried (the proxy will not change its mind).
         wrong = socks.url.replace(PROXY_PASSWORD, "wrong")
@@ -193,8 +177,6 @@ async def test_socks5_proxy(sim: tuple[Simulator, SimulatorServer, Peers]) -> No
             await client.set_risk_offset_amount("ETH", "4")
             assert PROXY_PASSWORD not in repr(client._transport)
         log = socks.log()
-    finally:
-        socks.cleanup()
     assert simulator.values("5000") == {"ETH": "4"}
     assert not simulator.values("5001")
     assert f"127.0.0.1:{server.port}" in log  # pproxy -v logs each tunnel's target
@@ -226,7 +208,8 @@ async def test_clients_on_one_loop_share_one_pool(
     assert len(peers.connections()) == 2
     for client in clients:
         await client.close()
-    assert not any(_pool._LOOPS[asyncio.get_running_loop()].pools)  # the last one closed it
+    pools = _shared.for_loop(asyncio.get_running_loop()).pools.pools
+    assert not any(pools)  # the last one closed it
 
 
 async def test_a_full_pool_makes_calls_wait_not_fail(

@@ -1,16 +1,19 @@
-"""The client against the simulator's documented edge cases: absent currencies, the
+"""The client against OKX's edge cases as the simulator plays them: absent currencies, the
 headers OKX requires, 50011 in both its forms, JSON 5xx answers, wrong-region keys."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import web
+from sim_support import client_of, served
 
 from okx_async import (
     ENDPOINT_LIMITS,
@@ -31,8 +34,6 @@ from okx_async.simulator import (
     SET_PATH,
     SimKey,
     Simulator,
-    SimulatorConfig,
-    SimulatorServer,
     SimUser,
 )
 
@@ -55,38 +56,32 @@ Start = Callable[..., Awaitable[Sim]]
 
 @pytest.fixture
 async def start() -> AsyncIterator[Start]:
-    servers: list[SimulatorServer] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def _start(**config: object) -> Sim:
-        config.setdefault("users", [SimUser(UID, [KEY, DEMO, EEA], equity={"BTC": "2"})])
-        simulator = Simulator(SimulatorConfig(**config))  # type: ignore[arg-type]
-        seen: list[tuple[str, str, dict[str, str]]] = []
+        async def _start(**config: Any) -> Sim:
+            users = config.pop("users", [SimUser(UID, [KEY, DEMO, EEA], equity={"BTC": "2"})])
+            seen: list[tuple[str, str, dict[str, str]]] = []
 
-        @web.middleware
-        async def record_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-            seen.append((request.method, request.path, dict(request.headers)))
-            return await handler(request)
+            @web.middleware
+            async def record_headers(
+                request: web.Request, handler: web.Handler
+            ) -> web.StreamResponse:
+                seen.append((request.method, request.path, dict(request.headers)))
+                return await handler(request)
 
-        simulator.app.middlewares.append(record_headers)
-        server = SimulatorServer(simulator)
-        await server.start()
-        servers.append(server)
-        return Sim(simulator, server.base_url, seen)
+            def prepare(simulator: Simulator) -> None:
+                simulator.app.middlewares.append(record_headers)
 
-    yield _start
-    for server in servers:
-        await server.stop()
+            simulator, url = await servers.enter_async_context(
+                served(users, prepare=prepare, **config)
+            )
+            return Sim(simulator, url, seen)
+
+        yield _start
 
 
 def client(sim: Sim, key: SimKey = KEY, **kwargs: object) -> OKXClient:
-    return OKXClient(
-        api_key=key.api_key,
-        secret_key=key.secret_key,
-        passphrase=key.passphrase,
-        base_url=sim.url,
-        demo=key.demo,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return client_of(key, sim.url, **kwargs)
 
 
 async def test_a_currency_without_equity_is_absent(start: Start) -> None:
@@ -213,11 +208,9 @@ def closed_port_url() -> str:
 async def test_a_deadline_error_carries_the_error_that_used_up_the_time(
     user_id: str | None,
 ) -> None:
-    c = OKXClient(
-        api_key=KEY.api_key,
-        secret_key=KEY.secret_key,
-        passphrase=KEY.passphrase,
-        base_url=closed_port_url(),
+    c = client_of(
+        KEY,
+        closed_port_url(),
         user_id=user_id,
         retry=RetryPolicy(max_attempts=100, backoff_base=0.05, backoff_cap=0.05),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import pytest
@@ -41,18 +42,30 @@ class ScriptedSender:
             self.gates[text].set_result(None)
 
 
-def make(sender: ScriptedSender, text: str) -> Update:
+def make(send: Callable[[Update, Lane], Awaitable[Decimal]], text: str) -> Update:
+    """An update of BTC to `text`, sent by `send`, whose caller waits on its future."""
     return Update(
         ccy="BTC",
         text=text,
         amount=Decimal(text),
         deadline=None,
-        send=sender,
+        send=send,
         future=asyncio.get_running_loop().create_future(),
     )
 
 
-async def settle() -> None:
+def submitted(count: int, *, coalesce: bool) -> tuple[ScriptedSender, Lane, list[Update]]:
+    """A new lane with the values "1" to `count` submitted at once, one sender for all."""
+    sender = ScriptedSender()
+    lane = LaneRegistry().lane("k")
+    updates = [make(sender, str(i)) for i in range(1, count + 1)]
+    for u in updates:
+        lane.submit(u, coalesce=coalesce)
+    return sender, lane, updates
+
+
+async def run_ready() -> None:
+    """Let the loop run what is ready, a few turns deep (a lane hands work on in steps)."""
     for _ in range(5):
         await asyncio.sleep(0)
 
@@ -64,9 +77,9 @@ async def test_coalescing_sends_first_and_last_only() -> None:
     updates = [make(sender, str(i)) for i in range(1, 6)]
     for u in updates:
         lane.submit(u, coalesce=True)
-        await settle()
+        await run_ready()
     sender.open("1")
-    await settle()
+    await run_ready()
     sender.open("5")
     results = await asyncio.gather(*(u.future for u in updates))
     assert sender.sent == ["1", "5"]
@@ -75,18 +88,14 @@ async def test_coalescing_sends_first_and_last_only() -> None:
         assert r == RiskOffsetResult("BTC", Decimal(5), Decimal(i), True)
     assert results[4] == RiskOffsetResult("BTC", Decimal(5), Decimal(5), False)
     assert sender.max_in_flight == 1
-    await settle()
+    await run_ready()
     assert len(registry) == 0  # idle lanes are dropped
 
 
 async def test_without_coalescing_every_value_goes_in_order() -> None:
-    sender = ScriptedSender()
-    lane = LaneRegistry().lane("k")
-    updates = [make(sender, str(i)) for i in range(1, 5)]
-    for u in updates:
-        lane.submit(u, coalesce=False)
+    sender, _, updates = submitted(4, coalesce=False)
     for i in range(1, 5):
-        await settle()
+        await run_ready()
         sender.open(str(i))
     results = await asyncio.gather(*(u.future for u in updates))
     assert sender.sent == ["1", "2", "3", "4"]
@@ -100,10 +109,10 @@ async def test_superseded_retry_is_answered_by_the_newer_value() -> None:
     lane = LaneRegistry().lane("k")
     first, second = make(sender, "1"), make(sender, "2")
     lane.submit(first, coalesce=False)
-    await settle()
+    await run_ready()
     lane.submit(second, coalesce=False)
     sender.open("1")  # "1" fails and would retry, but "2" waits: give up on "1"
-    await settle()
+    await run_ready()
     sender.open("2")
     r1, r2 = await asyncio.gather(first.future, second.future)
     assert sender.sent == ["1", "2"]
@@ -120,23 +129,8 @@ async def test_failure_reaches_every_caller_waiting_on_the_value() -> None:
     blocker = ScriptedSender()
     a = make(blocker, "1")
     lane.submit(a, coalesce=True)
-    await settle()
-    b = Update(
-        ccy="BTC",
-        text="2",
-        amount=Decimal(2),
-        deadline=None,
-        send=failing,
-        future=asyncio.get_running_loop().create_future(),
-    )
-    c = Update(
-        ccy="BTC",
-        text="3",
-        amount=Decimal(3),
-        deadline=None,
-        send=failing,
-        future=asyncio.get_running_loop().create_future(),
-    )
+    await run_ready()
+    b, c = make(failing, "2"), make(failing, "3")
     lane.submit(b, coalesce=True)
     lane.submit(c, coalesce=True)
     blocker.open("1")
@@ -151,12 +145,12 @@ async def test_a_value_nobody_waits_for_is_not_sent() -> None:
     lane = LaneRegistry().lane("k")
     first, second = make(sender, "1"), make(sender, "2")
     lane.submit(first, coalesce=False)
-    await settle()
+    await run_ready()
     lane.submit(second, coalesce=False)
     second.future.cancel()  # its caller went away before it was sent
     sender.open("1")
     await first.future
-    await settle()
+    await run_ready()
     assert sender.sent == ["1"]
 
 
@@ -165,12 +159,12 @@ async def test_a_cancelled_newest_value_still_goes_if_older_callers_wait_on_it()
     lane = LaneRegistry().lane("k")
     a, b, c = make(sender, "1"), make(sender, "2"), make(sender, "3")
     lane.submit(a, coalesce=True)
-    await settle()
+    await run_ready()
     lane.submit(b, coalesce=True)
     lane.submit(c, coalesce=True)
     c.future.cancel()
     sender.open("1")
-    await settle()
+    await run_ready()
     sender.open("3")
     result = await b.future
     assert sender.sent == ["1", "3"]
@@ -185,7 +179,7 @@ async def test_an_idle_lane_is_driven_by_the_caller_and_handed_on() -> None:
     assert lane.claim(first)
     assert not lane.claim(second)  # busy: the second must queue
     inline = asyncio.ensure_future(lane.run_inline(first))
-    await settle()
+    await run_ready()
     lane.submit(second, coalesce=True)
     sender.open("1")
     await inline
@@ -194,7 +188,7 @@ async def test_an_idle_lane_is_driven_by_the_caller_and_handed_on() -> None:
     # A worker took over the queue (a hang here means nobody did).
     assert (await asyncio.wait_for(second.future, 5)).amount == Decimal(2)
     assert sender.sent == ["1", "2"] and sender.max_in_flight == 1
-    await settle()
+    await run_ready()
     assert len(registry) == 0
 
 
@@ -205,7 +199,7 @@ async def test_inline_retry_superseded_by_a_queued_value() -> None:
     first, second = make(sender, "1"), make(sender, "2")
     assert lane.claim(first)
     inline = asyncio.ensure_future(lane.run_inline(first))
-    await settle()
+    await run_ready()
     lane.submit(second, coalesce=False)
     sender.open("1")
     await inline
@@ -223,7 +217,7 @@ async def test_cancelling_the_inline_caller_frees_the_lane() -> None:
     first = make(sender, "1")
     assert lane.claim(first)
     inline = asyncio.ensure_future(lane.run_inline(first))
-    await settle()
+    await run_ready()
     inline.cancel()
     with pytest.raises(asyncio.CancelledError):
         await inline
@@ -262,17 +256,25 @@ class Exchange:
 
 
 def send(lane: Lane, exchange: Exchange, text: str) -> asyncio.Future[RiskOffsetResult]:
-    update = make(exchange, text)  # type: ignore[arg-type]
+    update = make(exchange, text)
     lane.submit(update, coalesce=True)
     return update.future
 
 
+async def uncertain_lane() -> tuple[LaneRegistry, Exchange, Lane, RiskOffsetResult]:
+    """A lane whose first value "1" was answered by its retry while its first request's
+    outcome stays unknown: the exchange applies that request at 4.0 s, and the lane
+    holds it uncertain up to its landing horizon, 5.0 s. Also the answer to "1"."""
+    registry, exchange = LaneRegistry(), Exchange()
+    lane = registry.lane("k")
+    exchange.script["1"] = ("late", 4.0, 5.0)
+    first = await send(lane, exchange, "1")
+    return registry, exchange, lane, first
+
+
 def test_the_newest_value_is_reasserted_after_the_horizon() -> None:
     async def main() -> None:
-        registry, exchange = LaneRegistry(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
-        first = await send(lane, exchange, "1")
+        registry, exchange, lane, first = await uncertain_lane()
         assert (first.attempts, first.sent) == (2, True)
         await send(lane, exchange, "2")
         await asyncio.sleep(4.5)
@@ -289,10 +291,7 @@ def test_the_newest_value_is_reasserted_after_the_horizon() -> None:
 
 def test_no_reassert_while_the_newest_value_is_the_uncertain_one() -> None:
     async def main() -> None:
-        registry, exchange = LaneRegistry(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
-        await send(lane, exchange, "1")
+        registry, exchange, _, _ = await uncertain_lane()
         await asyncio.sleep(4.9)
         assert len(registry) == 1  # kept: a newer value would have to wait the entry out
         await asyncio.sleep(0.2)
@@ -303,11 +302,8 @@ def test_no_reassert_while_the_newest_value_is_the_uncertain_one() -> None:
 
 def test_a_newest_value_that_failed_is_never_replaced_by_an_older_one() -> None:
     async def main() -> None:
-        registry, exchange = LaneRegistry(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
+        registry, exchange, lane, _ = await uncertain_lane()
         exchange.script["2"] = "fail"
-        await send(lane, exchange, "1")
         with pytest.raises(RuntimeError):
             await send(lane, exchange, "2")
         await asyncio.sleep(4.5)
@@ -324,10 +320,7 @@ def test_a_newest_value_that_failed_is_never_replaced_by_an_older_one() -> None:
 
 def test_a_value_set_during_the_wait_is_the_one_reasserted() -> None:
     async def main() -> None:
-        registry, exchange = LaneRegistry(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
-        await send(lane, exchange, "1")
+        _, exchange, lane, _ = await uncertain_lane()
         await send(lane, exchange, "2")
         await asyncio.sleep(4.5)
         await send(lane, exchange, "3")
@@ -340,10 +333,8 @@ def test_a_value_set_during_the_wait_is_the_one_reasserted() -> None:
 
 def test_stop_settling_drops_only_the_closing_senders_reasserts() -> None:
     async def main() -> None:
-        registry, exchange, other = LaneRegistry(), Exchange(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
-        await send(lane, exchange, "1")
+        registry, exchange, lane, _ = await uncertain_lane()
+        other = Exchange()
         await send(lane, exchange, "2")
         assert registry.stop_settling(other) == 0
         assert registry.stop_settling(exchange) == 1
@@ -356,11 +347,8 @@ def test_stop_settling_drops_only_the_closing_senders_reasserts() -> None:
 
 def test_after_the_newest_value_failed_no_older_value_is_reasserted() -> None:
     async def main() -> None:
-        registry, exchange = LaneRegistry(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
+        _, exchange, lane, _ = await uncertain_lane()
         exchange.script["3"] = "fail"
-        await send(lane, exchange, "1")
         await send(lane, exchange, "2")  # a re-assert of "2" is now due at 5.0
         with pytest.raises(RuntimeError):
             await send(lane, exchange, "3")
@@ -372,10 +360,7 @@ def test_after_the_newest_value_failed_no_older_value_is_reasserted() -> None:
 
 def test_after_the_newest_value_was_cancelled_on_the_wire_no_older_value_is_reasserted() -> None:
     async def main() -> None:
-        registry, exchange = LaneRegistry(), Exchange()
-        lane = registry.lane("k")
-        exchange.script["1"] = ("late", 4.0, 5.0)
-        await send(lane, exchange, "1")
+        registry, exchange, lane, _ = await uncertain_lane()
         await send(lane, exchange, "2")
 
         async def hangs(update: Update, lane: Lane) -> Decimal:
@@ -387,7 +372,7 @@ def test_after_the_newest_value_was_cancelled_on_the_wire_no_older_value_is_reas
                 raise
             raise AssertionError("not reached")
 
-        third = make(exchange, "3")  # type: ignore[arg-type]
+        third = make(exchange, "3")
         third.send = hangs
         assert lane.claim(third)
         inline = asyncio.ensure_future(lane.run_inline(third))

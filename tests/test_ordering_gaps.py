@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from test_ordering import ScriptedSender, make, settle
+from test_ordering import ScriptedSender, make, run_ready, submitted
 from virtual_time import run_virtual
 
 from okx_async import RiskOffsetResult
-from okx_async._ordering import Lane, LaneRegistry, SupersededError, Update, lanes_for_running_loop
+from okx_async._ordering import Lane, LaneRegistry, SupersededError, Update
+from okx_async._shared import lanes_for_running_loop
 
 
 def test_a_head_that_absorbed_values_also_answers_a_superseded_retry() -> None:
@@ -26,11 +27,11 @@ def test_a_head_that_absorbed_values_also_answers_a_superseded_retry() -> None:
         lane = LaneRegistry().lane("k")
         u1, u2, u3 = make(sender, "1"), make(sender, "2"), make(sender, "3")
         lane.submit(u1, coalesce=True)
-        await settle()
+        await run_ready()
         lane.submit(u2, coalesce=True)
         lane.submit(u3, coalesce=True)  # absorbs "2"
         sender.open("1")  # "1" fails and would retry, but "3" waits: it joins "3"
-        await settle()
+        await run_ready()
         sender.open("3")
         results = await asyncio.gather(u1.future, u2.future, u3.future)
         assert sender.sent == ["1", "3"]
@@ -44,12 +45,8 @@ def test_a_head_that_absorbed_values_also_answers_a_superseded_retry() -> None:
 
 def test_without_coalescing_the_worker_goes_on_after_skipping_a_cancelled_value() -> None:
     async def main() -> list[str]:
-        sender = ScriptedSender()
-        lane = LaneRegistry().lane("k")
-        u1, u2, u3 = make(sender, "1"), make(sender, "2"), make(sender, "3")
-        for u in (u1, u2, u3):
-            lane.submit(u, coalesce=False)
-        await settle()
+        sender, _, (u1, u2, u3) = submitted(3, coalesce=False)
+        await run_ready()
         u2.future.cancel()  # its caller left before it was sent
         sender.open("1")
         sender.open("3")
@@ -79,13 +76,13 @@ def test_an_idle_lane_leaves_the_registry_only_if_it_is_still_the_registered_one
         assert current is not stale
         second = make(sender, "2")
         current.submit(second, coalesce=True)
-        await settle()  # "2" is in flight
+        await run_ready()  # "2" is in flight
 
         late = make(sender, "9")  # through the lane it looked up long ago
         stale.submit(late, coalesce=True)
         sender.open("9")
         await late.future
-        await settle()  # the stale lane's worker has finished: it is idle again
+        await run_ready()  # the stale lane's worker has finished: it is idle again
         probe = make(sender, "8")
         assert stale.claim(probe)  # idle means claimable: nothing left marked busy
         sender.open("8")
@@ -94,12 +91,12 @@ def test_an_idle_lane_leaves_the_registry_only_if_it_is_still_the_registered_one
         assert registry.lane("k") is current
         third = make(sender, "3")
         registry.lane("k").submit(third, coalesce=True)
-        await settle()
+        await run_ready()
         assert sender.sent == ["1", "2", "9", "8"]  # "3" waits behind "2"
         sender.open("2")
         sender.open("3")
         await asyncio.gather(second.future, third.future)
-        await settle()
+        await run_ready()
         assert len(registry) == 0
         return sender
 
@@ -114,7 +111,7 @@ def test_values_looked_up_through_the_registry_share_one_lane() -> None:
         updates = [make(sender, str(i)) for i in range(1, 4)]
         for u in updates:  # each caller looks its lane up, as the client does
             registry.lane("k").submit(u, coalesce=False)
-            await settle()
+            await run_ready()
         assert len(registry) == 1
         assert sender.sent == ["1"]  # one in flight per key
         for u in updates:
@@ -141,12 +138,8 @@ def test_cancelling_the_worker_cancels_every_waiting_caller() -> None:
     those queued behind it end cancelled, none is left waiting forever."""
 
     async def main() -> None:
-        sender = ScriptedSender()
-        lane = LaneRegistry().lane("k")
-        updates = [make(sender, str(i)) for i in range(1, 4)]
-        for u in updates:
-            lane.submit(u, coalesce=False)
-        await settle()
+        sender, _, updates = submitted(3, coalesce=False)
+        await run_ready()
         assert sender.sent == ["1"]
         (worker,) = asyncio.all_tasks() - {asyncio.current_task()}
         worker.cancel()
@@ -172,14 +165,7 @@ def test_a_superseded_value_with_nothing_newer_waiting_is_sent_again() -> None:
 
     async def main() -> RiskOffsetResult:
         lane = LaneRegistry().lane("k")
-        only = Update(
-            ccy="BTC",
-            text="1",
-            amount=Decimal(1),
-            deadline=None,
-            send=flaky,
-            future=asyncio.get_running_loop().create_future(),
-        )
+        only = make(flaky, "1")
         assert lane.claim(only)
         await lane.run_inline(only)
         return await only.future
@@ -195,7 +181,7 @@ def test_reprs_say_what_waits() -> None:
         a, b, c = make(sender, "1"), make(sender, "2"), make(sender, "3")
         assert repr(lane) == "Lane('k', idle, waiting=0)"
         lane.submit(a, coalesce=True)
-        await settle()
+        await run_ready()
         lane.submit(b, coalesce=True)
         lane.submit(c, coalesce=True)
         assert repr(lane) == "Lane('k', sending, waiting=1)"

@@ -93,6 +93,7 @@ def test_what_the_cli_and_benchmarks_need_is_public() -> None:
         "RedisKeyLimiter",
         "ClientOptions",
         "env_flag",
+        "busiest_window",
     ]:
         assert name in okx_async.__all__, name
     assert okx_async.SET_RISK_OFFSET_PATH == "/api/v5/account/set-riskOffset-amt"

@@ -32,9 +32,9 @@ from okx_async._limiter._memory import (
     LocalKeyLimiter,
     LocalLimiterBackend,
     Pacer,
-    default_local_backend,
 )
 from okx_async._limits import Lease, LimiterKey, LimiterSnapshot, RateLimit
+from okx_async._shared import default_local_backend
 
 KEY = LimiterKey("www.okx.com|live", "uid:42", SET_RISK_OFFSET_PATH)
 RATE = RateLimit(10, 2.0, "user")

@@ -9,7 +9,6 @@ Redis decides with its own clock (TIME), so bounds that compare the two allow CL
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,11 +21,18 @@ from okx_async._limits import LimiterKey, RateLimit
 from okx_async._redis_scripts import budget_keys
 
 sys.path.insert(0, str(Path(__file__).parent))
-from redis_fixture import one_user_against_the_simulator, require_redis, require_redis_cli
+from redis_fixture import (
+    CLOCK_SKEW,
+    BackendMaker,
+    burst_then_wait,
+    max_overlap,
+    one_user_against_the_simulator,
+    require_redis,
+    require_redis_cli,
+    two_backends_take_turns,
+)
 from redis_server import RedisClusterServers, _free_port
 
-CLOCK_SKEW = 0.003  # Redis wall clock vs loop monotonic clock, plus timer granularity
-LATE = 0.06  # how late a woken waiter may be served (scheduling, one round trip)
 ENV = "https://www.okx.com"
 PATH = "/api/v5/account/set-riskOffset-amt"
 KEY = LimiterKey(ENV, "uid:42", PATH)
@@ -74,64 +80,13 @@ MakeBackend = Callable[..., Any]
 
 @pytest.fixture
 async def make_backend(cluster: RedisClusterServers) -> AsyncIterator[MakeBackend]:
-    from okx_async._redis_limiter import RedisLimiterBackend
-
-    made: list[RedisLimiterBackend] = []
-
-    def make(url: str | None = None, **kwargs: Any) -> RedisLimiterBackend:
-        # These tests are about slots and scripts, not timeouts: three nodes on a loaded
-        # 2-core machine once took longer than the default 1 s for one command.
-        kwargs.setdefault("operation_timeout", 5.0)
-        backend = RedisLimiterBackend(url or cluster.url, key_prefix=PREFIX, **kwargs)
-        made.append(backend)
-        return backend
-
+    # These tests are about slots and scripts, not timeouts: three nodes on a loaded
+    # 2-core machine once took longer than the default 1 s for one command.
+    make = BackendMaker(cluster.url, key_prefix=PREFIX, operation_timeout=5.0)
     try:
         yield make
     finally:
-        for backend in made:
-            await backend.aclose()
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
-
-
-def max_overlap(events: list[tuple[float, float]], window: float) -> int:
-    """The most leases one grant found still counted (granted, not yet release + window)
-    including itself: the strict-lease bound says at most `limit`."""
-    worst = 0
-    for g_i, _ in events:
-        count = sum(1 for g_j, r_j in events if g_j <= g_i < r_j + window - CLOCK_SKEW)
-        worst = max(worst, count)
-    return worst
-
-
-async def burst_then_wait(lim: Any, rate: RateLimit) -> None:
-    """`limit` leases at once; one more only at release + window."""
-    granted: list[float] = []
-
-    async def one() -> Any:
-        lease = await lim.acquire()
-        granted.append(now())
-        return lease
-
-    leases = await asyncio.gather(*(one() for _ in range(rate.limit)))
-    # The whole burst at once: granted within a window of each other. (Not timed from the
-    # call: a new backend's first calls also open connections to three nodes and load the
-    # scripts, which on a loaded 2-core machine took longer than a 0.3 s window.)
-    assert max(granted) - min(granted) < rate.window
-    assert lim.snapshot().in_flight == rate.limit
-    waiter = asyncio.create_task(lim.acquire())
-    await asyncio.sleep(0.1)
-    assert not waiter.done()  # every lease in flight: no slot
-    released = now()
-    await lim.release(leases[0])
-    extra = await waiter
-    waited = now() - released
-    assert rate.window - CLOCK_SKEW <= waited <= rate.window + LATE
-    for lease in [*leases[1:], extra]:
-        await lim.release(lease)
+        await make.aclose()
 
 
 # --------------------------------------------------------------------------------------
@@ -142,7 +97,10 @@ async def test_burst_of_limit_then_next_waits_release_plus_window(
 ) -> None:
     backend = make_backend()
     assert backend.url.startswith("redis+cluster://127.0.0.1:")
-    await burst_then_wait(backend.limiter(KEY, RATE), RATE)
+    # Not timed from the call: a new backend's first calls also open connections to three
+    # nodes and load the scripts, which on a loaded 2-core machine took longer than a
+    # 0.3 s window.
+    await burst_then_wait(backend.limiter(KEY, RATE), RATE, idle=0.1)
 
 
 async def test_cluster_flag_with_a_plain_url(
@@ -154,21 +112,7 @@ async def test_cluster_flag_with_a_plain_url(
 
 
 async def test_two_backends_together_never_hold_more_than_limit(make_backend: MakeBackend) -> None:
-    a, b = make_backend(), make_backend()
-    rng = random.Random(7)
-    events: list[tuple[float, float]] = []
-
-    async def worker(backend: Any) -> None:
-        lim = backend.limiter(KEY, RATE)
-        for _ in range(3):
-            lease = await lim.acquire()
-            granted = now()
-            await asyncio.sleep(rng.uniform(0, 0.05))
-            released = now()  # noted before release: Redis releases later, never earlier
-            await lim.release(lease)
-            events.append((granted, released))
-
-    await asyncio.gather(*(worker(x) for x in (a, b) for _ in range(10)))
+    events = await two_backends_take_turns(make_backend(), make_backend(), KEY, RATE, workers=10)
     assert len(events) == 60
     assert max_overlap(events, RATE.window) == RATE.limit  # saturated, never over
 
@@ -211,7 +155,10 @@ async def test_subjects_on_different_nodes_each_work(
     a, b = make_backend(), make_backend()
     everyone = [subject for group in subjects.values() for subject in group]
     await asyncio.gather(
-        *(burst_then_wait(a.limiter(LimiterKey(ENV, s, PATH), rate), rate) for s in everyone)
+        *(
+            burst_then_wait(a.limiter(LimiterKey(ENV, s, PATH), rate), rate, idle=0.1)
+            for s in everyone
+        )
     )
 
     for client in nodes.values():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,12 +27,21 @@ from okx_async._limits import LimiterKey, RateLimit
 
 sys.path.insert(0, str(Path(__file__).parent))
 import redis_fixture
-from redis_fixture import RedisServer, one_user_against_the_simulator, require_redis
+from redis_fixture import (
+    CLOCK_SKEW,
+    LATE,
+    BackendMaker,
+    RedisServer,
+    burst_then_wait,
+    max_overlap,
+    now,
+    one_user_against_the_simulator,
+    require_redis,
+    two_backends_take_turns,
+)
 
 redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
 
-CLOCK_SKEW = 0.003  # Redis wall clock vs loop monotonic clock, plus timer granularity
-LATE = 0.06  # how late a woken waiter may be served (scheduling, one round trip)
 KEY = LimiterKey("https://www.okx.com", "uid:42", "/api/v5/account/set-riskOffset-amt")
 RATE = RateLimit(10, 0.3, "user")
 TAG = "{https://www.okx.com|uid:42}"
@@ -56,24 +64,11 @@ MakeBackend = Callable[..., Any]
 
 @pytest.fixture
 async def make_backend(redis_server: RedisServer) -> AsyncIterator[MakeBackend]:
-    from okx_async._redis_limiter import RedisLimiterBackend
-
-    made: list[RedisLimiterBackend] = []
-
-    def make(url: str | None = None, **kwargs: Any) -> RedisLimiterBackend:
-        backend = RedisLimiterBackend(url or redis_server.url, **kwargs)
-        made.append(backend)
-        return backend
-
+    make = BackendMaker(redis_server.url)
     try:
         yield make
     finally:
-        for backend in made:
-            await backend.aclose()
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
+        await make.aclose()
 
 
 def keys_of(lim: Any) -> dict[str, str]:
@@ -82,7 +77,7 @@ def keys_of(lim: Any) -> dict[str, str]:
     return dict(zip(roles, lim.redis_keys, strict=True))
 
 
-async def settle_tasks(*backends: Any) -> None:
+async def drain_background(*backends: Any) -> None:
     """Wait for the backends' (or limiters') background clean-ups."""
     for _ in range(100):
         if not any(b._link.busy for b in backends):
@@ -99,54 +94,18 @@ async def wait_for_probe(backend: Any, limit: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def max_overlap(events: list[tuple[float, float]], window: float) -> int:
-    """The most leases one grant found still counted (granted, not yet release + window)
-    including itself: the strict-lease bound says at most `limit`."""
-    worst = 0
-    for g_i, _ in events:
-        count = sum(1 for g_j, r_j in events if g_j <= g_i < r_j + window - CLOCK_SKEW)
-        worst = max(worst, count)
-    return worst
-
-
 # --------------------------------------------------------------------------------------
 
 
 async def test_burst_of_limit_then_next_waits_release_plus_window(make_backend: MakeBackend):
     lim = make_backend().limiter(KEY, RATE)
     t0 = now()
-    leases = await asyncio.gather(*(lim.acquire() for _ in range(RATE.limit)))
-    assert now() - t0 < RATE.window  # the whole burst at once: nobody waited for a slot
-    assert lim.snapshot().in_flight == RATE.limit
-
-    waiter = asyncio.create_task(lim.acquire())
-    await asyncio.sleep(0.15)
-    assert not waiter.done()  # all ten in flight: no slot, whatever the time
-    released = now()
-    await lim.release(leases[0])
-    extra = await waiter
-    waited = now() - released
-    assert RATE.window - CLOCK_SKEW <= waited <= RATE.window + LATE
-    for lease in [*leases[1:], extra]:
-        await lim.release(lease)
+    granted = await burst_then_wait(lim, RATE, idle=0.15)
+    assert max(granted) - t0 < RATE.window  # nobody waited for a slot
 
 
 async def test_two_backends_together_never_hold_more_than_limit(make_backend: MakeBackend):
-    a, b = make_backend(), make_backend()
-    rng = random.Random(7)
-    events: list[tuple[float, float]] = []
-
-    async def worker(backend: Any) -> None:
-        lim = backend.limiter(KEY, RATE)
-        for _ in range(3):
-            lease = await lim.acquire()
-            granted = now()
-            await asyncio.sleep(rng.uniform(0, 0.05))
-            released = now()  # noted before release: Redis releases later, never earlier
-            await lim.release(lease)
-            events.append((granted, released))
-
-    await asyncio.gather(*(worker(x) for x in (a, b) for _ in range(20)))
+    events = await two_backends_take_turns(make_backend(), make_backend(), KEY, RATE, workers=20)
     assert len(events) == 120
     assert max_overlap(events, RATE.window) == RATE.limit  # saturated, never over
 
@@ -236,7 +195,7 @@ async def test_deadline_beyond_try_at_is_refused_at_once_consuming_nothing(
     assert now() - released >= RATE.window - CLOCK_SKEW
     for x in [*leases[1:], lease]:
         await lim.release(x)
-    await settle_tasks(lim)
+    await drain_background(lim)
     assert await rc.exists(keys["queue"], keys["beats"]) == 0
 
 
@@ -280,7 +239,7 @@ async def test_cancelled_waiter_leaves_no_ticket(make_backend: MakeBackend, rc: 
     for w in waiters:
         w.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
-    await settle_tasks(backend)
+    await drain_background(backend)
     assert await rc.exists(keys["queue"], keys["beats"]) == 0
     assert await rc.zcard(keys["leases"]) == RATE.limit
     assert lim.snapshot().queued == 0
@@ -300,7 +259,7 @@ async def test_cancel_during_the_redis_call_undoes_the_grant(make_backend: MakeB
     with pytest.raises(asyncio.CancelledError):
         await task
     await stall
-    await settle_tasks(backend)
+    await drain_background(backend)
     keys = keys_of(lim)
     assert await rc.hget(keys["state"], "tat") is not None  # Redis did grant it ...
     assert await rc.exists(keys["leases"]) == 0  # ... and the grant was undone
@@ -334,7 +293,7 @@ async def test_keys_share_one_hash_tag(make_backend: MakeBackend, rc: Any):
 async def test_idle_keys_expire(make_backend: MakeBackend, rc: Any):
     rate = RateLimit(1, 0.1, "user")
     lim = make_backend(inflight_ttl=0.3, ticket_grace=0.1).limiter(KEY, rate)
-    idle = lim._idle_ms / 1000
+    idle = lim._budget.idle_ms / 1000
     assert idle == pytest.approx(0.4)  # max(ttl + window, grace + window)
     lease = await lim.acquire()
     waiter = asyncio.create_task(lim.acquire())
@@ -423,8 +382,8 @@ async def test_redis_down_fails_fast(
     lease = await lim.acquire()
     await lim.release(lease)
     assert not backend.in_outage
-    await settle_tasks(backend)
-    assert lim._pending == {}
+    await drain_background(backend)
+    assert lim._budget.outbox.entries == {}
 
 
 async def test_slow_redis_is_bounded_by_operation_timeout(make_backend: MakeBackend, rc: Any):
@@ -486,7 +445,7 @@ async def test_fallback_share_when_redis_stops(
         events.append((granted, released))
 
     await asyncio.gather(*(call() for _ in range(12)))
-    assert lim._fallback is not None
+    assert lim._budget.fallback.limiter is not None
     first = min(g for g, _ in events)
     assert first >= released_before + RATE.window - CLOCK_SKEW  # the Redis lease cooled first
     assert max_overlap(events, RATE.window) == 5  # half the budget, used fully
@@ -500,11 +459,11 @@ async def test_fallback_share_when_redis_stops(
             break
         await asyncio.sleep(0.05)
     assert not backend.in_outage
-    await settle_tasks(backend)
+    await drain_background(backend)
     keys = keys_of(lim)
     registered = set(await rc.zrange(keys["leases"], 0, -1))
     soon = now() + 0.02
-    cooling = {lease_id for until, lease_id in lim._cooling if until > soon}
+    cooling = {lease_id for until, lease_id in lim._budget.book.cooling if until > soon}
     assert cooling and cooling <= registered
     # The restarted Redis was empty: the key is held for a window before the next grant.
     t0 = now()
@@ -593,8 +552,8 @@ async def test_release_is_idempotent(make_backend: MakeBackend, rc: Any):
 async def test_acquire_script_is_idempotent_per_lease_id(make_backend: MakeBackend, rc: Any):
     """A retried acquire whose first answer was lost must not take a second slot."""
     lim = make_backend().limiter(KEY, RATE)
-    first = await lim._ask("same-id", -1)
-    second = await lim._ask("same-id", -1)
+    first = await lim._budget.do_acquire("same-id", -1)
+    second = await lim._budget.do_acquire("same-id", -1)
     assert first[0] == second[0] == 1
     keys = keys_of(lim)
     assert await rc.zcard(keys["leases"]) == 1
@@ -689,6 +648,48 @@ async def test_flushall_holds_the_key_a_window_and_every_process_registers_its_l
         await lim_a.release(x)
     for x in [*held_b, other]:
         await lim_b.release(x)
+
+
+async def test_a_loss_registers_the_leases_still_cooling(make_backend: MakeBackend, rc: Any):
+    """After a loss the process registers its cooling leases too, not only those in flight
+    (each with what is left of its window)."""
+    lim = make_backend().limiter(KEY, RATE)
+    cooling, live = await lim.acquire(), await lim.acquire()
+    await lim.release(cooling)
+    assert await rc.flushall()
+    with pytest.raises(DeadlineExceededError):
+        # Finds the loss (RESYNC), registers, and is refused: the key is held a window.
+        await lim.acquire(deadline=now() + RATE.window * 2 / 3)
+    registered = dict(await rc.zrange(keys_of(lim)["leases"], 0, -1, withscores=True))
+    assert set(registered) == {cooling.lease_id, live.lease_id}
+    assert registered[cooling.lease_id] < registered[live.lease_id]  # cooling, in flight
+    await lim.release(live)
+
+
+async def test_fallback_leases_are_registered_when_redis_answers_again(
+    make_backend: MakeBackend, redis_server: RedisServer, rc: Any, caplog: Any
+):
+    """Redis stalls (its state intact): the fallback grants; once a probe is answered,
+    its leases still in flight or cooling are registered in Redis (adopted)."""
+    caplog.set_level(logging.WARNING, logger="okx_async")
+    rate = RateLimit(10, 2.0, "user")  # the fallback's released lease cools 2 s
+    backend = make_backend(fallback_share=0.5, operation_timeout=0.3, probe_interval=0.1)
+    lim = backend.limiter(KEY, rate)
+    redis_server.pause()
+    try:
+        released = await lim.acquire()  # times out, then the fallback grants
+        await lim.release(released)
+        live = await lim.acquire()
+        assert released.from_fallback and live.from_fallback
+    finally:
+        redis_server.resume()
+    await wait_for_probe(backend)
+    await drain_background(backend)
+    registered = dict(await rc.zrange(keys_of(lim)["leases"], 0, -1, withscores=True))
+    assert {released.lease_id, live.lease_id} <= set(registered)
+    assert registered[released.lease_id] < registered[live.lease_id]  # cooling, in flight
+    assert not [r for r in caplog.records if "lost the state" in r.getMessage()]
+    await lim.release(live)
 
 
 async def test_a_new_budget_is_not_held(make_backend: MakeBackend, rc: Any):

@@ -14,6 +14,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,42 +43,47 @@ UID = "2001"
 TIMEOUT = 40.0  # for the whole run; a hung worker fails the test instead of blocking it
 
 
-async def test_three_processes_share_one_users_budget(redis_server: RedisServer) -> None:
-    ccys = [f"C{i:03d}" for i in range(CALLS)]  # distinct: no per-currency ordering waits
-    keys = [SimKey(f"mp-key-{i}", f"mp-secret-{i}-xyz", f"mp-pass-{i}-xyz") for i in range(6)]
-    user = SimUser(uid=UID, keys=keys, margin_ccys=frozenset(ccys))
-    simulator = Simulator(SimulatorConfig(users=[user], latency=(0.0, 0.02)))
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+KEYS = [SimKey(f"mp-key-{i}", f"mp-secret-{i}-xyz", f"mp-pass-{i}-xyz") for i in range(6)]
+
+
+def _simulator(ccys: list[str]) -> Simulator:
+    """The user's simulator: six keys, margin in `ccys` (distinct: no per-currency
+    ordering waits), 0-20 ms latency."""
+    user = SimUser(uid=UID, keys=KEYS, margin_ccys=frozenset(ccys))
+    return Simulator(SimulatorConfig(users=[user], latency=(0.0, 0.02)))
+
+
+@asynccontextmanager
+async def _workers(
+    ccys: list[str], redis_url: str, work: list[dict[str, Any]]
+) -> AsyncIterator[tuple[Simulator, list[asyncio.subprocess.Process]]]:
+    """The simulator (serving `ccys`) and one worker per entry of `work`, worker p with
+    two keys and `work[p]` in its spec; on exit every worker is stopped (killed if still
+    running)."""
+    simulator = _simulator(ccys)
     procs: list[asyncio.subprocess.Process] = []
     async with SimulatorServer(simulator) as server:
         try:
-            for p in range(PROCESSES):
+            for p, extra in enumerate(work):
+                keys = KEYS[2 * p : 2 * p + 2]
                 spec = {
                     "base_url": server.base_url,
-                    "redis_url": redis_server.url,
+                    "redis_url": redis_url,
                     "uid": UID,
-                    "keys": [
-                        [k.api_key, k.secret_key, k.passphrase] for k in keys[2 * p : 2 * p + 2]
-                    ],
-                    "ccys": ccys[p::PROCESSES],
+                    "keys": [[k.api_key, k.secret_key, k.passphrase] for k in keys],
+                    **extra,
                 }
-                procs.append(
-                    await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        str(WORKER),
-                        json.dumps(spec),
-                        stdin=asyncio.subprocess.PIPE,
-                        stdout=asyncio.subprocess.PIPE,
-                        stderr=asyncio.subprocess.PIPE,
-                        env=env,
-                    )
-                )
-            outcomes = await asyncio.wait_for(_run(procs), TIMEOUT)
+                procs.append(await _spawn(spec))
+            yield simulator, procs
         finally:
             await _stop(procs)
+
+
+async def test_three_processes_share_one_users_budget(redis_server: RedisServer) -> None:
+    ccys = [f"C{i:03d}" for i in range(CALLS)]
+    work = [{"ccys": ccys[p::PROCESSES]} for p in range(PROCESSES)]
+    async with _workers(ccys, redis_server.url, work) as (simulator, procs):
+        outcomes = await asyncio.wait_for(_run(procs), TIMEOUT)
 
     for ok, errors in outcomes:
         assert errors == [] and ok == CALLS // PROCESSES
@@ -101,30 +108,14 @@ async def test_redis_killed_and_restarted_empty_between_two_bursts(
     three send ten more at once. The empty Redis must not grant the spent slots again:
     every process finds the loss (its epoch is gone), the key is held for a window."""
     ccys = [f"C{i:03d}" for i in range(2 * LIMIT)]
-    keys = [SimKey(f"mp-key-{i}", f"mp-secret-{i}-xyz", f"mp-pass-{i}-xyz") for i in range(6)]
-    user = SimUser(uid=UID, keys=keys, margin_ccys=frozenset(ccys))
-    simulator = Simulator(SimulatorConfig(users=[user], latency=(0.0, 0.02)))
-    procs: list[asyncio.subprocess.Process] = []
-    async with SimulatorServer(simulator) as server:
-        try:
-            for p in range(PROCESSES):
-                spec = {
-                    "base_url": server.base_url,
-                    "redis_url": redis_server.url,
-                    "uid": UID,
-                    "keys": [
-                        [k.api_key, k.secret_key, k.passphrase] for k in keys[2 * p : 2 * p + 2]
-                    ],
-                    "bursts": [ccys[:LIMIT][p::PROCESSES], ccys[LIMIT:][p::PROCESSES]],
-                }
-                procs.append(await _spawn(spec))
-            await asyncio.wait_for(_ready(procs), TIMEOUT)
-            first = await asyncio.wait_for(_burst(procs), TIMEOUT)
-            redis_server.kill()
-            redis_server.start()
-            second = await asyncio.wait_for(_burst(procs, close=True), TIMEOUT)
-        finally:
-            await _stop(procs)
+    halves = (ccys[:LIMIT], ccys[LIMIT:])
+    work = [{"bursts": [half[p::PROCESSES] for half in halves]} for p in range(PROCESSES)]
+    async with _workers(ccys, redis_server.url, work) as (simulator, procs):
+        await asyncio.wait_for(_ready(procs), TIMEOUT)
+        first = await asyncio.wait_for(_burst(procs), TIMEOUT)
+        redis_server.kill()
+        redis_server.start()
+        second = await asyncio.wait_for(_burst(procs, close=True), TIMEOUT)
 
     assert [o["errors"] for o in first + second] == [[]] * (2 * PROCESSES)
     sent = [r for r in simulator.records if r.path == SET_PATH]
@@ -184,12 +175,7 @@ async def _burst(
 
 async def _run(procs: list[asyncio.subprocess.Process]) -> list[tuple[int, list[str]]]:
     """Barrier (every worker warmed up), common start, then each worker's outcome."""
-    for proc in procs:
-        assert proc.stdout is not None
-        line = await proc.stdout.readline()
-        if line != b"ready\n":
-            _, err = await proc.communicate()
-            raise AssertionError(f"worker failed to start: {line!r}\n{err.decode()[-3000:]}")
+    await _ready(procs)
     start = time.time() + 0.3  # every worker sleeps until the same wall-clock moment
     for proc in procs:
         assert proc.stdin is not None

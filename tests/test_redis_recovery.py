@@ -161,7 +161,15 @@ async def stall_with_20_queued(
                 ended.append(loop.time())
 
         later = [asyncio.create_task(queued(c, 100 + i)) for i, c in enumerate(CCYS[10:30])]
-        await asyncio.sleep(0.05)  # queued: the head was told to come back in a window
+        # Until all twenty wait for a slot: each has taken its place in its currency's
+        # order in Redis by then (a fixed sleep was too short on a loaded machine, and a
+        # call still ordering itself when Redis stalls fails: lanes have no fallback).
+        for _ in range(1000):
+            if client.stats().queued == 20:
+                break
+            await asyncio.sleep(0.01)
+        assert client.stats().queued == 20
+        await asyncio.sleep(0.05)  # the head was told to come back in a window
         redis_server.pause()
         stalled = loop.time()
         try:

@@ -19,7 +19,7 @@ from okx_async import (
     OKXError,
     RetryPolicy,
 )
-from okx_async._limiter._memory import default_local_backend
+from okx_async._shared import default_local_backend
 from okx_async.simulator import (
     DEFAULT_MARGIN_CCYS,
     SET_PATH,

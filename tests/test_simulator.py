@@ -247,9 +247,9 @@ async def test_clock_offset_rejects_a_client_that_ignores_it(start: Start) -> No
     assert env.sim.records[0].signature_ok  # well signed, just too old
 
 
-async def test_documented_test_vectors_are_accepted(start: Start) -> None:
-    """Signatures computed by other clients (OKX-FACTS.md), with the simulator clock
-    set to their timestamp: independent of okx_async.sign."""
+async def test_other_clients_signature_vectors_are_accepted(start: Start) -> None:
+    """Signatures computed by other clients (test_auth.py checks the same vectors), with
+    the simulator clock set to their timestamp: independent of okx_async.sign."""
     key = SimKey("test-api-key", "test-secret", "test-passphrase")
     stamp = "2024-01-01T00:00:00.000Z"
     env = await start(
@@ -315,7 +315,7 @@ AUTH_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("timestamp with 1 fractional digit", {"ts": "2024-01-01T00:00:00.0Z"}, "50112"),
     ("timestamp without Z", {"ts": "2024-01-01T00:00:00.000"}, "50112"),
 ]
-PERMISSION_CODES = ("50119", "50120")  # documented with HTTP 200
+PERMISSION_CODES = ("50119", "50120")  # HTTP 200 unless permission_status is 401
 
 
 @pytest.mark.parametrize(("case", "kwargs", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])
@@ -673,6 +673,17 @@ async def test_fault_kinds_are_checked(env: Env) -> None:
 
 
 # --- configuration, records and running ---------------------------------------------------
+
+
+def test_the_simulators_repr_says_what_it_holds_and_no_secret() -> None:
+    sim = Simulator(SimulatorConfig(users=[SimUser("1", [A1, A2]), SimUser("2", [B])]))
+    sim.script_faults(["drop", None])
+    sim.hold_next("BTC", 1.0)
+    text = repr(sim)
+    assert text.startswith("Simulator(region='global', users=2, records=0, FaultInjector(")
+    assert "scripted=2, holds=1, stalled=0" in text
+    for key in (A1, A2, B):
+        assert key.secret_key not in text and key.passphrase not in text
 
 
 def test_config_is_checked_and_never_mutated() -> None:

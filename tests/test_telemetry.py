@@ -9,17 +9,12 @@ import pytest
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sim_support import client_of, served
 from virtual_time import run_virtual
+from yarl import URL
 
 from okx_async import OKXClient, RetryPolicy
-from okx_async.simulator import (
-    SET_PATH,
-    SimKey,
-    Simulator,
-    SimulatorConfig,
-    SimulatorServer,
-    SimUser,
-)
+from okx_async.simulator import SET_PATH, SimKey, SimUser
 
 KEY = SimKey("otel-key", "otel-secret-value", "otel-passphrase")
 UID = "6006"
@@ -38,11 +33,9 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
 
 
 def make_client(url: str, provider: Any, **kwargs: Any) -> OKXClient:
-    return OKXClient(
-        api_key=KEY.api_key,
-        secret_key=KEY.secret_key,
-        passphrase=KEY.passphrase,
-        base_url=url,
+    return client_of(
+        KEY,
+        url,
         user_id=UID,
         retry=RetryPolicy(backoff_base=0.01, backoff_cap=0.02),
         meter_provider=provider,
@@ -56,9 +49,8 @@ def test_every_instrument_records_what_happened() -> None:
     seen: dict[str, Any] = {}
 
     async def scenario() -> None:
-        simulator = Simulator(SimulatorConfig(users=[SimUser(uid=UID, keys=[KEY])]))
-        async with SimulatorServer(simulator) as server:
-            client = make_client(server.base_url, provider)
+        async with served([SimUser(uid=UID, keys=[KEY])]) as (simulator, url):
+            client = make_client(url, provider)
             async with client:
                 simulator.script_faults(["busy_50013"])
                 await client.set_risk_offset_amount("BTC", "1")  # one retry, then 200
@@ -77,7 +69,7 @@ def test_every_instrument_records_what_happened() -> None:
                     client.set_risk_offset_amount("XRP", "1"),
                 )
                 seen["stats"] = client.stats()
-                seen["port"] = server.port
+                seen["port"] = URL(url).port
 
     run_virtual(scenario)
     stats = seen["stats"]

@@ -20,7 +20,10 @@ the test would pass. `run_virtual` collects those reports and raises
 
 Real I/O still works when the peer answers within the same loop (loopback sockets whose
 data is already readable). Threads (`run_in_executor`, `getaddrinfo`) need `io_wait`: real
-seconds to wait for an fd before the virtual clock moves on.
+seconds to wait for an fd before the virtual clock moves on. A server in another process
+(redis-server) needs `hold`: while `hold()` is true (say, a call to it is under way) the
+loop waits for real I/O, up to `hold_wait` real seconds, and the clock stands still, so
+the call takes no virtual time whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -69,8 +72,18 @@ class VirtualCallbackError(AssertionError):
 class _VirtualSelector(selectors.BaseSelector):
     """Delegates to a real selector; turns waiting into advancing the virtual clock."""
 
-    def __init__(self, loop: VirtualTimeLoop, io_wait: float, tick: float, spin_limit: int) -> None:
+    def __init__(
+        self,
+        loop: VirtualTimeLoop,
+        io_wait: float,
+        tick: float,
+        spin_limit: int,
+        hold: Callable[[], bool] | None = None,
+        hold_wait: float = 10.0,
+    ) -> None:
         self._inner = selectors.DefaultSelector()
+        self._hold = hold
+        self._hold_wait = hold_wait
         self._loop = loop
         self._io_wait = io_wait
         self._tick = tick
@@ -114,6 +127,11 @@ class _VirtualSelector(selectors.BaseSelector):
         ready = self._inner.select(0)
         if ready or (timeout is not None and timeout <= 0):
             return ready
+        if self._hold is not None and self._hold():
+            ready = self._inner.select(self._hold_wait)
+            if not ready:
+                raise VirtualDeadlockError(f"held for I/O, none came in {self._hold_wait}s")
+            return ready
         if self._io_wait > 0:
             wait = self._io_wait if timeout is None else min(self._io_wait, timeout)
             ready = self._inner.select(wait)
@@ -138,9 +156,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         io_wait: float = 0.0,
         tick: float = 0.0,
         spin_limit: int = 100_000,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         self._virtual_now = start
-        super().__init__(_VirtualSelector(self, io_wait, tick, spin_limit))
+        super().__init__(_VirtualSelector(self, io_wait, tick, spin_limit, hold))
 
     def time(self) -> float:
         return self._virtual_now
@@ -177,10 +196,13 @@ def run_virtual(
     io_wait: float = 0.0,
     tick: float = 0.0,
     spin_limit: int = 100_000,
+    hold: Callable[[], bool] | None = None,
 ) -> T:
     """Run `coro_fn()` to completion on a fresh VirtualTimeLoop, then close it cleanly
     (cancelling leftover tasks, like asyncio.run)."""
-    loop = VirtualTimeLoop(start=start, io_wait=io_wait, tick=tick, spin_limit=spin_limit)
+    loop = VirtualTimeLoop(
+        start=start, io_wait=io_wait, tick=tick, spin_limit=spin_limit, hold=hold
+    )
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     try:

@@ -18,7 +18,6 @@ each waiter with a deadline has its own deadline timer. Nothing polls.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import weakref
 from collections import deque
@@ -39,7 +38,6 @@ __all__ = [
     "LocalKeyLimiter",
     "LocalLimiterBackend",
     "Pacer",
-    "default_local_backend",
 ]
 
 # A waiter's future resolves to its lease, or to None when its deadline passed.
@@ -118,7 +116,7 @@ class LocalKeyLimiter:
         self._waiters: deque[_Waiter] = deque()  # FIFO; done futures are skipped lazily
         self._queued = 0  # live waiters in `_waiters`
         # Weak, so a closed loop's handle (which references the loop) does not keep the
-        # loop alive through default_local_backend's WeakKeyDictionary.
+        # loop alive through `_shared`'s per-loop WeakKeyDictionary.
         self._timer: weakref.ref[asyncio.TimerHandle] | None = None
         self._timer_when = inf
 
@@ -389,7 +387,7 @@ class LocalLimiterBackend:
             cell: list[LocalKeyLimiter] = []
             # A weak reference back: a strong one makes backend and limiter a reference
             # cycle, which the cyclic GC frees only on a pass after the one that frees the
-            # loop (and with it the loop's entry in _BACKENDS). On Python 3.12+ a closed
+            # loop (and with it the loop's entry in `_shared`). On Python 3.12+ a closed
             # loop is itself in a cycle (a cancelled task keeps its CancelledError, whose
             # traceback's frames hold the loop), so a collection left the backend alive.
             owner = weakref.ref(self)
@@ -431,31 +429,3 @@ class LocalLimiterBackend:
 
     def __repr__(self) -> str:
         return f"<LocalLimiterBackend keys={len(self._limiters)}>"
-
-
-_BACKENDS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalLimiterBackend] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def default_local_backend() -> LocalLimiterBackend:
-    """The backend of the running loop, shared by every client on it (futures cannot
-    cross loops, so there is one per loop). Logs a warning, once per process, when a
-    second loop that is still running takes one: `memory://` budgets are per event loop,
-    so clients of one user on two running loops (threads) would spend two budgets."""
-    loop = asyncio.get_running_loop()
-    backend = _BACKENDS.get(loop)
-    if backend is None:
-        global _WARNED_SECOND_LOOP
-        if not _WARNED_SECOND_LOOP and any(other.is_running() for other in _BACKENDS):
-            _WARNED_SECOND_LOOP = True
-            logging.getLogger("okx_async").warning(
-                "a second running event loop uses the in-process (memory://) limiter: each "
-                "loop keeps its own budget, so clients of one user on both can exceed OKX's "
-                "limit; share one with limiter_url='sqlite:///ABSOLUTE/PATH' (or Redis)"
-            )
-        backend = _BACKENDS[loop] = LocalLimiterBackend()
-    return backend
-
-
-_WARNED_SECOND_LOOP = False

@@ -2,6 +2,8 @@
 
     memory://                 this process only (the default)
     sqlite:///ABSOLUTE/PATH   every process on this host that names the same file
+        ?hold_new_file=false  a file this store creates is not held one window (its
+                              spent history is known to be empty: tests, a first run)
     redis://[user:password@]host[:port][/db]   rediss://…   unix:///path/to/socket
     redis+cluster://host:port   rediss+cluster://…        every process that reaches it
 
@@ -36,10 +38,27 @@ _EXPECTED = (
 
 class LimiterUrl(NamedTuple):
     """A checked limiter URL: `kind` is "memory", "sqlite" or "redis"; `target` the
-    file path (sqlite), the URL itself (redis) or "" (memory)."""
+    file path (sqlite), the URL itself (redis) or "" (memory); `hold_new_file` the
+    sqlite option (True unless `?hold_new_file=false`)."""
 
     kind: str
     target: str
+    hold_new_file: bool = True
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _sqlite_options(url: str, query: str) -> bool:
+    """`hold_new_file` from a sqlite URL's query, the only option it takes."""
+    if not query:
+        return True
+    name, _, value = query.partition("=")
+    if name != "hold_new_file" or value.lower() not in _BOOLS:
+        raise InvalidInputError(
+            f"a sqlite limiter URL takes only ?hold_new_file=true|false, got {_shown(url)}"
+        )
+    return _BOOLS[value.lower()]
 
 
 def _shown(url: str) -> str:
@@ -67,12 +86,12 @@ def parse_limiter_url(url: object) -> LimiterUrl:
     if scheme == "sqlite":
         parts = urlsplit(url)
         path = unquote(parts.path)
-        if parts.netloc or parts.query or parts.fragment or not path.startswith("/"):
+        if parts.netloc or parts.fragment or not path.startswith("/"):
             raise InvalidInputError(
                 f"a sqlite limiter URL names an absolute file path, as sqlite:///ABSOLUTE/"
                 f"PATH (three slashes), got {_shown(url)}"
             )
-        return LimiterUrl("sqlite", os.path.normpath(path))
+        return LimiterUrl("sqlite", os.path.normpath(path), _sqlite_options(url, parts.query))
     if scheme in REDIS_SCHEMES:
         return LimiterUrl("redis", url)
     raise InvalidInputError(f"unknown limiter store {scheme[:20]!r} in {_shown(url)}; {_EXPECTED}")
@@ -86,7 +105,7 @@ def limiter_from_url(url: str, *, redis_fallback_share: float | None = None) -> 
     applies to Redis URLs only. Raises InvalidInputError for a bad URL; ImportError for
     a Redis URL without the `redis` package installed. The caller closes it (`aclose()`).
     """
-    kind, target = parse_limiter_url(url)
+    kind, target, hold_new_file = parse_limiter_url(url)
     if kind == "memory":
         from ._memory import LocalLimiterBackend
 
@@ -94,7 +113,7 @@ def limiter_from_url(url: str, *, redis_fallback_share: float | None = None) -> 
     if kind == "sqlite":
         from ._sqlite import SqliteLimiterBackend
 
-        return SqliteLimiterBackend(target)
+        return SqliteLimiterBackend(target, hold_new_file=hold_new_file)
     from .._redis_limiter import RedisLimiterBackend
 
     return RedisLimiterBackend(target, fallback_share=redis_fallback_share)

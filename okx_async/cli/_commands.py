@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import okx_async
-from okx_async import InvalidInputError, validate_amount, validate_ccy
+from okx_async import InvalidInputError, RiskOffsetAmount, validate_amount, validate_ccy
 
 from ._demo import cmd_demo, cmd_simulate
 from ._execute import execute
@@ -199,22 +199,26 @@ async def cmd_get(args: argparse.Namespace, console: Console) -> int:
             f"{', '.join(absent)}: not returned by OKX: an unknown currency, or one this "
             "account holds none of"
         )
-    code = 1 if absent else 0
     if args.json:
-        rows = []
-        for ccy in ccys:
-            a = amounts.get(ccy)
-            rows.append(
-                {
-                    "ccy": ccy,
-                    "found": a is not None,
-                    "user_defined": plain(a.user_defined) if a else None,
-                    "in_use": plain(a.in_use) if a else None,
-                    "maximum": plain(a.maximum) if a else None,
-                }
-            )
+        rows = [_amount_json(ccy, amounts.get(ccy)) for ccy in ccys]
         console.out_json({"profile": profile.name, "amounts": rows})
-        return code
+    else:
+        for line in _amount_table(ccys, amounts):
+            console.out(line)
+    return 1 if absent else 0
+
+
+def _amount_json(ccy: str, a: RiskOffsetAmount | None) -> dict[str, Any]:
+    return {
+        "ccy": ccy,
+        "found": a is not None,
+        "user_defined": plain(a.user_defined) if a else None,
+        "in_use": plain(a.in_use) if a else None,
+        "maximum": plain(a.maximum) if a else None,
+    }
+
+
+def _amount_table(ccys: list[str], amounts: Mapping[str, RiskOffsetAmount]) -> list[str]:
     table = [["CCY", "USER-DEFINED (clSpotInUseAmt)", "IN USE", "MAXIMUM"]]
     for ccy in ccys:
         a = amounts.get(ccy)
@@ -224,9 +228,7 @@ async def cmd_get(args: argparse.Namespace, console: Console) -> int:
             values = (a.user_defined, a.in_use, a.maximum)
             table.append([ccy, *("-" if v is None else plain(v) for v in values)])
     widths = [max(len(r[i]) for r in table) for i in range(4)]
-    for r in table:
-        console.out("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    return code
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
 
 
 async def cmd_config(args: argparse.Namespace, console: Console) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from okx_async import ENDPOINT_LIMITS, SET_RISK_OFFSET_PATH
 
 from ._execute import Report, execute
-from ._plan import parse_plan, validate_plan
+from ._plan import Plan, parse_plan, validate_plan
 from ._profiles import ConfigError, Profile, ProfileStore
 from ._progress import Console
 from ._report import report_json, summary_text
@@ -86,32 +86,8 @@ async def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     config = _allow_margin_ccys(demo_config(users=args.accounts, keys_per_user=2), ccys)
     simulator = Simulator(config)
     async with SimulatorServer(simulator) as server:
-        store = ProfileStore()
-        users: dict[str, list[str]] = {}  # uid -> its profiles
-        for user in config.users:
-            names = users[user.uid] = []
-            for i, key in enumerate(user.keys, start=1):
-                name = _demo_profile(user.uid, i)
-                names.append(name)
-                store.add(
-                    Profile(
-                        name,
-                        key.api_key,
-                        key.secret_key,
-                        key.passphrase,
-                        demo=key.demo,
-                        base_url=server.base_url,
-                        source="the demo",
-                    )
-                )
-        # Currency-major rows: every account is busy at once; its keys take turns.
-        lines = ["profile,ccy,amount"]
-        for c, ccy in enumerate(ccys, start=1):
-            for a, names in enumerate(users.values(), start=1):
-                lines.append(f"{names[c % len(names)]},{ccy},{Decimal(a * c) / 4}")
-        plan = validate_plan(parse_plan("\n".join(lines) + "\n", "demo-plan.csv", "csv"), store)
-        if plan.errors:  # pragma: no cover - the generated plan is valid
-            raise ConfigError("; ".join(e for _, e in plan.errors))
+        store, users = _demo_profiles(config, server.base_url)
+        plan = _demo_plan(users, ccys, store)
         if not args.json:
             console.out(
                 f"demo: {len(users)} simulated accounts (uids {', '.join(users)}), 2 API keys "
@@ -128,6 +104,43 @@ async def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         for line in _demo_lines(stats):
             console.out(line)
     return 0 if report.ok and stats["rate_limited"] == 0 else 1
+
+
+def _demo_profiles(
+    config: SimulatorConfig, base_url: str
+) -> tuple[ProfileStore, dict[str, list[str]]]:
+    """A profile per demo key, and each uid's profile names."""
+    store = ProfileStore()
+    users: dict[str, list[str]] = {}  # uid -> its profiles
+    for user in config.users:
+        names = users[user.uid] = []
+        for i, key in enumerate(user.keys, start=1):
+            name = _demo_profile(user.uid, i)
+            names.append(name)
+            store.add(
+                Profile(
+                    name,
+                    key.api_key,
+                    key.secret_key,
+                    key.passphrase,
+                    demo=key.demo,
+                    base_url=base_url,
+                    source="the demo",
+                )
+            )
+    return store, users
+
+
+def _demo_plan(users: dict[str, list[str]], ccys: list[str], store: ProfileStore) -> Plan:
+    # Currency-major rows: every account is busy at once; its keys take turns.
+    lines = ["profile,ccy,amount"]
+    for c, ccy in enumerate(ccys, start=1):
+        for a, names in enumerate(users.values(), start=1):
+            lines.append(f"{names[c % len(names)]},{ccy},{Decimal(a * c) / 4}")
+    plan = validate_plan(parse_plan("\n".join(lines) + "\n", "demo-plan.csv", "csv"), store)
+    if plan.errors:  # pragma: no cover - the generated plan is valid
+        raise ConfigError("; ".join(e for _, e in plan.errors))
+    return plan
 
 
 def _allow_margin_ccys(config: SimulatorConfig, ccys: list[str]) -> SimulatorConfig:

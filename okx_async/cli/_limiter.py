@@ -27,7 +27,7 @@ ENV_REDIS_URL = "OKX_ASYNC_REDIS_URL"
 
 def default_limiter_path(env: Mapping[str, str]) -> Path:
     """$XDG_STATE_HOME/okx-async/limits.db, else ~/.local/state/okx-async/limits.db
-    (a relative XDG_STATE_HOME is ignored, as the XDG spec says)."""
+    (a relative XDG_STATE_HOME is ignored, as other XDG-aware programs ignore it)."""
     base = env.get("XDG_STATE_HOME", "")
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
     return root / "okx-async" / "limits.db"

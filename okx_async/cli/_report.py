@@ -18,6 +18,7 @@ from okx_async import (
     APIError,
     DeadlineExceededError,
     OKXError,
+    busiest_window,
     outcome_unknown,
 )
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from ._execute import Report
 
 __all__ = [
-    "busiest_window",
     "describe",
     "dry_run_json",
     "may_still_apply",
@@ -96,16 +96,6 @@ def may_still_apply_note(ccy: str) -> str:
     )
 
 
-def busiest_window(times: list[float], window: float) -> int:
-    """The most of `times` (sorted seconds) in any half-open span of `window` seconds."""
-    busiest, first = 0, 0
-    for last, t in enumerate(times):
-        while times[first] <= t - window:
-            first += 1
-        busiest = max(busiest, last - first + 1)
-    return busiest
-
-
 def short(exc: BaseException) -> str:
     """The error class and OKX code alone, for a progress line."""
     code = getattr(exc, "code", None)
@@ -149,37 +139,72 @@ def _tallies(report: Report) -> dict[str, dict[str, int]]:
 
 
 def summary_text(report: Report) -> str:
-    columns = ["rows", "sent", "applied", "superseded", "failed", "rate_limited"]
-    header = ["ACCOUNT", "PROFILES", "ROWS", "SENT", "APPLIED", "SUPERSEDED", "FAILED", "50011"]
-    if report.interrupted:
-        columns.insert(5, "not_sent")
-        header.insert(7, "NOT SENT")
+    """The run's summary for a person: a table of accounts, the failures, the verify
+    result and a closing line of totals."""
     tallies = _tallies(report)
-    rows = [
-        [key, ", ".join(report.accounts[key].profiles), *(str(tally[c]) for c in columns)]
-        for key, tally in tallies.items()
-    ]
-    total = {c: sum(tally[c] for tally in tallies.values()) for c in columns}
-    if len(rows) > 1:
-        rows.append(["TOTAL", "", *(str(total[c]) for c in columns)])
-    lines = _table(header, rows)
+    columns = _summary_columns(report.interrupted)
+    total = {c: sum(tally[c] for tally in tallies.values()) for c, _ in columns}
+    lines = _summary_table(report, tallies, columns, total)
     lines.append("(SENT: set-riskOffset-amt requests, retries included; 50011: rate-limit answers)")
     failures = _failure_lines(report)
     if failures:
         lines += ["", "failures:", *failures]
-    if report.verified is not None:
-        checked = f"verify: read back {_plural(report.verified, 'value')}"
-        if report.mismatches:
-            lines += ["", f"{checked}; {len(report.mismatches)} differ:"]
-            lines += [
+    lines += _verify_lines(report)
+    lines += ["", _totals_line(report, tallies, total)]
+    if report.interrupted:
+        lines.append(
+            "interrupted (Ctrl-C): rows not sent were not applied, except that a row on the "
+            "wire at that moment may have been; run `get` to check those currencies"
+        )
+    return "\n".join(lines)
+
+
+def _summary_columns(interrupted: bool) -> list[tuple[str, str]]:
+    """The summary table's tallies and their headings, in order; NOT SENT only for an
+    interrupted run."""
+    columns = [("rows", "ROWS"), ("sent", "SENT"), ("applied", "APPLIED")]
+    columns += [("superseded", "SUPERSEDED"), ("failed", "FAILED")]
+    if interrupted:
+        columns.append(("not_sent", "NOT SENT"))
+    return [*columns, ("rate_limited", "50011")]
+
+
+def _summary_table(
+    report: Report,
+    tallies: dict[str, dict[str, int]],
+    columns: list[tuple[str, str]],
+    total: dict[str, int],
+) -> list[str]:
+    header = ["ACCOUNT", "PROFILES", *(title for _, title in columns)]
+    rows = [
+        [key, ", ".join(report.accounts[key].profiles), *(str(tally[c]) for c, _ in columns)]
+        for key, tally in tallies.items()
+    ]
+    if len(rows) > 1:
+        rows.append(["TOTAL", "", *(str(total[c]) for c, _ in columns)])
+    return _table(header, rows)
+
+
+def _verify_lines(report: Report) -> list[str]:
+    if report.verified is None:
+        return []
+    checked = f"verify: read back {_plural(report.verified, 'value')}"
+    if report.mismatches:
+        return [
+            "",
+            f"{checked}; {len(report.mismatches)} differ:",
+            *(
                 f"  account {m.account} {m.ccy} ({report.plan.where(m.line)}): expected "
                 f"{plain(m.expected)}, {m.reason}"
                 for m in report.mismatches
-            ]
-        elif report.verified:
-            lines += ["", f"{checked}; all match"]
-        else:
-            lines += ["", "verify: nothing to read back (no row was applied)"]
+            ),
+        ]
+    if report.verified:
+        return ["", f"{checked}; all match"]
+    return ["", "verify: nothing to read back (no row was applied)"]
+
+
+def _totals_line(report: Report, tallies: dict[str, dict[str, int]], total: dict[str, int]) -> str:
     limit = ENDPOINT_LIMITS[SET_RISK_OFFSET_PATH]
     busiest = max((t["busiest_window"] for t in tallies.values()), default=0)
     pace = (
@@ -192,19 +217,12 @@ def summary_text(report: Report) -> str:
     unsent = f", {not_sent} not sent" if report.interrupted else ""
     pending = sum(1 for o in report.outcomes if o.may_apply)
     maybe = f" ({pending} may still apply)" if pending else ""
-    lines += [
-        "",
+    return (
         f"{_plural(total['rows'], 'row')}: {total['applied']} applied, "
         f"{total['superseded']} superseded, {total['failed']} failed{maybe}{unsent}; "
         f"{_plural(total['sent'], 'request')} in {report.elapsed:.2f} s{pace} "
-        f"after {report.lookup_s:.2f} s of account lookups",
-    ]
-    if report.interrupted:
-        lines.append(
-            "interrupted (Ctrl-C): rows not sent were not applied, except that a row on the "
-            "wire at that moment may have been; run `get` to check those currencies"
-        )
-    return "\n".join(lines)
+        f"after {report.lookup_s:.2f} s of account lookups"
+    )
 
 
 def _failure_lines(report: Report) -> list[str]:

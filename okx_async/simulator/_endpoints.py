@@ -1,6 +1,6 @@
 """The simulator's answers: OKX's codes, messages and HTTP statuses, and the bodies of
 `account/config`, `account/balance` and `set-riskOffset-amt` as pure functions of a
-user's state (authentication, limits and faults are `_app`'s)."""
+user's state (authentication is `_auth`'s, limits `_app`'s, faults `_faults`')."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ __all__ = [
 
 MAX_BALANCE_CCYS: Final = 20
 AMOUNT: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # plain, non-negative decimals only
-# The two texts OKX documents for 50011: with HTTP 429, and with HTTP 200.
+# The two texts OKX sends with 50011: with HTTP 429, and with HTTP 200.
 RATE_LIMIT_429_TEXT: Final = "Too Many Requests"
 RATE_LIMIT_200_TEXT: Final = (
     "Rate limit reached. Please refer to API documentation and throttle requests accordingly"
@@ -67,7 +67,7 @@ _MESSAGES: Final = {
     "59651": "Enable spot-derivatives risk offset mode to set your spot-in-use amount.",
     "59652": "You can only set a spot-in-use amount for crypto that can be used as margin.",
 }
-# HTTP status per code, from OKX-FACTS.md; everything else (business errors) is 200.
+# The HTTP status OKX answers each code with; everything else (business errors) is 200.
 _STATUS: Final = {"50004": 400, "50011": 429, "50013": 429, "51000": 400} | {
     str(code): 401 for code in range(50101, 50121)
 }
@@ -181,30 +181,48 @@ def balance(user: SimUser, ccy_param: str, *, now: float, max_field_name: str) -
 
 def set_amount(user: SimUser, body: object, raw: bytes, content_type: str) -> tuple[Reply, bool]:
     """The `set-riskOffset-amt` answer, and whether it changed a value."""
+    refusal = _request_error(body, raw, content_type)
+    if refusal is not None:
+        return refusal, False
+    assert isinstance(body, dict)  # _request_error checked it
+    ccy, amount = body["ccy"], body["clSpotInUseAmt"]
+    refusal = _account_error(user, ccy, amount)
+    if refusal is not None:
+        return refusal, False
+    user.values[ccy] = amount
+    return okx("0", data=[{"ccy": ccy, "clSpotInUseAmt": amount}]), True
+
+
+def _request_error(body: object, raw: bytes, content_type: str) -> Reply | None:
+    """The refusal of a malformed request: its content type, JSON, or fields."""
     if content_type != "application/json":  # aiohttp: the media type, lower case
-        return okx("50006"), False
+        return okx("50006")
     if not raw.strip():
-        return okx("50000"), False
+        return okx("50000")
     if body is NOT_JSON:
-        return okx("50002"), False
+        return okx("50002")
     if not isinstance(body, dict):
-        return okx("51000", "Parameter error: the body must be a JSON object"), False
+        return okx("51000", "Parameter error: the body must be a JSON object")
     ccy, amount = body.get("ccy"), body.get("clSpotInUseAmt")
     for name, value in (("ccy", ccy), ("clSpotInUseAmt", amount)):
         if value is None or value == "":
-            return okx("50014", f"Parameter {name} can not be empty."), False
+            return okx("50014", f"Parameter {name} can not be empty.")
     if not isinstance(ccy, str):
-        return okx("51000", "Parameter ccy error"), False
+        return okx("51000", "Parameter ccy error")
     if not isinstance(amount, str) or not AMOUNT.fullmatch(amount):
-        return okx("51000", "Parameter clSpotInUseAmt error"), False
+        return okx("51000", "Parameter clSpotInUseAmt error")
+    return None
+
+
+def _account_error(user: SimUser, ccy: str, amount: str) -> Reply | None:
+    """The refusal of a well-formed request the user's account cannot take."""
     if user.acct_lv != "4":
-        return okx("51010"), False
+        return okx("51010")
     if not user.risk_offset_mode:
-        return okx("59651"), False
+        return okx("59651")
     if ccy not in user.margin_ccys:
-        return okx("59652"), False
+        return okx("59652")
     floor = user.min_values.get(ccy)
     if floor is not None and Decimal(amount) < Decimal(floor):
-        return okx("59648"), False
-    user.values[ccy] = amount
-    return okx("0", data=[{"ccy": ccy, "clSpotInUseAmt": amount}]), True
+        return okx("59648")
+    return None

@@ -7,13 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from okx_async import busiest_window
+
 # The simulator's own copies of OKX's paths: it depends on okx_async's public API only.
 TIME_PATH: Final = "/api/v5/public/time"
 CONFIG_PATH: Final = "/api/v5/account/config"
 BALANCE_PATH: Final = "/api/v5/account/balance"
 SET_PATH: Final = "/api/v5/account/set-riskOffset-amt"
 
-# OKX's documented limits: path -> (requests, window seconds). public/time is per IP.
+# OKX's limits: path -> (requests, window seconds). public/time is per IP.
 DEFAULT_LIMITS: Final[Mapping[str, tuple[int, float]]] = {
     TIME_PATH: (10, 2.0),
     CONFIG_PATH: (5, 2.0),
@@ -25,7 +27,7 @@ DEFAULT_LIMITS: Final[Mapping[str, tuple[int, float]]] = {
 DEFAULT_FAULT_KINDS: Final = (
     "http_500", "busy_50013", "html_502", "drop", "stall", "timeout_50004"
 )  # fmt: skip
-# Every fault kind: OKX's documented JSON answers for an overloaded or failing exchange
+# Every fault kind: OKX's own JSON answers for an overloaded or failing exchange
 # (50001 as HTTP 503, 50026 as 500), and 50011 in its HTTP 200 form.
 ALL_FAULT_KINDS: Final = (
     *DEFAULT_FAULT_KINDS,
@@ -141,10 +143,10 @@ class Faults:
 class SimulatorConfig:
     """Everything a simulator starts from. `limits` entries override OKX's defaults.
 
-    Where OKX's documentation leaves a choice, a switch picks it:
+    Where OKX's answers differ between sources, a switch picks one:
     `rate_limit_status` is the HTTP status of a 50011 refusal (429, or 200 with OKX's
-    "Rate limit reached" text); `permission_status` that of 50119 and 50120 (200 as
-    documented, or 401 as other clients report). `region` (one of REGIONS) is whose host
+    "Rate limit reached" text); `permission_status` that of 50119 and 50120 (200, OKX's
+    own statement, or 401 as other clients report). `region` (one of REGIONS) is whose host
     this simulator plays.
     """
 
@@ -230,13 +232,7 @@ class RollingWindows:
 
     def max_in_window(self, subject: str, path: str, window: float) -> int:
         """The most admissions inside any half-open window (t - window, t]."""
-        times = self._log.get((subject, path), [])
-        best = start = 0
-        for end, t in enumerate(times):
-            while times[start] <= t - window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return busiest_window(self._log.get((subject, path), []), window)
 
     def clear_history(self) -> None:
         """Forget the log and the refusal counts; live windows keep limiting."""
