@@ -58,7 +58,7 @@ from ._limits import (
     busiest_window,
 )
 from ._models import AccountConfig, RiskOffsetAmount, RiskOffsetResult
-from ._options import ClientOptions, env_flag
+from ._options import ClientKeywords, ClientOptions, env_flag
 from ._retry import RetryPolicy, backoff, outcome_unknown, should_retry
 from ._stats import ClientEvent, ClientStats
 from ._validation import validate_amount, validate_ccy
@@ -104,6 +104,7 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ClientEvent",
+    "ClientKeywords",
     "ClientOptions",
     "ClientStats",
     "Credentials",

@@ -2,13 +2,15 @@
 
 `AttemptLoop._request` is one coroutine for the whole loop, not a chain of awaited
 helpers: every waiting call keeps its coroutines alive, and each one costs memory and
-garbage-collector scans. Each concern is a named synchronous step instead (counting,
+garbage-collector scans. Each concern is a named synchronous step instead (the budget,
 headers, the answer, the failure); only the clock sync, the User ID lookup and the
-retry wait are coroutines of their own, and they run off the common path.
+retry wait are coroutines of their own, and they run off the common path. What is
+counted and told about each attempt is the `Reporter`'s (`_events`); which budget it
+spends is the `Budgets`' (`_budgets`).
 
-`OKXClient` inherits this class: the loop reads the client's parts (transport,
-credentials, stats, the store) directly, and the client's lifecycle (`ClientState`)
-decides when it stops.
+`OKXClient` inherits this class: the loop reads the client's parts (options,
+transport, credentials, budgets, reporter) directly, and the client's lifecycle
+(`ClientState`) decides when it stops.
 """
 
 from __future__ import annotations
@@ -22,26 +24,35 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._auth import Credentials, RequestHeaders
 from ._clock import ServerClock
-from ._defaults import ACCOUNT_CONFIG_PATH, SERVER_TIME_PATH, SET_RISK_OFFSET_PATH
+from ._defaults import SERVER_TIME_PATH
 from ._errors import (
     ClientClosedError,
     DeadlineExceededError,
+    InvalidInputError,
     OKXError,
-    RateLimitedError,
     UnexpectedResponseError,
 )
-from ._identity import cold_start_key, host_key, user_key
-from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterBackend, LimiterKey, RateLimit
+from ._events import Reporter, reason
+from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterKey
+from ._options import is_positive_number
 from ._ordering import Lane, SupersededError
-from ._retry import Action, Decision, RetryPolicy, decide, outcome_unknown
-from ._shared import default_local_backend, shared_clock
-from ._stats import ClientEvent, StatsRecorder
+from ._retry import Action, Decision, decide, outcome_unknown
+from ._shared import shared_clock
 from ._transport import Transport
 
 if TYPE_CHECKING:
-    from ._telemetry import ClientMetrics
+    from ._budgets import Budgets
+    from ._options import ClientOptions
 
-__all__ = ["AttemptLoop", "ClientState", "first_row", "last_words", "release_after", "within"]
+__all__ = [
+    "AttemptLoop",
+    "ClientState",
+    "deadline_after",
+    "first_row",
+    "last_words",
+    "release_after",
+    "within",
+]
 
 logger = logging.getLogger("okx_async")
 
@@ -61,34 +72,31 @@ class AttemptLoop:
     """The client's requests: rate limited, signed, retried within the caller's deadline."""
 
     # The loop's own state; the rest are the client's slots.
-    __slots__ = ("_active", "_backend", "_clock", "_drained", "_last_error")
+    __slots__ = ("_active", "_clock", "_drained", "_last_error")
 
-    # The client's parts the loop uses (set by OKXClient._wire).
+    # The client's parts the loop uses (set by OKXClient.__init__).
     _state: ClientState
-    _base_url: str
-    _demo: bool
-    _uid: str | None
+    _options: ClientOptions
     _credentials: Credentials
     _transport: Transport
-    _retry: RetryPolicy
-    _landing_horizon: float
-    _stats: StatsRecorder
-    _metrics: ClientMetrics | None
-    _on_event: Callable[[ClientEvent], None] | None
-    _clock: ServerClock | None
-    _limiter_keys: dict[str, LimiterKey]
-    _backend: LimiterBackend | None
-    # Tasks inside _request now -> whether close() stopped them (see close()).
-    _active: dict[asyncio.Task[Any], bool]
-    _drained: asyncio.Future[None] | None
-    _last_error: tuple[float, OKXError] | None
+    _budgets: Budgets
+    _report: Reporter
 
-    def _user_id(self) -> Awaitable[str]:
-        raise NotImplementedError  # the client's: one account/config lookup
+    def _start_requests(self) -> None:
+        self._clock: ServerClock | None = None  # the loop's shared clock for this host
+        # Tasks inside _request now -> whether close() stopped them (see _stop_requests).
+        self._active: dict[asyncio.Task[Any], bool] = {}
+        self._drained: asyncio.Future[None] | None = None  # the last one left
+        # (loop time, error) of the latest failed attempt: what a deadline error names.
+        self._last_error: tuple[float, OKXError] | None = None
 
-    def _check_open(self) -> None:
-        if self._state is not ClientState.OPEN:
-            raise ClientClosedError("this OKXClient is closed; create a new one")
+    def _lookup_uid(self) -> Awaitable[str]:
+        raise NotImplementedError  # the client's: one account/config call
+
+    async def _user_id(self, deadline: float | None) -> str:
+        """The User ID, looked up once (shared by the client's callers) within `deadline`."""
+        lookup = self._budgets.user_id(self._lookup_uid)
+        return await within(deadline, lookup, "looking up the User ID", self._error_since)
 
     async def _request(
         self,
@@ -106,27 +114,26 @@ class AttemptLoop:
         assert task is not None
         self._active[task] = False  # not stopped by close()
         loop = task.get_loop()  # not get_running_loop(): on Python < 3.12 that is a getpid()
-        rate, target, stats = ENDPOINT_LIMITS[path], path + query, self._stats
+        rate, target, stats = ENDPOINT_LIMITS[path], path + query, self._report.stats
         resynced = False  # after a 50102, once per call
         try:
             for attempt in count(1):
                 clock = self._attempt_clock()
                 if signed and not clock.synced:
                     await self._sync_clock(clock, deadline)
-                key = self._limiter_keys.get(path) or await self._limiter_key(path, deadline)
-                limiter = self._key_limiter(key, rate)
+                key = self._budgets.keys.get(path) or await self._limiter_key(path, deadline)
+                limiter = self._budgets.limiter(key, rate)
                 asked = loop.time()
                 stats.queued += 1
                 try:
                     lease = await limiter.acquire(deadline=deadline)
                 finally:
                     stats.queued -= 1
-                sent_at = self._count_sent(asked, lane, loop)
+                sent_at = self._report.sent(asked, loop.time(), path, attempt, lane)
                 unanswered = True  # no answer yet: OKX may count it at any later moment
                 try:
                     headers = self._headers(clock, method, target, body, signed)
                     timeout = None if deadline is None else self._attempt_timeout(deadline, loop)
-                    self._emit("sent", path, attempt)
                     data = await self._transport.send(
                         method, target, body=body, headers=headers, timeout=timeout, loop=loop
                     )
@@ -140,12 +147,12 @@ class AttemptLoop:
                     raise
                 else:
                     unanswered = False
-                    self._answered(method, path, attempt, sent_at, loop)
+                    self._report.answered(method, path, attempt, loop.time() - sent_at)
                     return data
                 finally:
                     stats.in_flight -= 1
                     if unanswered:
-                        release_after(loop, self._landing_horizon, limiter, lease)
+                        release_after(loop, self._options.landing_horizon, limiter, lease)
                     else:
                         await limiter.release(lease)
                 resynced = await self._before_retry(error, attempt, path, deadline, lane, resynced)
@@ -162,11 +169,12 @@ class AttemptLoop:
 
     def _attempt_clock(self) -> ServerClock:
         """The server clock for the next attempt; ClientClosedError once closing."""
-        self._check_open()
+        if self._state is not ClientState.OPEN:
+            raise ClientClosedError("this OKXClient is closed; create a new one")
         return self._clock or self._bind_clock()
 
     def _bind_clock(self) -> ServerClock:
-        self._clock = shared_clock(self._base_url)
+        self._clock = shared_clock(self._options.base_url)
         return self._clock
 
     async def _sync_clock(self, clock: ServerClock, deadline: float | None) -> None:
@@ -197,56 +205,10 @@ class AttemptLoop:
                 body_preview=str(ts)[:200],
             ) from None
 
-    def _known_limiter_key(self, path: str) -> LimiterKey | None:
-        """The budget `path` spends now, or None while it waits for the User ID."""
-        if ENDPOINT_LIMITS[path].scope == "ip":
-            return host_key(self._base_url, path)
-        if self._uid is not None:
-            return user_key(self._demo, self._uid, path)
-        if path == ACCOUNT_CONFIG_PATH:  # the User ID lookup itself: the cold-start budget
-            return cold_start_key(self._demo, self._base_url, path)
-        return None
-
     async def _limiter_key(self, path: str, deadline: float | None) -> LimiterKey:
-        key = self._known_limiter_key(path)
-        if key is None:
-            uid = await within(
-                deadline, self._user_id(), "looking up the User ID", self._error_since
-            )
-            key = user_key(self._demo, uid, path)
-        if self._uid is not None or key.environment == "ip":  # final: keep it
-            self._limiter_keys[path] = key
-        return key
-
-    def _key_limiter(self, key: LimiterKey, rate: RateLimit) -> KeyLimiter:
-        backend = self._backend if self._backend is not None else self._backend_now()
-        return backend.limiter(key, rate)
-
-    def _backend_now(self) -> LimiterBackend:
-        """The first use of the loop's in-process store (when the client has no other)."""
-        self._backend = default_local_backend()
-        if self._metrics is not None:
-            self._metrics.watch(self._backend)
-        return self._backend
-
-    def _count_sent(
-        self, asked: float, lane: Lane | None, loop: asyncio.AbstractEventLoop
-    ) -> float:
-        """A lease is held: count the wait and the request now in flight; return the
-        loop time it is sent at."""
-        now = loop.time()
-        waited = now - asked
-        stats = self._stats
-        stats.record_wait(waited)
-        if self._metrics is not None:
-            self._metrics.limiter_wait(waited)
-        stats.in_flight += 1
-        if lane is not None:  # set requests, the only ones that go through a lane
-            stats.sent += 1
-            lane.attempt_sent()
-        else:
-            stats.lookups += 1
-        return now
+        """The budget of `path`, once the User ID it needs is known."""
+        key = self._budgets.known_key(path)
+        return key or self._budgets.user_key(path, await self._user_id(deadline))
 
     def _headers(
         self, clock: ServerClock, method: str, target: str, body: bytes, signed: bool
@@ -258,29 +220,14 @@ class AttemptLoop:
         )
         if body:
             headers["Content-Type"] = "application/json"
-        if self._demo:
+        if self._options.demo:
             headers["x-simulated-trading"] = "1"
         return headers
 
     def _attempt_timeout(self, deadline: float, loop: asyncio.AbstractEventLoop) -> float | None:
         """The attempt's own bound: the transport's (None), unless the deadline is sooner."""
         timeout = max(deadline - loop.time(), 0.001)
-        return None if timeout > self._transport.request_timeout else timeout
-
-    def _answered(
-        self,
-        method: str,
-        path: str,
-        attempt: int,
-        sent_at: float,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        if self._metrics is not None:
-            self._metrics.request(method, loop.time() - sent_at, None)
-        if path == SET_RISK_OFFSET_PATH:
-            self._stats.succeeded += 1
-        if self._on_event is not None:
-            self._emit("succeeded", path, attempt)
+        return None if timeout > self._options.request_timeout else timeout
 
     def _answered_error(
         self,
@@ -292,22 +239,16 @@ class AttemptLoop:
         sent_at: float,
         loop: asyncio.AbstractEventLoop,
     ) -> bool:
-        """Count a failed attempt; True when the store must hear of a 50011."""
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.request(method, loop.time() - sent_at, error)
-        if not isinstance(error, RateLimitedError):
-            return False
-        if metrics is not None:
-            metrics.rate_limited()
-        if lane is not None:
-            self._stats.rate_limited += 1
-        self._emit("rate_limited", path, attempt, error)
-        return True
+        """Report a failed attempt; True when the store must hear of a 50011."""
+        took = loop.time() - sent_at
+        through_lane = lane is not None
+        return self._report.attempt_failed(
+            error, method, path, attempt, took, through_lane=through_lane
+        )
 
     def _in_flight_cancelled(self, lane: Lane | None, loop: asyncio.AbstractEventLoop) -> None:
-        if lane is not None:  # it may have reached OKX: settle it later
-            lane.note_uncertain(loop.time() + self._landing_horizon)
+        if lane is not None:  # it may have reached OKX: re-assert after the horizon
+            lane.note_uncertain(loop.time() + self._options.landing_horizon)
 
     def _stopped_by_close(self, task: asyncio.Task[Any]) -> bool:
         """Whether close() cancelled this request. Then only the request ends: the task
@@ -324,6 +265,18 @@ class AttemptLoop:
         drained = self._drained
         if not self._active and drained is not None and not drained.done():
             drained.set_result(None)
+
+    async def _stop_requests(self) -> None:
+        """close(): stop the requests still waiting for a slot or on the wire. They are
+        this client's alone to stop; the tasks running them may be shared lane workers,
+        which carry on afterwards."""
+        if not self._active:
+            return
+        self._drained = asyncio.get_running_loop().create_future()
+        for task in self._active:
+            self._active[task] = True  # stopped by close(): see _stopped_by_close
+            task.cancel()
+        await self._drained
 
     # -- after a failed attempt ----------------------------------------------------------
 
@@ -342,14 +295,14 @@ class AttemptLoop:
         self._last_error = (loop.time(), error)
         if lane is not None and outcome_unknown(error):
             # OKX may still apply it: the lane re-asserts the newest value after this.
-            lane.note_uncertain(loop.time() + self._landing_horizon)
+            lane.note_uncertain(loop.time() + self._options.landing_horizon)
         decision = self._decide(error, attempt, deadline, lane, resynced, resync_done=False)
         if decision.action is Action.RESYNC:
             await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
             decision = self._decide(error, attempt, deadline, lane, False, resync_done=True)
             resynced = True
         if decision.action is Action.GIVE_UP:
-            self._fail(error, path, attempt)
+            self._report.gave_up(error, path, attempt)
             raise decision.error  # type: ignore[misc]  # GIVE_UP always carries one
         if decision.action is Action.SUPERSEDED:
             raise SupersededError  # a newer value waits: retrying this one could undo it
@@ -370,7 +323,7 @@ class AttemptLoop:
         decision = decide(
             error,
             attempt,
-            self._retry,
+            self._options.retry,
             newer_waiting=lane is not None and lane.has_newer(),
             time_left=time_left,
             clock_resynced=clock_resynced,
@@ -383,10 +336,7 @@ class AttemptLoop:
     async def _retry_after(
         self, delay: float, error: OKXError, path: str, attempt: int, lane: Lane | None
     ) -> None:
-        self._stats.retried += 1
-        if self._metrics is not None:
-            self._metrics.retry(reason(error))
-        self._emit("retry", path, attempt, error, delay)
+        self._report.retrying(error, path, attempt, delay)
         logger.debug(
             "retrying %s after attempt %d in %.3f s: %s", path, attempt, delay, reason(error)
         )
@@ -399,24 +349,6 @@ class AttemptLoop:
         """The latest failed attempt's error if it came after loop time `start`."""
         last = self._last_error
         return last[1] if last is not None and last[0] >= start else None
-
-    def _fail(self, error: OKXError, path: str, attempt: int) -> None:
-        if path == SET_RISK_OFFSET_PATH:
-            self._stats.failed += 1
-        self._emit("failed", path, attempt, error)
-
-    def _emit(
-        self,
-        kind: Any,
-        path: str,
-        attempt: int,
-        error: BaseException | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        if self._on_event is not None:
-            self._on_event(
-                ClientEvent(kind, path, attempt, None if error is None else reason(error), delay)
-            )
 
 
 _LATE_RELEASES: set[asyncio.Task[None]] = set()  # strong references until each is done
@@ -472,14 +404,19 @@ async def within(
         ) from cause
 
 
+def deadline_after(timeout: float | None) -> float | None:
+    """The loop time `timeout` seconds from now (None: no deadline). InvalidInputError
+    unless `timeout` is None or a finite number of seconds above 0."""
+    if timeout is None:
+        return None
+    if not is_positive_number(timeout):
+        raise InvalidInputError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return asyncio.get_running_loop().time() + timeout
+
+
 def last_words(cause: BaseException | None) -> str:
     """The tail of a deadline message naming the last attempt's error, if any."""
     return "" if cause is None else f"; the last attempt failed: {type(cause).__name__}: {cause}"
-
-
-def reason(error: BaseException) -> str:
-    code = getattr(error, "code", None)
-    return f"{type(error).__name__} {code}" if code else type(error).__name__
 
 
 def first_row(data: list[Any], path: str) -> dict[str, Any]:

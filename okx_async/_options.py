@@ -14,24 +14,43 @@ the CLI.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
 
-from ._defaults import CONNECT_TIMEOUT, DEFAULT_BASE_URL, LANDING_HORIZON, REQUEST_TIMEOUT
+from ._defaults import (
+    CONNECT_TIMEOUT,
+    DEFAULT_BASE_URL,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_DEMO,
+    ENV_PASSPHRASE,
+    ENV_SECRET_KEY,
+    LANDING_HORIZON,
+    REQUEST_TIMEOUT,
+)
 from ._errors import InvalidInputError
 from ._retry import RetryPolicy
-from ._urls import mask_url_credentials, resolve_base_url
+from ._urls import mask_url_credentials, masked, resolve_base_url
 
 if TYPE_CHECKING:
     import aiohttp
     from opentelemetry.metrics import MeterProvider
+    from typing_extensions import Unpack
 
     from ._limits import LimiterBackend
     from ._stats import ClientEvent
 
-__all__ = ["ClientOptions", "env_flag", "is_positive_number"]
+__all__ = [
+    "ClientKeywords",
+    "ClientOptions",
+    "env_flag",
+    "is_positive_number",
+    "keywords_from_env",
+    "mask_urls",
+]
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -46,6 +65,27 @@ def env_flag(name: str, value: str) -> bool:
     if lowered in _FALSE:
         return False
     raise InvalidInputError(f"{name} must be 1/0, true/false, yes/no or on/off, not {value!r}")
+
+
+def keywords_from_env(overrides: dict[str, Any]) -> dict[str, Any]:
+    """OKXClient's keywords from OKX_API_KEY, OKX_SECRET_KEY, OKX_PASSPHRASE and the
+    optional OKX_BASE_URL and OKX_DEMO (read by `env_flag`), `overrides` winning.
+    InvalidInputError names a missing or malformed variable, never a secret's value;
+    it is raised before any secret is read into a local of this frame."""
+    names = {"api_key": ENV_API_KEY, "secret_key": ENV_SECRET_KEY, "passphrase": ENV_PASSPHRASE}
+    missing = [
+        env for arg, env in names.items() if arg not in overrides and not os.environ.get(env)
+    ]
+    if missing:
+        raise InvalidInputError(f"missing environment variable(s): {', '.join(missing)}")
+    keywords: dict[str, Any] = {}
+    if "demo" not in overrides and ENV_DEMO in os.environ:
+        keywords["demo"] = env_flag(ENV_DEMO, os.environ[ENV_DEMO])
+    if "base_url" not in overrides and os.environ.get(ENV_BASE_URL):
+        keywords["base_url"] = os.environ[ENV_BASE_URL]
+    keywords.update((arg, os.environ[env]) for arg, env in names.items() if arg not in overrides)
+    keywords.update(overrides)
+    return keywords
 
 
 def is_positive_number(value: object) -> bool:
@@ -78,102 +118,154 @@ def _check_bools(**flags: object) -> None:
             )
 
 
+class ClientKeywords(TypedDict, total=False):
+    """The keyword arguments of `OKXClient(...)` besides the credentials, each optional,
+    as a caller passes them; `ClientOptions` holds them validated. Every problem with
+    one raises InvalidInputError (a URL's credentials masked) before anything is sent."""
+
+    base_url: str
+    """Default "https://www.okx.com": a region name ("global", "eea", "us") or an https
+    URL without path or query; plain http only to a loopback host, unless
+    `allow_insecure_http`."""
+    demo: bool | str
+    """Default False: demo trading, a budget separate from live. A str is read as
+    OKX_DEMO is: 1/0, true/false, yes/no, on/off."""
+    user_id: str | None
+    """OKX's User ID (digits) when known; default None: one `account/config` call
+    learns it before the first set."""
+    coalesce: bool
+    """Default True: a newer value for a currency replaces older ones still waiting."""
+    retry: RetryPolicy | None
+    """Default None, meaning RetryPolicy(): 6 attempts, full-jitter backoff from
+    0.25 s capped at 8 s."""
+    request_timeout: float
+    """Seconds, > 0 and finite, default 10.0: one attempt, end to end."""
+    connect_timeout: float
+    """Seconds, > 0 and finite, default 5.0: opening a connection."""
+    allow_insecure_http: bool
+    """Default False: True allows a plain-http `base_url` to a host not on loopback."""
+    limiter: LimiterBackend | None
+    """A rate-limit store shared with other clients, never closed by the client.
+    Default None: the store of `limiter_url`, else of the environment's
+    OKX_ASYNC_LIMITER_URL (alias OKX_ASYNC_REDIS_URL), else the event loop's
+    in-process store."""
+    limiter_url: str | None
+    """"memory://", "sqlite:///PATH", "redis://..." or "rediss://...": a store the
+    client opens, and closes in `close()`. Default None."""
+    redis_url: str | None
+    """An alias of `limiter_url` (passing both is an error). Default None."""
+    redis_fallback_share: float | None
+    """In (0, 1], default None: during a Redis outage, pace locally at this share of
+    each limit instead of failing fast."""
+    on_event: Callable[[ClientEvent], None] | None
+    """Called synchronously with a ClientEvent for each request sent, answer, retry
+    and superseded value; it should return quickly and not raise (nothing catches what
+    it raises). Default None."""
+    proxy: str | None
+    """"http://[user:pass@]host:port", https, or socks4/socks5/socks5h (the `socks`
+    extra); credentials masked in every message. Default None."""
+    trust_env: bool
+    """Default False: True takes the proxy from HTTPS_PROXY / HTTP_PROXY, honouring
+    NO_PROXY."""
+    local_addr: str | tuple[str, int] | None
+    """The IPv4 or IPv6 source address, or (address, port 0-65535). Default None.
+    Clients of one loop with equal network options share one connection pool (at most
+    100 connections)."""
+    session: aiohttp.ClientSession | None
+    """The caller's own session, never closed by the client; excludes `proxy`,
+    `trust_env` and `local_addr`. Default None."""
+    meter_provider: MeterProvider | None
+    """Where OpenTelemetry metrics go. Default None: the global provider, when
+    opentelemetry-api is installed."""
+    ssl: SSLContext | None
+    """E.g. a context trusting a private CA. Default None: the system's trust store."""
+    landing_horizon: float
+    """Seconds, > 0 and finite, default 30.0: how long a request with an unknown
+    outcome may still land at OKX; after it the newest value is re-asserted."""
+
+
+_URL_OPTIONS: Final = ("base_url", "proxy", "limiter_url", "redis_url")
+
+
+def mask_urls(keywords: ClientKeywords) -> None:
+    """Wrap the URL options of `keywords` in place as `MaskedURL`s: URLs may carry
+    passwords, and every frame that holds them from here on shows them masked."""
+    for name in _URL_OPTIONS:
+        if name in keywords:
+            keywords[name] = masked(keywords[name])
+
+
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
-    """Everything but the credentials an OKXClient is built from (see OKXClient for each
-    option's units, range and default). Build it with `ClientOptions.build(...)`, which
-    validates; the fields are then final."""
+    """Everything but the credentials an OKXClient is built from, validated and final.
 
-    base_url: str  # checked, without a trailing slash
-    demo: bool
-    user_id: str | None
-    coalesce: bool
-    retry: RetryPolicy
-    request_timeout: float
-    connect_timeout: float
-    allow_insecure_http: bool
-    limiter: LimiterBackend | None = field(repr=False)
-    limiter_url: str | None = field(repr=False)  # masked in __repr__
-    redis_url: str | None = field(repr=False)
-    redis_fallback_share: float | None
-    on_event: Callable[[ClientEvent], None] | None = field(repr=False)
-    proxy: str | None = field(repr=False)  # may carry proxy credentials: masked in __repr__
-    trust_env: bool
-    local_addr: str | tuple[str, int] | None
-    session: aiohttp.ClientSession | None = field(repr=False)
-    meter_provider: MeterProvider | None = field(repr=False)
-    ssl: SSLContext | None = field(repr=False)
+    `ClientOptions(**keywords)` (or `ClientOptions.build(**keywords)`) takes the
+    keywords of `ClientKeywords`, with the defaults below; see OKXClient for each
+    option's units and range. Raises InvalidInputError (a URL's credentials masked),
+    in the order: the bool-only options (`coalesce`, `allow_insecure_http`,
+    `trust_env`), `base_url`, the timeouts, `user_id`, `demo` (a bool, or a str read by
+    `env_flag` as OKX_DEMO is), `ssl`. The network options (`proxy`, `local_addr`,
+    `session`) are checked by the transport that uses them; the store options by
+    `_limiter._urls.client_backend`."""
+
+    base_url: str = DEFAULT_BASE_URL  # a checked URL without a trailing slash
+    demo: bool = False  # a str given is read by env_flag
+    user_id: str | None = None
+    coalesce: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # None given: the default
+    request_timeout: float = REQUEST_TIMEOUT
+    connect_timeout: float = CONNECT_TIMEOUT
+    allow_insecure_http: bool = False
+    limiter: LimiterBackend | None = field(default=None, repr=False)
+    limiter_url: str | None = field(default=None, repr=False)  # masked in __repr__
+    redis_url: str | None = field(default=None, repr=False)
+    redis_fallback_share: float | None = None
+    on_event: Callable[[ClientEvent], None] | None = field(default=None, repr=False)
+    proxy: str | None = field(default=None, repr=False)  # masked in __repr__
+    trust_env: bool = False
+    local_addr: str | tuple[str, int] | None = None
+    session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    meter_provider: MeterProvider | None = field(default=None, repr=False)
+    ssl: SSLContext | None = field(default=None, repr=False)
     landing_horizon: float = LANDING_HORIZON  # seconds; see the README's "last value"
 
-    @classmethod
-    def build(
-        cls,
-        *,
-        base_url: object = DEFAULT_BASE_URL,
-        demo: bool | str = False,
-        user_id: str | None = None,
-        coalesce: bool = True,
-        retry: RetryPolicy | None = None,
-        request_timeout: float = REQUEST_TIMEOUT,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        allow_insecure_http: bool = False,
-        limiter: LimiterBackend | None = None,
-        limiter_url: str | None = None,
-        redis_url: str | None = None,
-        redis_fallback_share: float | None = None,
-        on_event: Callable[[ClientEvent], None] | None = None,
-        proxy: str | None = None,
-        trust_env: bool = False,
-        local_addr: str | tuple[str, int] | None = None,
-        session: aiohttp.ClientSession | None = None,
-        meter_provider: MeterProvider | None = None,
-        ssl: SSLContext | None = None,
-        landing_horizon: float = LANDING_HORIZON,
-    ) -> ClientOptions:
-        """Validated options. Raises InvalidInputError (a URL's credentials masked).
-        `coalesce`, `allow_insecure_http` and `trust_env` take a bool only; `demo` a bool
-        or a str read by `env_flag`, as OKX_DEMO is."""
+    def __post_init__(self) -> None:
         _check_bools(
-            coalesce=coalesce, allow_insecure_http=allow_insecure_http, trust_env=trust_env
+            coalesce=self.coalesce,
+            allow_insecure_http=self.allow_insecure_http,
+            trust_env=self.trust_env,
         )
-        checked_url = resolve_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        for name, value in (
-            ("request_timeout", request_timeout),
-            ("connect_timeout", connect_timeout),
-            ("landing_horizon", landing_horizon),
-        ):
-            if not is_positive_number(value):
+        base_url = resolve_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http)
+        for name in ("request_timeout", "connect_timeout", "landing_horizon"):
+            if not is_positive_number(getattr(self, name)):
                 raise InvalidInputError(f"{name} must be a positive number of seconds")
+        user_id = self.user_id
         if user_id is not None and (not isinstance(user_id, str) or not user_id.isdigit()):
             raise InvalidInputError("user_id must be OKX's numeric User ID as a string")
-        demo_flag = _demo_flag(demo)
-        if ssl is not None and not isinstance(ssl, SSLContext):
+        demo = _demo_flag(self.demo)
+        if self.ssl is not None and not isinstance(self.ssl, SSLContext):
             raise InvalidInputError(
                 "ssl must be an ssl.SSLContext (e.g. ssl.create_default_context("
-                f"cafile='/path/to/ca.pem')) or None, not {type(ssl).__name__}"
+                f"cafile='/path/to/ca.pem')) or None, not {type(self.ssl).__name__}"
             )
-        return cls(
-            base_url=checked_url,
-            demo=demo_flag,
-            user_id=user_id,
-            coalesce=coalesce,
-            retry=retry or RetryPolicy(),
-            request_timeout=request_timeout,
-            connect_timeout=connect_timeout,
-            allow_insecure_http=allow_insecure_http,
-            limiter=limiter,
-            limiter_url=limiter_url,
-            redis_url=redis_url,
-            redis_fallback_share=redis_fallback_share,
-            on_event=on_event,
-            proxy=proxy,
-            trust_env=trust_env,
-            local_addr=local_addr,
-            session=session,
-            meter_provider=meter_provider,
-            ssl=ssl,
-            landing_horizon=float(landing_horizon),
-        )
+        # Frozen: the normalised values are set the way dataclasses set fields.
+        normalised = {
+            "base_url": masked(base_url),
+            "demo": demo,
+            "retry": self.retry or RetryPolicy(),
+            "landing_horizon": float(self.landing_horizon),
+            "proxy": masked(self.proxy),
+            "limiter_url": masked(self.limiter_url),
+            "redis_url": masked(self.redis_url),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def build(cls, **keywords: Unpack[ClientKeywords]) -> ClientOptions:
+        """The same as `ClientOptions(**keywords)`, typed for what callers pass (`demo`
+        may be a str, `retry` None)."""
+        return cls(**cast("dict[str, Any]", keywords))
 
     def __repr__(self) -> str:
         proxy = None if self.proxy is None else mask_url_credentials(self.proxy)

@@ -46,7 +46,7 @@ class ClientStats:
     failed: int  # set requests whose value was given up after this, its last attempt
     queue_wait_p50: float  # seconds from asking for a slot to getting it (any endpoint)
     queue_wait_p99: float
-    reasserted: int = 0  # re-asserts started: the newest value sent again to settle
+    reasserted: int = 0  # re-asserts started: the newest value sent again after an unknown outcome
     lookups: int = 0  # requests to the other endpoints: config, balance, server time
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 import orjson
@@ -45,6 +45,9 @@ from ._urls import (
     mask_credentials_in_text,
     refuse_url_credentials,
 )
+
+if TYPE_CHECKING:
+    from ._options import ClientOptions
 
 __all__ = ["MAX_RESPONSE_BYTES", "Transport", "check_base_url", "refuse_url_credentials"]
 
@@ -213,8 +216,8 @@ class Transport:
             failure = _translate(exc, self._base_url, path)
         else:
             if not _from_proxy_auth(status, raw, proxied=bound[2] is not None):
-                # The headers outlive the closed response; _decode reads them only on errors.
-                return _decode(raw, status=status, headers_of=response, path=path)
+                content_type = response.headers.get("Content-Type", "")
+                return _decode(raw, status=status, content_type=content_type, path=path)
             failure = _proxy_refused(path)  # a plain-http target: the proxy answered itself
         # Raised here, outside the except clauses, so aiohttp's error is neither the
         # __cause__ nor the __context__ of ours (see the module docstring).
@@ -246,6 +249,21 @@ class Transport:
         local = "" if addr is None else f", local_addr={addr[0]!r}"
         own = ", session=caller's" if self._session is not None else ""
         return f"Transport(base_url={self._base_url!r}{proxy}{local}{own}, {state})"
+
+    @classmethod
+    def for_options(cls, options: ClientOptions, *, pools: AcquirePool | None = None) -> Transport:
+        """The transport of a client's validated options (their network part)."""
+        return cls(
+            base_url=options.base_url,
+            request_timeout=options.request_timeout,
+            connect_timeout=options.connect_timeout,
+            proxy=options.proxy,
+            trust_env=options.trust_env,
+            local_addr=options.local_addr,
+            session=options.session,
+            ssl=options.ssl,
+            pools=pools,
+        )
 
 
 async def _own_pool(loop: asyncio.AbstractEventLoop, settings: NetworkSettings) -> Pool:
@@ -355,12 +373,7 @@ def _unexpected(reason: str, raw: bytes, *, status: int, path: str) -> Unexpecte
     return UnexpectedResponseError(reason, path=path, status=status, body_preview=preview)
 
 
-class _HasHeaders(Protocol):
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
-def _decode(raw: bytes, *, status: int, headers_of: _HasHeaders, path: str) -> list[Any]:
+def _decode(raw: bytes, *, status: int, content_type: str, path: str) -> list[Any]:
     if len(raw) > MAX_RESPONSE_BYTES:
         raise _unexpected("response larger than 1 MiB", raw, status=status, path=path)
     if not raw:
@@ -368,8 +381,6 @@ def _decode(raw: bytes, *, status: int, headers_of: _HasHeaders, path: str) -> l
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        # Looked up here, not per request: reading response.headers costs ~0.4 us.
-        content_type = headers_of.headers.get("Content-Type", "")
         kind = "HTML page" if "html" in content_type.lower() else "non-JSON response"
         raise _unexpected(f"{kind} instead of OKX JSON", raw, status=status, path=path) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("code"), (str, int)):

@@ -64,9 +64,9 @@ async def main(spec: dict[str, Any]) -> None:
     # With a shared store, "submitted" is printed once the value has its sequence number
     # (the store's order); the test's order of commands is then the store's order.
     numbered: asyncio.Queue[int] = asyncio.Queue()
-    store = client._lane_store
+    store = client._submitter.store
     if store is not None:
-        client._lane_store = Numbered(store, numbered)  # type: ignore[assignment]
+        client._submitter.store = Numbered(store, numbered)  # type: ignore[assignment]
     try:
         await client.get_risk_offset_amounts(["USDT"])  # warm up off the lanes
         print("ready", flush=True)

@@ -64,6 +64,9 @@ async def test_set_get_and_config(sim: tuple[Simulator, str]) -> None:
     async with client_for(url) as client:
         result = await client.set_risk_offset_amount("BTC", "0.5")
         assert (result.ccy, result.amount, result.superseded) == ("BTC", Decimal("0.5"), False)
+        assert result.attempts == 1  # the lane counted the one request that carried it
+        stats = client.stats()  # one set sent and answered; the server time and config looked up
+        assert (stats.sent, stats.succeeded, stats.in_flight, stats.lookups) == (1, 1, 0, 2)
         config = await client.get_account_config()
         assert (config.uid, config.is_portfolio_margin, config.can_trade) == ("1001", True, True)
         amounts = await client.get_risk_offset_amounts(["BTC", "ETH"])

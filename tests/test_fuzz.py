@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
-from types import SimpleNamespace
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -136,9 +135,8 @@ def test_constructor_accepts_or_explains(
     content_type=st.sampled_from(["application/json", "text/html", "text/plain", ""]),
 )
 def test_decode_returns_data_or_a_typed_error(body: bytes, status: int, content_type: str) -> None:
-    reply = SimpleNamespace(headers={"Content-Type": content_type})
     try:
-        data = _decode(body, status=status, headers_of=reply, path="/p")
+        data = _decode(body, status=status, content_type=content_type, path="/p")
     except OKXError as exc:
         assert str(exc)
     else:

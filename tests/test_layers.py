@@ -33,7 +33,7 @@ STORES |= {"_redis_budget", "_redis_fallback", "_redis_key", "_redis_ledger", "_
 NETWORK = {"_transport", "_pool"}
 MECHANISMS = {"_identity", "_ordering", "_clock", "_telemetry"}
 SHARED = {"_shared"}  # the per-loop object: lanes, clocks, the in-process store, pools
-CLIENT = {"_attempts", "_client"}
+CLIENT = {"_attempts", "_budgets", "_client", "_events", "_submit"}
 
 # Bottom up: (layer, its modules, the layers whose modules it may import). The
 # mechanisms are independent of each other: each one is only given what it needs.

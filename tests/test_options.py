@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
 
-from okx_async import ClientOptions, InvalidInputError, OKXClient, RetryPolicy, env_flag
+from okx_async import (
+    ClientKeywords,
+    ClientOptions,
+    InvalidInputError,
+    OKXClient,
+    RetryPolicy,
+    env_flag,
+)
 from okx_async.cli._profiles import ConfigError, load_profiles
 
 
@@ -108,3 +116,62 @@ def test_plain_http_to_any_loopback_spelling_is_allowed(host: str) -> None:
 def test_plain_http_to_short_spellings_of_other_hosts_is_refused(host: str) -> None:
     with pytest.raises(InvalidInputError, match="plain http to a non-loopback host"):
         ClientOptions.build(base_url=f"http://{host}:8080")
+
+
+def test_one_list_of_keywords_the_client_and_the_options_share() -> None:
+    # ClientKeywords (what callers pass) and ClientOptions (what is kept) name the same
+    # options: a field added to one and not the other fails here.
+    fields = {f.name for f in dataclasses.fields(ClientOptions)}
+    assert set(ClientKeywords.__annotations__) == fields
+    defaults = ClientOptions()
+    client = OKXClient(api_key="k", secret_key="s", passphrase="p")
+    assert client._options == defaults  # no keyword: the dataclass defaults, validated
+    assert ClientOptions(retry=None).retry == RetryPolicy()  # type: ignore[arg-type]
+
+
+def test_every_keyword_is_documented_with_its_default() -> None:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(ClientKeywords))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    documented: dict[str, str] = {}
+    for field, doc in itertools.pairwise(body):
+        if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr):
+            documented[field.target.id] = doc.value.value  # type: ignore[union-attr, attr-defined]
+    assert set(documented) == set(ClientKeywords.__annotations__)
+    for name, doc in documented.items():
+        assert "default" in doc.lower(), name
+
+
+def test_the_constructor_and_build_are_one_check() -> None:
+    with pytest.raises(InvalidInputError, match="landing_horizon must be a positive number"):
+        ClientOptions(landing_horizon=-1.0)
+    options = ClientOptions(demo="on", base_url="us")  # type: ignore[arg-type]
+    assert options == ClientOptions.build(demo="on", base_url="us")
+    assert options.demo is True and options.base_url == "https://us.okx.com"
+
+
+def test_the_public_signature_is_typed_for_mypy(tmp_path: Path) -> None:
+    # Every keyword is checked by a type checker, though the constructor takes them
+    # as **options: a wrong type and an unknown keyword are errors, the rest passes.
+    api = pytest.importorskip("mypy.api")
+    good = tmp_path / "good.py"
+    good.write_text(
+        "from okx_async import OKXClient, RetryPolicy\n"
+        "OKXClient(api_key='k', secret_key='s', passphrase='p', demo='yes',\n"
+        "          request_timeout=2.5, retry=RetryPolicy(), local_addr=('::1', 0))\n"
+    )
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from okx_async import OKXClient\n"
+        "OKXClient(api_key='k', secret_key='s', passphrase='p', request_timeout='2')\n"
+        "OKXClient(api_key='k', secret_key='s', passphrase='p', request_timout=2.0)\n"
+    )
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--strict", "--no-incremental"]
+    out, _, status = api.run([*cache, str(good)])
+    assert status == 0, out
+    out, _, status = api.run([*cache, str(bad)])
+    assert status == 1
+    assert 'bad.py:2: error: Argument "request_timeout"' in out
+    assert 'bad.py:3: error: Unexpected keyword argument "request_timout"' in out

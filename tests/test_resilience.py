@@ -226,3 +226,30 @@ async def test_four_keys_of_one_user_with_network_delay(sim: tuple[Simulator, st
     assert len(results) == 40
     assert_budget_kept(simulator)
     assert {c: simulator.values(UID)[c] for c in last} == last
+
+
+async def test_a_failed_user_id_lookup_is_tried_again_and_one_serves_many() -> None:
+    # The lookup is shared by concurrent callers (one account/config call), and a failed
+    # one is forgotten, so the next caller looks up again instead of seeing the failure.
+    from okx_async._budgets import Budgets
+    from okx_async._options import ClientOptions
+
+    budgets = Budgets(options=ClientOptions(), metrics=None)
+    answers: list[str | Exception] = [OKXError("busy"), "4242"]
+    calls = 0
+
+    async def lookup() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    results = await asyncio.gather(
+        *(budgets.user_id(lookup) for _ in range(3)), return_exceptions=True
+    )
+    assert calls == 1 and all(isinstance(r, OKXError) for r in results)
+    assert await asyncio.gather(*(budgets.user_id(lookup) for _ in range(3))) == ["4242"] * 3
+    assert calls == 2

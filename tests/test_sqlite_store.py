@@ -591,12 +591,12 @@ def test_client_limiter_url_and_its_alias(tmp_path: Path, monkeypatch: pytest.Mo
     url = f"sqlite://{tmp_path}/l.db"
     with pytest.raises(InvalidInputError, match="not both"):
         OKXClient(**creds, limiter_url=url, redis_url=url)
-    assert isinstance(OKXClient(**creds, limiter_url=url)._backend, SqliteLimiterBackend)
-    assert isinstance(OKXClient(**creds, redis_url=url)._backend, SqliteLimiterBackend)
+    assert isinstance(OKXClient(**creds, limiter_url=url)._budgets.backend, SqliteLimiterBackend)
+    assert isinstance(OKXClient(**creds, redis_url=url)._budgets.backend, SqliteLimiterBackend)
     monkeypatch.setenv("OKX_ASYNC_LIMITER_URL", url)
-    assert isinstance(OKXClient(**creds)._backend, SqliteLimiterBackend)
+    assert isinstance(OKXClient(**creds)._budgets.backend, SqliteLimiterBackend)
     monkeypatch.setenv("OKX_ASYNC_LIMITER_URL", "memory://")
-    assert OKXClient(**creds)._backend is None  # the loop's shared in-process store
+    assert OKXClient(**creds)._budgets.backend is None  # the loop's shared in-process store
     monkeypatch.setenv("OKX_ASYNC_LIMITER_URL", "ftp://u:secretpw@x")
     with pytest.raises(InvalidInputError) as info:
         OKXClient(**creds)
