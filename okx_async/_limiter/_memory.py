@@ -255,12 +255,8 @@ class LocalKeyLimiter:
         slot = self._slot_at(now)
         if slot == inf:
             return  # every slot is in flight: release() plans again
-        bursts = self._bursts
-        when = max(slot, bursts.held_until, self._pacer.earliest(now))
-        if bursts.burst < bursts.max_burst:
-            # A recovered burst widens the pacer's tolerance: the head may go sooner.
-            when = min(when, bursts.recover_at)
-        self._arm(when)
+        when = max(slot, self._bursts.held_until, self._pacer.earliest(now))
+        self._arm(self._bursts.wake_by(when))
 
     def _plan_idle(self, now: float) -> None:
         """No waiters: report idleness, or arm the timer for when it will be idle."""

@@ -235,6 +235,11 @@ class Bursts:
             now=now,
         )[0]
 
+    def wake_by(self, when: float) -> float:
+        """When a waiter blocked until `when` should look again: sooner if the burst
+        recovers first, since a bigger burst widens the pacer's tolerance."""
+        return min(when, self.recover_at) if self.burst < self.max_burst else when
+
     def whole_at(self) -> float:
         """When the burst will be back at `max_burst` (-inf if it is)."""
         return recovered_at(

@@ -119,7 +119,7 @@ class Settings:
         self.inflight_ttl = inflight_ttl
         self.ticket_grace = ticket_grace
         self.token = token  # this process's lease ids are "<token>:<n>"
-        # The rows the open transaction read (their `taken` is settled at its end).
+        # The rows the open transaction read (their `taken` is resolved at its end).
         self.touched: list[BudgetRows] = []
         self.epoch: str | None = None  # the epoch the open transaction expects
 
