@@ -12,7 +12,7 @@ import pytest
 from conftest import TEST_LOOP
 from virtual_time import run_virtual
 
-from okx_async import LimiterKey, RateLimit, _shared
+from okx_async import LimiterKey, OKXClient, RateLimit, _shared
 from okx_async._pool import NetworkSettings, release_pool
 from okx_async._shared import (
     LoopShared,
@@ -21,6 +21,14 @@ from okx_async._shared import (
     for_loop,
     lanes_for_running_loop,
     shared_clock,
+)
+from okx_async.simulator import (
+    SET_PATH,
+    SimKey,
+    Simulator,
+    SimulatorConfig,
+    SimulatorServer,
+    SimUser,
 )
 
 
@@ -125,6 +133,52 @@ def test_a_second_running_loop_warns_only_when_both_use_the_in_process_store(
     assert not [r for r in caplog.records if "second running event loop" in r.getMessage()]
 
 
+# -- a client used on a second loop --------------------------------------------------------
+
+
+def test_a_client_reused_on_a_second_loop_spends_that_loops_budget() -> None:
+    """Client A is used in one loop, then in a second one beside a new client B of the
+    same user: both must spend the second loop's in-process budget, so OKX sees at most
+    10 set calls per 2 s and never answers 50011. Were A to keep the first loop's store,
+    A and B would each get a full budget."""
+    config = SimulatorConfig(users=[SimUser(uid=UID, keys=[KEY_A, KEY_B])])
+    simulator = Simulator(config)  # the second loop's (an aiohttp app keeps its loop)
+    port = 0
+    clients: list[OKXClient] = []
+
+    async def first_loop() -> None:
+        nonlocal port
+        async with SimulatorServer(Simulator(config)) as server:
+            port = server.port
+            clients.append(_client(KEY_A, server.base_url))
+            await clients[0].get_account_config()  # binds A's parts to this loop
+
+    async def second_loop() -> list[BaseException]:
+        async with SimulatorServer(simulator, port=port) as server:
+            a, b = clients[0], _client(KEY_B, server.base_url)
+            sets = [a.set_risk_offset_amount(ccy, "1") for ccy in CCYS[:10]]
+            sets += [b.set_risk_offset_amount(ccy, "2") for ccy in CCYS[10:]]
+            results = await asyncio.gather(*sets, return_exceptions=True)
+            await a.close()
+            await b.close()
+        return [r for r in results if isinstance(r, BaseException)]
+
+    run_virtual(first_loop)
+    assert run_virtual(second_loop) == []
+    assert simulator.rate_limited_count(UID) == 0
+    assert simulator.max_in_window(UID, SET_PATH) <= 10
+
+
+def _client(key: SimKey, base_url: str) -> OKXClient:
+    return OKXClient(
+        api_key=key.api_key,
+        secret_key=key.secret_key,
+        passphrase=key.passphrase,
+        base_url=base_url,
+        user_id=UID,
+    )
+
+
 async def _server_time() -> float:
     return 1_704_067_200.0
 
@@ -133,3 +187,28 @@ OKX = "https://www.okx.com"
 SETTINGS = NetworkSettings(None, None, True)
 KEY = LimiterKey("www.okx.com|live", "uid:42", "/api/v5/account/set-riskOffset-amt")
 RATE = RateLimit(10, 2.0, "user")
+UID = "200001"
+KEY_A = SimKey("loop-key-a", "loop-secret-a", "loop-pass")
+KEY_B = SimKey("loop-key-b", "loop-secret-b", "loop-pass")
+CCYS = [
+    "BTC",
+    "ETH",
+    "SOL",
+    "OP",
+    "USDC",
+    "ETC",
+    "FIL",
+    "DOGE",
+    "LTC",
+    "BCH",
+    "NEAR",
+    "UNI",
+    "DOT",
+    "APT",
+    "TRX",
+    "ATOM",
+    "OKB",
+    "ADA",
+    "TON",
+    "LINK",
+]
