@@ -43,6 +43,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from ._budgets import Budgets
     from ._options import ClientOptions
+    from ._submit import Submitter
 
 __all__ = [
     "AttemptLoop",
@@ -81,6 +82,7 @@ class AttemptLoop:
     _transport: Transport
     _budgets: Budgets
     _report: Reporter
+    _submitter: Submitter
 
     def _start_requests(self) -> None:
         # The loop the client's per-loop parts (clock, in-process store) were found for,
@@ -180,11 +182,35 @@ class AttemptLoop:
             clock = self._bind_loop(loop)
         return clock
 
+    def _busy_on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this client has requests or set calls unfinished on `loop`."""
+        # Copies: the other loop's thread may change them meanwhile.
+        if any(task.get_loop() is loop for task in self._active.copy()):
+            return True
+        updates = self._submitter.outstanding.copy()
+        return any(u.future.get_loop() is loop and not u.future.done() for u in updates)
+
     def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> ServerClock:
         """Find the parts of `loop` this client uses: its clock for the host and, unless
         the client has a store of its own, its in-process store. A client used in a
         second `asyncio.run` must spend that loop's budget, the one its other clients
-        spend, not the budget of a loop that is gone."""
+        spend, not the budget of a loop that is gone.
+
+        InvalidInputError while another loop that is still running has requests of this
+        client in flight: the client's parts are not thread-safe, so a client belongs to
+        one loop at a time (one client per thread)."""
+        previous = self._loop
+        if (
+            previous is not None
+            and previous is not loop
+            and previous.is_running()
+            and self._busy_on(previous)
+        ):
+            raise InvalidInputError(
+                "this OKXClient has requests in flight on another event loop (another "
+                "thread); a client belongs to one event loop at a time: use one client "
+                "per thread or loop"
+            )
         shared = for_loop(loop)
         self._budgets.bind_loop(shared)
         clock = self._clock = shared.clock(self._options.base_url)

@@ -12,7 +12,7 @@ import pytest
 from conftest import TEST_LOOP
 from virtual_time import run_virtual
 
-from okx_async import LimiterKey, OKXClient, RateLimit, _shared
+from okx_async import InvalidInputError, LimiterKey, OKXClient, RateLimit, _shared
 from okx_async._pool import NetworkSettings, release_pool
 from okx_async._shared import (
     LoopShared,
@@ -167,6 +167,47 @@ def test_a_client_reused_on_a_second_loop_spends_that_loops_budget() -> None:
     assert run_virtual(second_loop) == []
     assert simulator.rate_limited_count(UID) == 0
     assert simulator.max_in_window(UID, SET_PATH) <= 10
+
+
+def test_a_call_from_a_second_thread_while_the_first_has_calls_in_flight_is_refused() -> None:
+    """A client belongs to one loop at a time: a call from another thread's loop while
+    the first loop's call is still on the wire fails with a clear InvalidInputError, not
+    with asyncio's "attached to a different loop" from deep inside."""
+    on_the_wire, done = threading.Event(), threading.Event()
+    box: dict[str, OKXClient] = {}
+
+    async def first_thread() -> None:
+        arrived = asyncio.Event()
+
+        async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            arrived.set()
+            try:
+                await reader.read()  # until the client hangs up
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = box["client"] = _client(KEY_A, f"http://127.0.0.1:{port}")
+        call = asyncio.ensure_future(client.get_account_config())
+        await arrived.wait()
+        on_the_wire.set()
+        await asyncio.to_thread(done.wait, 30)
+        call.cancel()
+        await client.close()
+        await asyncio.gather(call, return_exceptions=True)  # retrieved: no GC-time report
+        server.close()
+        await server.wait_closed()
+
+    thread = threading.Thread(target=asyncio.run, args=(first_thread(),))
+    thread.start()
+    try:
+        assert on_the_wire.wait(30)
+        with pytest.raises(InvalidInputError, match="one event loop at a time"):
+            asyncio.run(box["client"].get_account_config(timeout=5))
+    finally:
+        done.set()
+        thread.join(30)
 
 
 def _client(key: SimKey, base_url: str) -> OKXClient:
