@@ -7,9 +7,12 @@ import asyncio
 import gc
 import threading
 import weakref
+from typing import Any
 
 import pytest
+import redis_fixture
 from conftest import TEST_LOOP
+from redis_fixture import RedisServer
 from virtual_time import run_virtual
 
 from okx_async import InvalidInputError, LimiterKey, OKXClient, RateLimit, _shared
@@ -210,13 +213,46 @@ def test_a_call_from_a_second_thread_while_the_first_has_calls_in_flight_is_refu
         thread.join(30)
 
 
-def _client(key: SimKey, base_url: str) -> OKXClient:
+redis_server = redis_fixture.redis_server  # a fixture: a fresh redis-server per test
+
+
+def test_a_redis_backed_client_reconnects_on_a_second_loop(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Redis connections of the first `asyncio.run` belong to a closed loop: the
+    second run must open its own, not report Redis unreachable ("Event loop is closed"),
+    and the first run's connections are closed at its end (no ResourceWarning, which the
+    suite turns into an error)."""
+    config = SimulatorConfig(users=[SimUser(uid=UID, keys=[KEY_A])])
+    port = 0
+    clients: list[OKXClient] = []
+
+    async def run(value: str) -> str:
+        nonlocal port
+        async with SimulatorServer(Simulator(config), port=port) as server:
+            port = server.port
+            if not clients:
+                clients.append(_client(KEY_A, server.base_url, redis_url=redis_server.url))
+            result = await clients[0].set_risk_offset_amount("BTC", value, timeout=10)
+        return str(result.amount)
+
+    async def close() -> None:
+        await clients[0].close()
+
+    assert asyncio.run(run("1")) == "1"
+    assert asyncio.run(run("2")) == "2"
+    asyncio.run(close())
+    assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
+
+
+def _client(key: SimKey, base_url: str, **options: Any) -> OKXClient:
     return OKXClient(
         api_key=key.api_key,
         secret_key=key.secret_key,
         passphrase=key.passphrase,
         base_url=base_url,
         user_id=UID,
+        **options,
     )
 
 
