@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import sys
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ClientClosedError, InvalidInputError, LimiterUnavailableError
@@ -95,11 +96,8 @@ class RedisLink:
         cluster: bool = False,
         mode: str = "failing fast",
     ) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.cluster import RedisCluster
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.exceptions import RedisClusterException
 
         self._url = mask_url(url)
         self._secrets = url_secrets(url)
@@ -112,23 +110,17 @@ class RedisLink:
             # lease id, so a retry cannot take two slots.
             "retry": Retry(NoBackoff(), 1),
         }
-
-        def connect() -> Redis | RedisCluster:
-            if cluster:
-                return RedisCluster.from_url(redis_url, **options)
-            return aioredis.Redis.from_url(redis_url, **options)
-
+        client, problem = _make_client(redis_url, cluster, options)
+        if client is None:
+            # Raised here, outside any except clause: redis-py's or urllib's error, whose
+            # frames hold the URL and its password, is not even the __context__ of ours,
+            # and no local of this frame shows an option's value.
+            raise InvalidInputError(f"invalid Redis URL {self._url}: {self.scrub(problem)}")
         # A client's connections belong to the loop that opened them: each loop the link
         # is used on gets a client of its own (see `_follow_running_loop`).
-        self._connect = connect
+        self._connect = partial(_make_client, redis_url, cluster, options)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of `_client`
         self._keeper: AsyncGenerator[None, None] | None = None
-        try:
-            client = connect()
-        except (ValueError, TypeError, RedisClusterException) as exc:
-            raise InvalidInputError(
-                f"invalid Redis URL {self._url}: {self.scrub(str(exc))}"
-            ) from None
         self._client = client
         self._scripts: dict[str, AsyncScript] = {
             "acquire": client.register_script(ACQUIRE_LUA),
@@ -268,7 +260,9 @@ class RedisLink:
         is closed", taken for an outage). Each loop's client is closed at that loop's
         shutdown (`shutdown_asyncgens`, which `asyncio.run` calls), so none is left open."""
         if self._loop is not None:  # the first loop keeps the client made in __init__
-            self._client = self._connect()
+            client, _ = self._connect()
+            assert client is not None  # the URL was accepted in __init__
+            self._client = client
             self._scripts = {
                 name: self._client.register_script(script.script)
                 for name, script in self._scripts.items()
@@ -332,3 +326,36 @@ class RedisLink:
             if self._loop in (None, asyncio.get_running_loop()):
                 await self._client.aclose()
             # Else its connections are another loop's: that loop's shutdown closes them.
+
+
+def _unknown_option(message: str) -> str:
+    """redis-py's "unexpected keyword argument 'x'" as advice; the option's value (which
+    may be anything, a secret included) is not repeated."""
+    name = message.rpartition("argument ")[2].strip("'\" ")
+    return (
+        f"{name!r} is not an option redis-py takes in a URL's query string (e.g. db, "
+        "socket_timeout, ssl_cert_reqs, ssl_ca_certs, password, ssl_password); remove it"
+    )
+
+
+def _make_client(
+    redis_url: str, cluster: bool, options: dict[str, Any]
+) -> tuple[Redis | RedisCluster | None, str]:
+    """(the client, "") or (None, what is wrong with the URL)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import RedisClusterException
+
+    try:
+        if cluster:
+            return RedisCluster.from_url(redis_url, **options), ""
+        client = aioredis.Redis.from_url(redis_url, **options)
+        # redis-py keeps an unknown query option until the first connection is made: a
+        # connection object (no socket yet) refuses it here instead.
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs)
+        return client, ""
+    except TypeError as exc:
+        return None, _unknown_option(str(exc))
+    except (ValueError, RedisClusterException) as exc:
+        return None, str(exc)
