@@ -7,6 +7,7 @@ import asyncio
 import gc
 import threading
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,10 +173,15 @@ def test_a_client_reused_on_a_second_loop_spends_that_loops_budget() -> None:
     assert simulator.max_in_window(UID, SET_PATH) <= 10
 
 
-def test_a_call_from_a_second_thread_while_the_first_has_calls_in_flight_is_refused() -> None:
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_call_from_a_second_thread_while_the_first_has_calls_in_flight_is_refused(
+    store: str, tmp_path: Path
+) -> None:
     """A client belongs to one loop at a time: a call from another thread's loop while
     the first loop's call is still on the wire fails with a clear InvalidInputError, not
-    with asyncio's "attached to a different loop" from deep inside."""
+    with asyncio's "attached to a different loop" from deep inside (with a shared store,
+    before the store's per-loop locks are touched)."""
+    options = {"limiter_url": f"sqlite:///{tmp_path / 'okx.db'}"} if store == "sqlite" else {}
     on_the_wire, done = threading.Event(), threading.Event()
     box: dict[str, OKXClient] = {}
 
@@ -191,7 +197,7 @@ def test_a_call_from_a_second_thread_while_the_first_has_calls_in_flight_is_refu
 
         server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        client = box["client"] = _client(KEY_A, f"http://127.0.0.1:{port}")
+        client = box["client"] = _client(KEY_A, f"http://127.0.0.1:{port}", **options)
         call = asyncio.ensure_future(client.get_account_config())
         await arrived.wait()
         on_the_wire.set()
@@ -207,7 +213,7 @@ def test_a_call_from_a_second_thread_while_the_first_has_calls_in_flight_is_refu
     try:
         assert on_the_wire.wait(30)
         with pytest.raises(InvalidInputError, match="one event loop at a time"):
-            asyncio.run(box["client"].get_account_config(timeout=5))
+            asyncio.run(box["client"].set_risk_offset_amount("BTC", "1", timeout=5))
     finally:
         done.set()
         thread.join(30)
