@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sim_support import client_of, served
 from virtual_time import run_virtual
 
 from okx_async import (
@@ -870,3 +871,146 @@ async def test_cli_limiter_url_from_the_config_file(tmp_path: Path) -> None:
         await finish(await apply_run(tmp_path, server.base_url, SIM_KEYS[0], CCYS[:3]))
     assert shared.exists()
     assert not (tmp_path / "state" / "okx-async" / "limits.db").exists()
+
+
+# -- files that are not (or not yet) this store's ---------------------------------------------
+
+LAYOUT_1_SCRIPT = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE budget (
+    key TEXT PRIMARY KEY, tat REAL NOT NULL, held_until REAL NOT NULL,
+    burst INTEGER NOT NULL, recover_at REAL NOT NULL, next_ticket INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lease (
+    key TEXT NOT NULL, id TEXT NOT NULL, expires REAL NOT NULL, cooling INTEGER NOT NULL,
+    PRIMARY KEY (key, id)
+) WITHOUT ROWID;
+CREATE TABLE ticket (
+    key TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, beat REAL NOT NULL,
+    PRIMARY KEY (key, id)
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('epoch', 'old');
+INSERT INTO budget VALUES ('k', 1.0, 0.0, 3, 0.0, 1);
+INSERT INTO lease VALUES ('k', 'x:1', 1.0, 0);
+"""
+
+
+def file_state(path: Path) -> tuple[int, str, list[tuple[str, ...]]]:
+    """(user_version, journal_mode, every table's rows) of the file at `path`."""
+    conn = sqlite3.connect(path)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        rows = [(n, *map(str, conn.execute(f"SELECT * FROM {n}").fetchall())) for n in names]
+        return version, mode, rows
+    finally:
+        conn.close()
+
+
+def test_an_application_database_is_refused_untouched(tmp_path: Path) -> None:
+    """limiter_url naming an application's own database (with a `budget` table, as
+    layout 1 had): refused before anything is sent, its tables, rows and journal mode
+    as they were."""
+    path = tmp_path / "app.db"
+    app = sqlite3.connect(path)
+    app.executescript(
+        "CREATE TABLE budget (dept TEXT, amount REAL); INSERT INTO budget VALUES ('ops', 5);"
+    )
+    app.close()
+    before = file_state(path)
+
+    async def main() -> None:
+        user = SimUser(uid=UID, keys=SIM_KEYS[:1], margin_ccys=frozenset(CCYS))
+        async with served([user]) as (simulator, url):
+            async with client_of(SIM_KEYS[0], url, limiter_url=f"sqlite://{path}") as client:
+                with pytest.raises(LimiterUnavailableError) as info:
+                    await client.set_risk_offset_amount("C00", "1")
+            assert simulator.values(UID) == {}  # nothing reached OKX
+            assert simulator.max_in_window(UID, SET_PATH) == 0
+        message = str(info.value)
+        assert f"the file {path} is not an okx_async limiter file" in message
+        assert "tables: budget" in message
+        assert "point limiter_url at a file of its own, e.g. sqlite:///" in message
+
+    asyncio.run(main())
+    assert file_state(path) == before == (0, "delete", [("budget", "('ops', 5.0)")])
+
+
+def test_a_layout_1_file_is_upgraded_and_held(tmp_path: Path) -> None:
+    """This store's own layout 1 (user_version 0, a `lease` table): its budgets are
+    dropped, the file takes the current layout and its keys start held one window."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT_1_SCRIPT)
+    old.close()
+
+    async def main() -> None:
+        async with sqlite_backend(path, hold_new_file=True) as backend:
+            lease = await backend.limiter(KEY, RATE).acquire()
+            assert now() == RATE.window  # held one window: what was spent is unknown
+            await backend.limiter(KEY, RATE).release(lease)
+
+    run_virtual(main)
+    version, mode, rows = file_state(path)
+    assert (version, mode) == (2, "wal")
+    assert "lease" not in [r[0] for r in rows]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "PRAGMA user_version=3; CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        "PRAGMA user_version=3;",
+    ],
+)
+def test_a_file_of_a_newer_layout_is_refused(script: str, tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+    before = file_state(path)
+
+    async def main() -> None:
+        async with sqlite_backend(path) as backend:
+            with pytest.raises(LimiterUnavailableError, match="written by a newer okx_async"):
+                await backend.limiter(KEY, RATE).acquire()
+
+    run_virtual(main)
+    assert file_state(path) == before
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # layout 1 with a column of its budget table changed
+        LAYOUT_1_SCRIPT.replace("burst INTEGER", "bursts INTEGER"),
+        # layout 1's tables beside one of the application's
+        LAYOUT_1_SCRIPT + "CREATE TABLE orders (id INTEGER);",
+        # the current layout's number, without this store's tables
+        "PRAGMA user_version=2; CREATE TABLE budget (dept TEXT, amount REAL);",
+        # layout 1's budget and lease, without the meta marker
+        LAYOUT_1_SCRIPT.replace("CREATE TABLE meta", "CREATE TABLE other").replace(
+            "INTO meta", "INTO other"
+        ),
+    ],
+)
+def test_a_file_of_an_unknown_layout_is_refused_untouched(script: str, tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+    before = file_state(path)
+
+    async def main() -> None:
+        async with sqlite_backend(path) as backend:
+            with pytest.raises(LimiterUnavailableError, match="not an okx_async limiter file"):
+                await backend.limiter(KEY, RATE).acquire()
+
+    run_virtual(main)
+    assert file_state(path) == before
