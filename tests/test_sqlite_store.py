@@ -10,6 +10,7 @@ is exact and nothing sleeps for real. Real OS processes run where the claim is a
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -1014,3 +1015,29 @@ def test_a_file_of_an_unknown_layout_is_refused_untouched(script: str, tmp_path:
 
     run_virtual(main)
     assert file_state(path) == before
+
+
+def test_a_stores_lease_outlives_every_request_that_may_still_land(tmp_path: Path) -> None:
+    """An unanswered request keeps its slot request_timeout + landing_horizon after its
+    grant; a lease that lapsed in the store sooner would hand the slot to another process
+    (test_a_crashed_holders_lease_is_in_flight_until_its_ttl: a lease lasts its TTL). A
+    store made from a URL gets a TTL past that; a store passed in with a shorter one is
+    refused, naming the bound."""
+    creds = {"api_key": "k", "secret_key": "s", "passphrase": "p"}
+    slow = {"request_timeout": 20.0, "landing_horizon": 100.0}
+    url = f"sqlite://{tmp_path}/l.db"
+    backend = OKXClient(**creds, limiter_url=url, **slow)._budgets.backend
+    assert isinstance(backend, SqliteLimiterBackend) and backend.inflight_ttl == 125.0
+    backend = OKXClient(**creds, limiter_url=url)._budgets.backend  # defaults: 10 + 30 + 5
+    assert isinstance(backend, SqliteLimiterBackend) and backend.inflight_ttl == 60.0
+    with pytest.raises(InvalidInputError) as info:
+        OKXClient(**creds, limiter=SqliteLimiterBackend(tmp_path / "l.db"), **slow)
+    assert str(info.value).startswith(
+        "the limiter store's inflight_ttl (60 s) must be at least request_timeout + "
+        "landing_horizon + 5 s (125 s)"
+    )
+    long = SqliteLimiterBackend(tmp_path / "l.db", inflight_ttl=125.0)
+    assert OKXClient(**creds, limiter=long, **slow)._budgets.backend is long
+    if importlib.util.find_spec("redis") is not None:
+        redis = OKXClient(**creds, limiter_url="redis://127.0.0.1:1/0", **slow)._budgets.backend
+        assert getattr(redis, "inflight_ttl", None) == 125.0

@@ -104,6 +104,11 @@ class SqliteLimiterBackend(SqliteFile):
     def path(self) -> str:
         return self._path
 
+    @property
+    def inflight_ttl(self) -> float:
+        """Seconds a lease stays in flight in the file unless released."""
+        return self._settings.inflight_ttl
+
     async def __aenter__(self) -> SqliteLimiterBackend:
         return self
 

@@ -19,14 +19,26 @@ import os
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from .._defaults import ENV_LIMITER_URL, ENV_REDIS_URL
+from .._defaults import (
+    ENV_LIMITER_URL,
+    ENV_REDIS_URL,
+    LEASE_TTL_MARGIN,
+    REDIS_INFLIGHT_TTL,
+    SQLITE_INFLIGHT_TTL,
+)
 from .._errors import InvalidInputError
 from .._urls import mask_url_credentials as mask_url
 
 if TYPE_CHECKING:
     from .._limits import LimiterBackend
 
-__all__ = ["LimiterUrl", "client_backend", "limiter_from_url", "parse_limiter_url"]
+__all__ = [
+    "LimiterUrl",
+    "check_lease_ttl",
+    "client_backend",
+    "limiter_from_url",
+    "parse_limiter_url",
+]
 
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
@@ -97,13 +109,18 @@ def parse_limiter_url(url: object) -> LimiterUrl:
     raise InvalidInputError(f"unknown limiter store {scheme[:20]!r} in {_shown(url)}; {_EXPECTED}")
 
 
-def limiter_from_url(url: str, *, redis_fallback_share: float | None = None) -> LimiterBackend:
+def limiter_from_url(
+    url: str, *, redis_fallback_share: float | None = None, longest_hold: float = 0.0
+) -> LimiterBackend:
     """A new limiter backend for `url` (see the module doc for the forms).
 
     `memory://` gives a new in-process LocalLimiterBackend (an OKXClient given
     `limiter_url="memory://"` shares its event loop's instead). `redis_fallback_share`
-    applies to Redis URLs only. Raises InvalidInputError for a bad URL; ImportError for
-    a Redis URL without the `redis` package installed. The caller closes it (`aclose()`).
+    applies to Redis URLs only. `longest_hold` (seconds, default 0): the longest a
+    caller keeps a lease before releasing it; a sqlite or Redis store's `inflight_ttl`
+    is raised above it (plus a margin) when its default is shorter. Raises
+    InvalidInputError for a bad URL; ImportError for a Redis URL without the `redis`
+    package installed. The caller closes it (`aclose()`).
     """
     kind, target, hold_new_file = parse_limiter_url(url)
     if kind == "memory":
@@ -113,10 +130,26 @@ def limiter_from_url(url: str, *, redis_fallback_share: float | None = None) -> 
     if kind == "sqlite":
         from ._sqlite import SqliteLimiterBackend
 
-        return SqliteLimiterBackend(target, hold_new_file=hold_new_file)
+        ttl = max(SQLITE_INFLIGHT_TTL, longest_hold + LEASE_TTL_MARGIN)
+        return SqliteLimiterBackend(target, hold_new_file=hold_new_file, inflight_ttl=ttl)
     from .._redis_limiter import RedisLimiterBackend
 
-    return RedisLimiterBackend(target, fallback_share=redis_fallback_share)
+    ttl = max(REDIS_INFLIGHT_TTL, longest_hold + LEASE_TTL_MARGIN)
+    return RedisLimiterBackend(target, fallback_share=redis_fallback_share, inflight_ttl=ttl)
+
+
+def check_lease_ttl(backend: LimiterBackend, longest_hold: float) -> None:
+    """InvalidInputError when `backend`'s leases (its `inflight_ttl`, if it has one)
+    could lapse in the store while a request holding one may still land."""
+    ttl = getattr(backend, "inflight_ttl", None)
+    if isinstance(ttl, (int, float)) and ttl < longest_hold + LEASE_TTL_MARGIN:
+        raise InvalidInputError(
+            f"the limiter store's inflight_ttl ({ttl:g} s) must be at least request_timeout "
+            f"+ landing_horizon + {LEASE_TTL_MARGIN:g} s ({longest_hold + LEASE_TTL_MARGIN:g} "
+            "s): an unanswered request keeps its slot that long, and a lease that lapsed "
+            "sooner would let another process take it; lower them or create the store with "
+            "a larger inflight_ttl"
+        )
 
 
 def client_backend(
@@ -125,6 +158,7 @@ def client_backend(
     redis_url: str | None,
     limiter: LimiterBackend | None,
     redis_fallback_share: float | None,
+    longest_hold: float = 0.0,
 ) -> tuple[LimiterBackend | None, bool]:
     """OKXClient's store: (backend or None for the event loop's shared in-process one,
     whether the client owns it and closes it).
@@ -136,6 +170,7 @@ def client_backend(
         raise InvalidInputError("pass limiter_url or its alias redis_url, not both")
     url = limiter_url if limiter_url is not None else redis_url
     if limiter is not None:
+        check_lease_ttl(limiter, longest_hold)
         return limiter, False
     if url is None:
         url = os.environ.get(ENV_LIMITER_URL) or os.environ.get(ENV_REDIS_URL) or None
@@ -143,4 +178,7 @@ def client_backend(
         return None, False
     if parse_limiter_url(url).kind == "memory":
         return None, False
-    return limiter_from_url(url, redis_fallback_share=redis_fallback_share), True
+    backend = limiter_from_url(
+        url, redis_fallback_share=redis_fallback_share, longest_hold=longest_hold
+    )
+    return backend, True
