@@ -1041,3 +1041,92 @@ def test_a_stores_lease_outlives_every_request_that_may_still_land(tmp_path: Pat
     if importlib.util.find_spec("redis") is not None:
         redis = OKXClient(**creds, limiter_url="redis://127.0.0.1:1/0", **slow)._budgets.backend
         assert getattr(redis, "inflight_ttl", None) == 125.0
+
+
+# -- the CLI's store that cannot be used -------------------------------------------------------
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A directory this user cannot create files in: mode 0500, or (as root, whom modes
+    do not stop) a path under a regular file, which fails for everyone."""
+    if os.geteuid() == 0:
+        (tmp_path / "file.txt").write_text("")
+        return tmp_path / "file.txt"
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    return folder
+
+
+def run_cli_process(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OKX_")}
+    clean.update(
+        OKX_API_KEY="k",
+        OKX_SECRET_KEY="s",
+        OKX_PASSPHRASE="p",
+        OKX_BASE_URL="http://127.0.0.1:9",  # never reached: the store is refused first
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "okx_async", *argv],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_an_unwritable_state_home_exits_2_saying_what_to_do(tmp_path: Path) -> None:
+    state = unwritable_dir(tmp_path)
+    done = run_cli_process(tmp_path, "set", "BTC", "1", XDG_STATE_HOME=str(state))
+    assert done.returncode == 2, done.stderr
+    path = state / "okx-async" / "limits.db"
+    assert done.stderr.startswith(f"error: the default limiter file {path} cannot be created (")
+    assert done.stderr.endswith(
+        f"pass --limiter-url or set OKX_ASYNC_LIMITER_URL, or make {state} writable\n"
+    )
+
+
+def test_cli_an_unwritable_limiter_file_exits_2_saying_what_to_do(tmp_path: Path) -> None:
+    folder = unwritable_dir(tmp_path)
+    url = f"sqlite://{folder}/limits.db"
+    done = run_cli_process(tmp_path, "set", "BTC", "1", "--limiter-url", url)
+    assert done.returncode == 2, done.stderr
+    if os.geteuid() == 0:  # under a file: "does not exist", checked before writability
+        assert "which does not exist" in done.stderr
+        return
+    assert done.stderr == (
+        f"error: the limiter file {folder}/limits.db cannot be written ({folder} is not "
+        f"writable by this user): pass another --limiter-url, or make {folder} writable\n"
+    )
+
+
+def test_an_unopenable_file_says_to_check_its_path_not_that_a_store_runs(
+    tmp_path: Path,
+) -> None:
+    """Past the CLI's own checks (the file became unopenable since): sqlite's message,
+    and a hint about the file, not about a server."""
+    path = tmp_path / "limits.db"
+    path.mkdir()  # a directory where the file should be: sqlite cannot open it
+
+    async def main() -> None:
+        async with sqlite_backend(path) as backend:
+            with pytest.raises(LimiterUnavailableError) as info:
+                await backend.limiter(KEY, RATE).acquire()
+        assert str(info.value) == (
+            f"the sqlite limiter at {path} failed: unable to open database file (check "
+            "that its directory exists and this user may write it)"
+        )
+
+    run_virtual(main)
+
+
+def test_cli_an_unopenable_limiter_file_says_to_check_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "limits.db"
+    path.mkdir()  # exists, so the CLI's checks pass; sqlite cannot open it
+    done = run_cli_process(tmp_path, "set", "BTC", "1", "--limiter-url", f"sqlite://{path}")
+    assert done.returncode == 2, done.stderr
+    assert "unable to open database file" in done.stderr
+    assert "check the file's path and its permissions and that --limiter-url" in done.stderr
+    assert "limiter store runs" not in done.stderr

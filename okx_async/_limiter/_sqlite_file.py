@@ -261,8 +261,11 @@ class SqliteFile:
                     rows.taken = -1
                 touched.clear()
         except sqlite3.Error as exc:
+            hint = ""
+            if "unable to open" in str(exc):  # sqlite says no more than that
+                hint = " (check that its directory exists and this user may write it)"
             raise LimiterUnavailableError(
-                f"the sqlite limiter at {self._path} failed: {exc}"
+                f"the sqlite limiter at {self._path} failed: {exc}{hint}"
             ) from None
         if not wait:  # the loop thread: the only one that adds to `_dirty`
             self._dirty = {rows for rows in self._dirty if rows.pending}
