@@ -603,6 +603,30 @@ def test_client_limiter_url_and_its_alias(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(InvalidInputError) as info:
         OKXClient(**creds)
     assert "secretpw" not in str(info.value)
+    assert str(info.value).startswith("OKX_ASYNC_LIMITER_URL: unknown limiter store 'ftp'")
+    monkeypatch.delenv("OKX_ASYNC_LIMITER_URL")
+    monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "sqlite://relative.db")
+    with pytest.raises(InvalidInputError, match=r"^OKX_ASYNC_REDIS_URL: a sqlite limiter URL"):
+        OKXClient(**creds)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///", "names a file, not a directory"),
+        ("sqlite:///tmp/", "names a file, not a directory, as sqlite:///ABSOLUTE/PATH, got "),
+        ("sqlite:///tmp", "names a file, not a directory"),
+        ("sqlite:///:memory:", "would be one process's store, not a shared one: pass memory://"),
+        ("sqlite:///tmp/x.db#frag", "takes no #fragment"),
+    ],
+)
+def test_a_sqlite_url_naming_no_shareable_file_is_refused_at_once(url: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        limiter_from_url(url)
+    assert message in str(info.value)
+    assert "absolute file path" not in str(info.value)
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        SqliteLimiterBackend("/tmp")
 
 
 # -- one timeline through every store -------------------------------------------------------
@@ -1057,6 +1081,14 @@ def unwritable_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def unopenable(tmp_path: Path) -> Path:
+    """A path sqlite cannot open, for root too: a link to a path under a regular file."""
+    (tmp_path / "file.txt").write_text("")
+    link = tmp_path / "limits.db"
+    link.symlink_to(tmp_path / "file.txt" / "limits.db")
+    return link
+
+
 def run_cli_process(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OKX_")}
     clean.update(
@@ -1107,8 +1139,7 @@ def test_an_unopenable_file_says_to_check_its_path_not_that_a_store_runs(
 ) -> None:
     """Past the CLI's own checks (the file became unopenable since): sqlite's message,
     and a hint about the file, not about a server."""
-    path = tmp_path / "limits.db"
-    path.mkdir()  # a directory where the file should be: sqlite cannot open it
+    path = unopenable(tmp_path)
 
     async def main() -> None:
         async with sqlite_backend(path) as backend:
@@ -1123,10 +1154,15 @@ def test_an_unopenable_file_says_to_check_its_path_not_that_a_store_runs(
 
 
 def test_cli_an_unopenable_limiter_file_says_to_check_its_path(tmp_path: Path) -> None:
-    path = tmp_path / "limits.db"
-    path.mkdir()  # exists, so the CLI's checks pass; sqlite cannot open it
+    path = unopenable(tmp_path)  # the CLI's checks pass; sqlite cannot open it
     done = run_cli_process(tmp_path, "set", "BTC", "1", "--limiter-url", f"sqlite://{path}")
     assert done.returncode == 2, done.stderr
     assert "unable to open database file" in done.stderr
     assert "check the file's path and its permissions and that --limiter-url" in done.stderr
     assert "limiter store runs" not in done.stderr
+
+
+def test_cli_a_bad_limiter_url_in_the_environment_names_the_variable(tmp_path: Path) -> None:
+    done = run_cli_process(tmp_path, "set", "BTC", "1", OKX_ASYNC_LIMITER_URL="sqlite://rel/x.db")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: OKX_ASYNC_LIMITER_URL: a sqlite limiter URL names an")

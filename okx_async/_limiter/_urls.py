@@ -73,6 +73,26 @@ def _sqlite_options(url: str, query: str) -> bool:
     return _BOOLS[value.lower()]
 
 
+def _check_sqlite_file(url: str, path: str, fragment: str) -> None:
+    """InvalidInputError for a sqlite URL that names no file sqlite could share: a
+    directory, sqlite's per-connection `:memory:`, or one with a #fragment."""
+    if fragment:
+        raise InvalidInputError(
+            f"a sqlite limiter URL takes no #fragment (a '#' in the file name is written "
+            f"%23), got {_shown(url)}"
+        )
+    if os.path.basename(path) == ":memory:":
+        raise InvalidInputError(
+            "sqlite:///:memory: would be one process's store, not a shared one: pass "
+            "memory:// for that, or sqlite:///ABSOLUTE/PATH to share a file"
+        )
+    if path.endswith("/") or os.path.isdir(path):
+        raise InvalidInputError(
+            f"a sqlite limiter URL names a file, not a directory, as sqlite:///ABSOLUTE/"
+            f"PATH, got {_shown(url)}; e.g. sqlite://{path.rstrip('/')}/limits.db"
+        )
+
+
 def _shown(url: str) -> str:
     """`url` for an error message: password masked; not shown at all when it is too
     malformed to tell where a password would be."""
@@ -98,11 +118,12 @@ def parse_limiter_url(url: object) -> LimiterUrl:
     if scheme == "sqlite":
         parts = urlsplit(url)
         path = unquote(parts.path)
-        if parts.netloc or parts.fragment or not path.startswith("/"):
+        if parts.netloc or not path.startswith("/"):
             raise InvalidInputError(
                 f"a sqlite limiter URL names an absolute file path, as sqlite:///ABSOLUTE/"
                 f"PATH (three slashes), got {_shown(url)}"
             )
+        _check_sqlite_file(url, path, parts.fragment)
         return LimiterUrl("sqlite", os.path.normpath(path), _sqlite_options(url, parts.query))
     if scheme in REDIS_SCHEMES:
         return LimiterUrl("redis", url)
@@ -173,11 +194,29 @@ def client_backend(
         check_lease_ttl(limiter, longest_hold)
         return limiter, False
     if url is None:
-        url = os.environ.get(ENV_LIMITER_URL) or os.environ.get(ENV_REDIS_URL) or None
-    if url is None:
-        return None, False
+        return _backend_from_env(redis_fallback_share, longest_hold)
     if parse_limiter_url(url).kind == "memory":
         return None, False
+    backend = limiter_from_url(
+        url, redis_fallback_share=redis_fallback_share, longest_hold=longest_hold
+    )
+    return backend, True
+
+
+def _backend_from_env(
+    redis_fallback_share: float | None, longest_hold: float
+) -> tuple[LimiterBackend | None, bool]:
+    """`client_backend` for OKX_ASYNC_LIMITER_URL (or OKX_ASYNC_REDIS_URL); a bad value's
+    error names the variable."""
+    name = ENV_LIMITER_URL if os.environ.get(ENV_LIMITER_URL) else ENV_REDIS_URL
+    url = os.environ.get(name)
+    if not url:
+        return None, False
+    try:
+        if parse_limiter_url(url).kind == "memory":
+            return None, False
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{name}: {exc}") from None
     backend = limiter_from_url(
         url, redis_fallback_share=redis_fallback_share, longest_hold=longest_hold
     )

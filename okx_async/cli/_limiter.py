@@ -61,12 +61,29 @@ def _check_writable(path: str, what: str, instead: str) -> None:
         )
 
 
+def _source(flag: str | None, env: Mapping[str, str]) -> str:
+    """The environment variable the URL came from, if it came from one."""
+    if flag:
+        return ""
+    return (
+        ENV_LIMITER_URL
+        if env.get(ENV_LIMITER_URL)
+        else ENV_REDIS_URL
+        if env.get(ENV_REDIS_URL)
+        else ""
+    )
+
+
 def open_limiter(flag: str | None, env: Mapping[str, str], file_url: str | None) -> LimiterBackend:
     """The store for this run (the caller closes it). Raises InvalidInputError for a bad
     URL, or a sqlite file (the default one included) that cannot be created or written."""
     url = flag or env.get(ENV_LIMITER_URL) or env.get(ENV_REDIS_URL) or file_url
     if url:
-        backend = limiter_from_url(url)
+        try:
+            backend = limiter_from_url(url)
+        except InvalidInputError as exc:
+            source = _source(flag, env)
+            raise InvalidInputError(f"{source}: {exc}" if source else str(exc)) from None
         if isinstance(backend, SqliteLimiterBackend):
             _check_folder(url, backend.path)
         return backend
