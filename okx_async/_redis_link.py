@@ -84,11 +84,8 @@ class RedisLink:
         cluster: bool = False,
         mode: str = "failing fast",
     ) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.cluster import RedisCluster
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.exceptions import RedisClusterException
 
         self._url = mask_url(url)
         self._secrets = url_secrets(url)
@@ -101,16 +98,12 @@ class RedisLink:
             # lease id, so a retry cannot take two slots.
             "retry": Retry(NoBackoff(), 1),
         }
-        try:
-            client: Redis | RedisCluster
-            if cluster:
-                client = RedisCluster.from_url(redis_url, **options)
-            else:
-                client = aioredis.Redis.from_url(redis_url, **options)
-        except (ValueError, TypeError, RedisClusterException) as exc:
-            raise InvalidInputError(
-                f"invalid Redis URL {self._url}: {self.scrub(str(exc))}"
-            ) from None
+        client, problem = _make_client(redis_url, cluster, options)
+        if client is None:
+            # Raised here, outside any except clause: redis-py's or urllib's error, whose
+            # frames hold the URL and its password, is not even the __context__ of ours,
+            # and no local of this frame shows an option's value.
+            raise InvalidInputError(f"invalid Redis URL {self._url}: {self.scrub(problem)}")
         self._client = client
         self._scripts: dict[str, AsyncScript] = {
             "acquire": client.register_script(ACQUIRE_LUA),
@@ -294,3 +287,36 @@ class RedisLink:
         if not self._closed:
             self._closed = True
             await self._client.aclose()
+
+
+def _unknown_option(message: str) -> str:
+    """redis-py's "unexpected keyword argument 'x'" as advice; the option's value (which
+    may be anything, a secret included) is not repeated."""
+    name = message.rpartition("argument ")[2].strip("'\" ")
+    return (
+        f"{name!r} is not an option redis-py takes in a URL's query string (e.g. db, "
+        "socket_timeout, ssl_cert_reqs, ssl_ca_certs, password, ssl_password); remove it"
+    )
+
+
+def _make_client(
+    redis_url: str, cluster: bool, options: dict[str, Any]
+) -> tuple[Redis | RedisCluster | None, str]:
+    """(the client, "") or (None, what is wrong with the URL)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import RedisClusterException
+
+    try:
+        if cluster:
+            return RedisCluster.from_url(redis_url, **options), ""
+        client = aioredis.Redis.from_url(redis_url, **options)
+        # redis-py keeps an unknown query option until the first connection is made: a
+        # connection object (no socket yet) refuses it here instead.
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs)
+        return client, ""
+    except TypeError as exc:
+        return None, _unknown_option(str(exc))
+    except (ValueError, RedisClusterException) as exc:
+        return None, str(exc)

@@ -53,6 +53,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ._defaults import RATE_LIMIT_RECOVERY_WINDOWS
 from ._errors import LimiterUnavailableError
 from ._limits import LimiterKey, RateLimit
+from ._urls import has_url_credentials
 from ._urls import mask_url_credentials as mask_url
 
 __all__ = [
@@ -362,7 +363,7 @@ def url_secrets(url: str) -> tuple[str, ...]:
         if "@" in parts.netloc:
             userinfo = parts.netloc.rsplit("@", 1)[0]
             found.append(userinfo.split(":", 1)[1] if ":" in userinfo else userinfo)
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() == "password"]
+        found += [v for k, v in parse_qsl(parts.query) if has_url_credentials(f"?{k}=x")]
     except ValueError:
         pass
     out = {s for f in found for s in (f, unquote(f)) if s}

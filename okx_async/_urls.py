@@ -8,7 +8,8 @@
 - Masking credentials before they reach a message, a log line or a repr, for every URL
   the package takes (`base_url`, proxies, Redis/limiter URLs): `mask_url_credentials`
   replaces the password of `user:password@` (all of a lone `token@`), and the value of
-  any `password=` query parameter, with `***`. It parses by hand rather than with
+  any query option but a few known harmless ones (`db=`, `socket_timeout=`, …), with
+  `***`. It parses by hand rather than with
   `urlsplit`, which raises on malformed URLs (a bad IPv6 literal, an out-of-range
   port): a URL that is wrong in some other way must still be masked before the message
   that says so.
@@ -41,14 +42,43 @@ __all__ = [
 
 MASK = "***"
 _T = TypeVar("_T")
-# "password=" (or pass=, pwd=) in a query string, up to the next separator.
-_QUERY_PASSWORD = re.compile(r"(?i)([?&;](?:password|pass|pwd)=)[^&;#]*")
+# A secret-looking parameter in a query string (password=, ssl_password=, pwd=,
+# auth_token=, client_secret=, ...): its value, up to the next separator.
+_QUERY_PASSWORD = re.compile(
+    r"(?i)([?&;][^=&;#]*(?:pass|pwd|secret|token|auth|credential)[^=&;#]*=)[^&;#]*"
+)
+# Query options shown as they are in messages and reprs (the stores' documented options,
+# none of them a secret); any other option's value is masked, since an unknown one may
+# be anything.
+_SHOWN_QUERY_OPTIONS: Final = frozenset(
+    {
+        "db",
+        "protocol",
+        "client_name",
+        "username",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "retry_on_timeout",
+        "max_connections",
+        "health_check_interval",
+        "timeout",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+        "hold_new_file",
+    }
+)
+_QUERY_OPTION = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
 # scheme://userinfo@ anywhere in free text (an aiohttp message naming a proxy URL).
 _USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#@]*@")
 
 
 def mask_url_credentials(url: str) -> str:
-    """`url` with the password of its userinfo and any `password=` query value as `***`.
+    """`url` with the password of its userinfo, and the value of every query option but
+    the known harmless ones (`db`, `socket_timeout`, `ssl_cert_reqs`, …), as `***`.
 
     "redis://:pw@host:6379/0" -> "redis://:***@host:6379/0", "https://u:pw@h" ->
     "https://u:***@h", "https://token@h" -> "https://***@h"; a URL without credentials is
@@ -61,7 +91,14 @@ def mask_url_credentials(url: str) -> str:
         # may well be a password or token, so all of it goes.
         user, colon, _ = url[start:at].partition(":")
         url = url[:start] + (user + colon if colon else "") + MASK + url[at:]
-    return _QUERY_PASSWORD.sub(lambda m: m.group(1) + MASK, url)
+    query = url.find("?")
+    return url if query < 0 else url[:query] + _QUERY_OPTION.sub(_mask_option, url[query:])
+
+
+def _mask_option(match: re.Match[str]) -> str:
+    if match.group(2).lower() in _SHOWN_QUERY_OPTIONS:
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}={MASK}"
 
 
 def has_url_credentials(url: str) -> bool:
@@ -166,7 +203,10 @@ def refuse_url_credentials(base_url: str) -> None:
     message shows the URL with them masked. Runs before any other check of the URL."""
     if has_url_credentials(base_url):
         raise InvalidInputError(
-            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
+            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials: OKX "
+            "takes none in the URL; pass the API key, secret key and passphrase as "
+            "api_key=, secret_key=, passphrase= (or OKX_API_KEY, OKX_SECRET_KEY, "
+            "OKX_PASSPHRASE)"
         )
 
 

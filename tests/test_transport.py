@@ -526,7 +526,9 @@ def test_malformed_base_url_is_invalid_input_not_a_raw_value_error() -> None:
         ("redis://h:6379/0?password=pw&db=1", "redis://h:6379/0?password=***&db=1"),
         ("http://u:p@w@proxy:3128", "http://u:***@proxy:3128"),
         ("http://proxy:3128", "http://proxy:3128"),
-        ("https://www.okx.com/x?y=@z", "https://www.okx.com/x?y=@z"),
+        ("https://www.okx.com/x?db=@z", "https://www.okx.com/x?db=@z"),
+        ("rediss://h:1/0?ssl_password=pw&db=2", "rediss://h:1/0?ssl_password=***&db=2"),
+        ("redis://h:1/0?auth_token=t;db=2", "redis://h:1/0?auth_token=***;db=2"),
         ("user:pw@host", "user:***@host"),
         ("token@host", "***@host"),
         ("not a url", "not a url"),
@@ -537,6 +539,12 @@ def test_mask_url_credentials(url: str, masked: str) -> None:
     assert mask_url_credentials(url) == masked
     assert has_url_credentials(url) is (masked != url)
     assert has_url_credentials(masked) is (masked != url)  # an already-masked URL too
+
+
+def test_an_unknown_query_options_value_is_masked_too() -> None:
+    # It may be anything (a misplaced secret included); only known harmless options show.
+    url = "redis://h:1/0?db=3&no_such_option=s3cr3t&socket_timeout=2"
+    assert mask_url_credentials(url) == "redis://h:1/0?db=3&no_such_option=***&socket_timeout=2"
 
 
 @pytest.mark.parametrize("url", ["https://***@www.okx.com", "https://u:***@www.okx.com"])

@@ -52,6 +52,11 @@ async def test_a_dead_proxy_with_a_password_leaves_no_password_in_frame_locals()
         {"base_url": f"https://bob:{PASSWORD}@www.okx.com"},
         {"limiter_url": f"mongodb://:{PASSWORD}@127.0.0.1:1/0"},
         {"proxy": f"ftp://bob:{PASSWORD}@proxy:21"},
+        {"limiter_url": f"rediss://:{PASSWORD}@[::1/0"},  # urllib raises inside redis-py
+        {"limiter_url": f"redis://:{PASSWORD}@127.0.0.1:notaport/0"},
+        {"limiter_url": f"redis://:{PASSWORD}@127.0.0.1:1/0?no_such_option=1"},
+        {"limiter_url": f"rediss://127.0.0.1:1/0?ssl_password={PASSWORD}&no_such_option=1"},
+        {"limiter_url": f"redis://127.0.0.1:1/0?no_such_option={PASSWORD}"},
     ],
 )
 def test_a_refused_url_leaves_no_password_in_frame_locals(kwargs: dict[str, str]) -> None:
@@ -59,3 +64,12 @@ def test_a_refused_url_leaves_no_password_in_frame_locals(kwargs: dict[str, str]
         OKXClient(**KEY, **kwargs)  # type: ignore[arg-type]
     texts = exception_texts(info.value)
     assert texts and not [t for t in texts if PASSWORD in t]
+
+
+def test_an_unknown_redis_url_option_is_refused_before_anything_is_sent() -> None:
+    # redis-py would only fail at the first connection, as an "unreachable" store.
+    with pytest.raises(InvalidInputError) as info:
+        OKXClient(**KEY, limiter_url="redis://127.0.0.1:1/0?db=2&sockettimeout=5")
+    message = str(info.value)
+    assert "'sockettimeout' is not an option" in message and "remove it" in message
+    assert "sockettimeout=***" in message  # its value is never repeated
