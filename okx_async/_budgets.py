@@ -56,6 +56,7 @@ class Budgets:
             redis_url=options.redis_url,
             limiter=options.limiter,
             redis_fallback_share=options.redis_fallback_share,
+            longest_hold=options.request_timeout + options.landing_horizon,
         )
         if metrics is not None and self.backend is not None:
             metrics.watch(self.backend)

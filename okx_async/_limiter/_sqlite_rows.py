@@ -67,8 +67,14 @@ CREATE TABLE IF NOT EXISTS ticket (
 """
 
 # Layout 1 kept leases in a `lease` table; its rows cannot be carried over exactly, so
-# a file of that layout is treated as new (its keys start held, see `read`).
+# a file of that layout is treated as new (its keys start held, see `read`). Dropped
+# only once `_sqlite_layout` recognised the file as exactly that layout.
 DROP_LAYOUT_1: Final = "DROP TABLE IF EXISTS lease; DROP TABLE IF EXISTS budget"
+# Layout 1's tables that differ from layout 2's (its user_version was 0).
+LAYOUT_1_COLUMNS: Final = {
+    "budget": ("key", "tat", "held_until", "burst", "recover_at", "next_ticket"),
+    "lease": ("key", "id", "expires", "cooling"),
+}
 
 # Set when a store that holds new files initialised the file (see `BudgetRows.read`).
 READ_CREATED: Final = "SELECT value FROM meta WHERE name = 'created'"
