@@ -84,6 +84,29 @@ def test_slots_are_held_in_flight_and_one_window_after_release(tmp_path: Path) -
     assert run_virtual(main) == [0.0, 0.0, 0.0, 2.25, 2.25, 2.25, 4.5]
 
 
+def test_a_wall_clock_stepped_back_stalls_no_longer_than_a_window(tmp_path: Path) -> None:
+    """Times in the file are wall-clock times. After a step back of 20 s a slot that
+    cools until 2.25 (old clock) looks 22 s away; no rule keeps one more than a window
+    ahead, so it is taken as at most one window away (never less than the truth)."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        step = [0.0]
+        async with SqliteLimiterBackend(
+            tmp_path / "l.db", clock=lambda: loop.time() - step[0], hold_new_file=False
+        ) as backend:
+            limiter = backend.limiter(KEY, RATE)
+            first = await grant_times(limiter, 3, hold=0.25)  # cooling until 2.25
+            step[0] = 20.0  # the wall clock jumps back 20 s at 0.25
+            return first + await grant_times(limiter, 3, hold=0.0)
+
+    granted = run_virtual(main)
+    assert granted[:3] == [0.0, 0.0, 0.0]
+    # At most a window after the step (0.25 + 2.0), not 22 s later; never before 2.25,
+    # when the slots really free (the step is not known to be one).
+    assert [round(t, 6) for t in granted[3:]] == [2.25, 2.25, 2.25]
+
+
 def test_fifo_and_deadline_refused_at_once_without_taking_a_slot(tmp_path: Path) -> None:
     async def main() -> None:
         async with sqlite_backend(tmp_path / "l.db") as backend:
