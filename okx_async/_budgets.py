@@ -57,6 +57,7 @@ class Budgets:
             redis_url=options.redis_url,
             limiter=options.limiter,
             redis_fallback_share=options.redis_fallback_share,
+            longest_hold=options.request_timeout + options.landing_horizon,
         )
         # No store of its own: each loop's in-process store, found by `bind_loop`.
         self._loop_local = self.backend is None
