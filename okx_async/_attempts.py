@@ -37,12 +37,13 @@ from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterKey
 from ._options import is_positive_number
 from ._ordering import Lane, SupersededError
 from ._retry import Action, Decision, decide, outcome_unknown
-from ._shared import shared_clock
+from ._shared import for_loop
 from ._transport import Transport
 
 if TYPE_CHECKING:
     from ._budgets import Budgets
     from ._options import ClientOptions
+    from ._submit import Submitter
 
 __all__ = [
     "AttemptLoop",
@@ -72,7 +73,7 @@ class AttemptLoop:
     """The client's requests: rate limited, signed, retried within the caller's deadline."""
 
     # The loop's own state; the rest are the client's slots.
-    __slots__ = ("_active", "_clock", "_drained", "_last_error")
+    __slots__ = ("_active", "_clock", "_drained", "_last_error", "_loop")
 
     # The client's parts the loop uses (set by OKXClient.__init__).
     _state: ClientState
@@ -81,9 +82,13 @@ class AttemptLoop:
     _transport: Transport
     _budgets: Budgets
     _report: Reporter
+    _submitter: Submitter
 
     def _start_requests(self) -> None:
-        self._clock: ServerClock | None = None  # the loop's shared clock for this host
+        # The loop the client's per-loop parts (clock, in-process store) were found for,
+        # and its clock for this host: re-found when a call runs on another loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: ServerClock | None = None
         # Tasks inside _request now -> whether close() stopped them (see _stop_requests).
         self._active: dict[asyncio.Task[Any], bool] = {}
         self._drained: asyncio.Future[None] | None = None  # the last one left
@@ -118,7 +123,7 @@ class AttemptLoop:
         resynced = False  # after a 50102, once per call
         try:
             for attempt in count(1):
-                clock = self._attempt_clock()
+                clock = self._attempt_clock(loop)
                 if signed and not clock.synced:
                     await self._sync_clock(clock, deadline)
                 key = self._budgets.keys.get(path) or await self._limiter_key(path, deadline)
@@ -167,15 +172,50 @@ class AttemptLoop:
 
     # -- the steps of one attempt, in order ---------------------------------------------
 
-    def _attempt_clock(self) -> ServerClock:
-        """The server clock for the next attempt; ClientClosedError once closing."""
+    def _attempt_clock(self, loop: asyncio.AbstractEventLoop) -> ServerClock:
+        """The server clock for the next attempt on `loop` (the running one);
+        ClientClosedError once closing."""
         if self._state is not ClientState.OPEN:
             raise ClientClosedError("this OKXClient is closed; create a new one")
-        return self._clock or self._bind_clock()
+        clock = self._clock
+        if clock is None or self._loop is not loop:
+            clock = self._bind_loop(loop)
+        return clock
 
-    def _bind_clock(self) -> ServerClock:
-        self._clock = shared_clock(self._options.base_url)
-        return self._clock
+    def _busy_on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this client has requests or set calls unfinished on `loop`."""
+        # Copies: the other loop's thread may change them meanwhile.
+        if any(task.get_loop() is loop for task in self._active.copy()):
+            return True
+        updates = self._submitter.outstanding.copy()
+        return any(u.future.get_loop() is loop and not u.future.done() for u in updates)
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> ServerClock:
+        """Find the parts of `loop` this client uses: its clock for the host and, unless
+        the client has a store of its own, its in-process store. A client used in a
+        second `asyncio.run` must spend that loop's budget, the one its other clients
+        spend, not the budget of a loop that is gone.
+
+        InvalidInputError while another loop that is still running has requests of this
+        client in flight: the client's parts are not thread-safe, so a client belongs to
+        one loop at a time (one client per thread)."""
+        previous = self._loop
+        if (
+            previous is not None
+            and previous is not loop
+            and previous.is_running()
+            and self._busy_on(previous)
+        ):
+            raise InvalidInputError(
+                "this OKXClient has requests in flight on another event loop (another "
+                "thread); a client belongs to one event loop at a time: use one client "
+                "per thread or loop"
+            )
+        shared = for_loop(loop)
+        self._budgets.bind_loop(shared)
+        clock = self._clock = shared.clock(self._options.base_url)
+        self._loop = loop
+        return clock
 
     async def _sync_clock(self, clock: ServerClock, deadline: float | None) -> None:
         while not clock.synced:
@@ -298,7 +338,7 @@ class AttemptLoop:
             lane.note_uncertain(loop.time() + self._options.landing_horizon)
         decision = self._decide(error, attempt, deadline, lane, resynced, resync_done=False)
         if decision.action is Action.RESYNC:
-            await (self._clock or self._bind_clock()).resync(self._fetch_server_time)
+            await self._attempt_clock(loop).resync(self._fetch_server_time)
             decision = self._decide(error, attempt, deadline, lane, False, resync_done=True)
             resynced = True
         if decision.action is Action.GIVE_UP:

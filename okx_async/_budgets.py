@@ -17,11 +17,11 @@ from ._defaults import ACCOUNT_CONFIG_PATH
 from ._identity import cold_start_key, host_key, user_key
 from ._limiter._urls import client_backend
 from ._limits import ENDPOINT_LIMITS, KeyLimiter, LimiterBackend, LimiterKey, RateLimit
-from ._shared import default_local_backend
 
 if TYPE_CHECKING:
     from ._lane_store import LaneStoreBase
     from ._options import ClientOptions
+    from ._shared import LoopShared
     from ._telemetry import ClientMetrics
 
 __all__ = ["Budgets"]
@@ -33,6 +33,7 @@ class Budgets:
     __slots__ = (
         "_base_url",
         "_demo",
+        "_loop_local",
         "_metrics",
         "_uid_lookup",
         "backend",
@@ -56,7 +57,10 @@ class Budgets:
             redis_url=options.redis_url,
             limiter=options.limiter,
             redis_fallback_share=options.redis_fallback_share,
+            longest_hold=options.request_timeout + options.landing_horizon,
         )
+        # No store of its own: each loop's in-process store, found by `bind_loop`.
+        self._loop_local = self.backend is None
         if metrics is not None and self.backend is not None:
             metrics.watch(self.backend)
 
@@ -69,11 +73,12 @@ class Budgets:
         runs once for all callers, and again only after it failed or was cancelled."""
         if self.uid is not None:
             return self.uid
-        if self._uid_lookup is None:
-            task = asyncio.ensure_future(lookup())
+        task = self._uid_lookup
+        # (A lookup on a loop that is gone would never finish on this one.)
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            task = self._uid_lookup = asyncio.ensure_future(lookup())
             task.add_done_callback(self._lookup_done)
-            self._uid_lookup = task
-        return await asyncio.shield(self._uid_lookup)
+        return await asyncio.shield(task)
 
     def _lookup_done(self, lookup: asyncio.Future[str]) -> None:
         if lookup.cancelled() or lookup.exception() is not None:
@@ -102,15 +107,21 @@ class Budgets:
         return key
 
     def limiter(self, key: LimiterKey, rate: RateLimit) -> KeyLimiter:
-        backend = self.backend if self.backend is not None else self._backend_now()
+        """The limiter of `key` in the store; the attempt loop has called `bind_loop` for
+        the running loop first (a client without a store of its own spends that loop's)."""
+        backend = self.backend
+        assert backend is not None, "bind_loop() comes first"
         return backend.limiter(key, rate)
 
-    def _backend_now(self) -> LimiterBackend:
-        """The first use of the loop's in-process store (when the client has no other)."""
-        self.backend = default_local_backend()
+    def bind_loop(self, shared: LoopShared) -> None:
+        """The client now runs on the loop of `shared`: without a store of its own, it
+        spends that loop's in-process store from now on (futures cannot cross loops, and
+        every client of the user on this loop spends that one)."""
+        if not self._loop_local:
+            return
+        backend = self.backend = shared.local_limiter()
         if self._metrics is not None:
-            self._metrics.watch(self.backend)
-        return self.backend
+            self._metrics.watch(backend)
 
     async def aclose(self) -> None:
         """Close the store if the client opened it from a URL; a shared one stays open."""

@@ -101,6 +101,7 @@ class OKXClient(AttemptLoop):
             report=self._report,
             request=self._request,
             error_since=self._error_since,
+            bind_loop=self._attempt_clock,
         )
         self._start_requests()
         self._state = ClientState.OPEN

@@ -68,6 +68,10 @@ SQLITE_INFLIGHT_TTL: Final = REDIS_INFLIGHT_TTL  # a lease whose holder died exp
 SQLITE_BUSY_TIMEOUT: Final = 1.0  # seconds to wait for the write lock before giving up
 SQLITE_TICKET_GRACE: Final = 2.0  # a waiter's ticket outlives its answered try-at by this
 DEFAULT_LIMITER_URL: Final = "memory://"
+# A shared store's lease must outlive its request: an unanswered one is released only at
+# request_timeout + landing_horizon after its grant (this margin covers the steps between
+# the grant and the send, and the store's wall clock against the loop's).
+LEASE_TTL_MARGIN: Final = 5.0
 # A lane claim (cross-process ordering, sqlite) not renewed for this long lapses: a
 # crashed holder blocks its currency at most this long; waiters re-check this often.
 LANE_CLAIM_TTL: Final = 2.0

@@ -150,8 +150,10 @@ class ClientKeywords(TypedDict, total=False):
     OKX_ASYNC_LIMITER_URL (alias OKX_ASYNC_REDIS_URL), else the event loop's
     in-process store."""
     limiter_url: str | None
-    """"memory://", "sqlite:///PATH", "redis://..." or "rediss://...": a store the
-    client opens, and closes in `close()`. Default None."""
+    """"memory://", "sqlite:///ABS/PATH" (`?hold_new_file=false` to skip the new file's
+    one-window hold), "redis://", "rediss://", "unix://" or "redis+cluster://": a store
+    the client opens, and closes in `close()`; InvalidInputError for any other. Default
+    None."""
     redis_url: str | None
     """An alias of `limiter_url` (passing both is an error). Default None."""
     redis_fallback_share: float | None

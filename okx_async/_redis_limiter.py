@@ -176,6 +176,11 @@ class RedisLimiterBackend:
         return self._link.url
 
     @property
+    def inflight_ttl(self) -> float:
+        """Seconds a lease stays in flight in Redis unless released."""
+        return self._settings.inflight_ttl
+
+    @property
     def fallback_share(self) -> float | None:
         return self._settings.fallback_share
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ClientClosedError, InvalidInputError, LimiterUnavailableError
@@ -45,6 +46,14 @@ def _consume(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+async def _close_at_shutdown(client: Redis | RedisCluster) -> AsyncGenerator[None, None]:
+    # Started once per loop and never resumed: the loop's shutdown_asyncgens() closes it.
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
 class RedisDown(Exception):
     """Redis did not answer (in time), or is in an outage; `__cause__` is the original
     error."""
@@ -65,7 +74,10 @@ class RedisLink:
         "_client",
         "_closed",
         "_closing",
+        "_connect",
         "_counter",
+        "_keeper",
+        "_loop",
         "_outage",
         "_scripts",
         "_secrets",
@@ -104,6 +116,11 @@ class RedisLink:
             # frames hold the URL and its password, is not even the __context__ of ours,
             # and no local of this frame shows an option's value.
             raise InvalidInputError(f"invalid Redis URL {self._url}: {self.scrub(problem)}")
+        # A client's connections belong to the loop that opened them: each loop the link
+        # is used on gets a client of its own (see `_follow_running_loop`).
+        self._connect = partial(_make_client, redis_url, cluster, options)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of `_client`
+        self._keeper: AsyncGenerator[None, None] | None = None
         self._client = client
         self._scripts: dict[str, AsyncScript] = {
             "acquire": client.register_script(ACQUIRE_LUA),
@@ -220,6 +237,8 @@ class RedisLink:
             raise RedisDown from ClientClosedError("the Redis limiter backend is closed")
         if self._outage.active:
             raise RedisDown from self._outage.cause
+        if self._loop is not asyncio.get_running_loop():
+            await self._follow_running_loop()
         self._calls += 1
         try:
             raw = await self._bounded(self._run_script(script, keys, args))
@@ -234,6 +253,24 @@ class RedisLink:
         finally:
             self._calls -= 1
         return raw
+
+    async def _follow_running_loop(self) -> None:
+        """Use a client of the running loop from now on. A link reused in a second
+        `asyncio.run` would otherwise write to connections of a closed loop ("Event loop
+        is closed", taken for an outage). Each loop's client is closed at that loop's
+        shutdown (`shutdown_asyncgens`, which `asyncio.run` calls), so none is left open."""
+        if self._loop is not None:  # the first loop keeps the client made in __init__
+            client, _ = self._connect()
+            assert client is not None  # the URL was accepted in __init__
+            self._client = client
+            self._scripts = {
+                name: self._client.register_script(script.script)
+                for name, script in self._scripts.items()
+            }
+        self._loop = asyncio.get_running_loop()
+        keeper = _close_at_shutdown(self._client)
+        await keeper.asend(None)  # registers it with the loop's async-generator hooks
+        self._keeper = keeper  # kept: dropping it would close the client at once
 
     async def _ping(self) -> object:
         return await self._client.ping()
@@ -286,7 +323,9 @@ class RedisLink:
         await self._outage.wait_probe()
         if not self._closed:
             self._closed = True
-            await self._client.aclose()
+            if self._loop in (None, asyncio.get_running_loop()):
+                await self._client.aclose()
+            # Else its connections are another loop's: that loop's shutdown closes them.
 
 
 def _unknown_option(message: str) -> str:

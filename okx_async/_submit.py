@@ -44,6 +44,7 @@ class Submitter:
     """Puts set calls on the lanes of (mode, User ID, currency) and waits for them."""
 
     __slots__ = (
+        "_bind_loop",
         "_coalesce",
         "_error_since",
         "_horizon",
@@ -63,6 +64,7 @@ class Submitter:
         report: Reporter,
         request: Request,
         error_since: Callable[[float], OKXError | None],
+        bind_loop: Callable[[asyncio.AbstractEventLoop], object],
     ) -> None:
         self._mode = mode(options.demo)  # lanes are per user and mode, as budgets are
         self._coalesce = options.coalesce
@@ -71,6 +73,9 @@ class Submitter:
         self._report = report
         self._request = request
         self._error_since = error_since
+        # The attempt loop's check that the running loop may use the client (see
+        # `AttemptLoop._bind_loop`): before the shared store, whose locks are per loop.
+        self._bind_loop = bind_loop
         # What a lane calls to send a value: straight to a request without a shared store.
         self.send = self._send_value if store is None else self._send_claimed
         self.outstanding: set[Update] = set()  # callers' updates not yet resolved
@@ -97,10 +102,14 @@ class Submitter:
         update = Update(
             ccy=ccy, text=text, amount=amount, deadline=deadline, send=self.send, future=future
         )
-        if self.store is not None:  # the value's place in the store's order
-            update.seq = await self.store.submitted(_lane_name(lane), text)
-        self.outstanding.add(update)
+        self.outstanding.add(update)  # from here on, in flight on this loop
         try:
+            if self.store is not None:  # the value's place in the store's order
+                # The store's locks are the loop's: refuse a second loop first.
+                self._bind_loop(loop)
+                update.seq = await self.store.submitted(_lane_name(lane), text)
+                if future.done():  # failed by close() meanwhile
+                    return future.result()
             if lane.claim(update):
                 await lane.run_inline(update)
             else:

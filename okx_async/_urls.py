@@ -203,7 +203,10 @@ def refuse_url_credentials(base_url: str) -> None:
     message shows the URL with them masked. Runs before any other check of the URL."""
     if has_url_credentials(base_url):
         raise InvalidInputError(
-            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials"
+            f"base_url {mask_url_credentials(base_url)!r} must not carry credentials: OKX "
+            "takes none in the URL; pass the API key, secret key and passphrase as "
+            "api_key=, secret_key=, passphrase= (or OKX_API_KEY, OKX_SECRET_KEY, "
+            "OKX_PASSPHRASE)"
         )
 
 

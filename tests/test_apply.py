@@ -484,7 +484,7 @@ async def test_a_bad_limiter_url_is_reported_once(
     assert await cli("apply", plan, "--config", config) == 2
     _, err = capsys.readouterr()
     assert err.count("unknown limiter store 'bad' in 'bad://nowhere'") == 1, err
-    assert "plan.csv line 2: unknown limiter store" in err  # at the first row it concerns
+    assert "plan.csv line 2: OKX_ASYNC_REDIS_URL: unknown limiter store" in err  # first row
     assert "plan.csv line 6: bad amount" in err  # other problems are still all told
     assert simulator.records == []
 

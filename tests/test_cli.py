@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -437,3 +438,21 @@ def test_simulate_with_a_bad_port_is_one_line(port: str) -> None:
     assert done.returncode == 2
     assert done.stderr == f"error: --port {port} is not a TCP port: use 0 to 65535 (0: any free)\n"
     assert done.stdout == ""
+
+
+def test_simulate_on_a_port_in_use_says_to_pick_another() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "okx_async", "simulate", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: port {port} on 127.0.0.1 is in use: pick another --port, or --port 0 for "
+        "any free one (the chosen URL is printed)\n"
+    )

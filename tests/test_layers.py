@@ -27,6 +27,7 @@ FOUNDATIONS = {
 }
 STORES = {"_limiter._memory", "_limiter._sqlite", "_limiter._queue", "_limiter._urls"}
 STORES |= {"_limiter._sqlite_file", "_limiter._sqlite_key", "_limiter._sqlite_rows"}
+STORES |= {"_limiter._sqlite_layout"}
 STORES |= {"_ratelimit", "_redis_limiter", "_redis_link", "_redis_scripts"}
 STORES |= {"_lane_store", "_redis_lanes"}
 STORES |= {"_redis_budget", "_redis_fallback", "_redis_key", "_redis_ledger", "_redis_outage"}

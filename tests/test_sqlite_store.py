@@ -10,6 +10,7 @@ is exact and nothing sleeps for real. Real OS processes run where the claim is a
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sim_support import client_of, served
 from virtual_time import run_virtual
 
 from okx_async import (
@@ -80,6 +82,29 @@ def test_slots_are_held_in_flight_and_one_window_after_release(tmp_path: Path) -
 
     # Three at once; each frees at release (0.25) + window; pacing (burst 3) allows it.
     assert run_virtual(main) == [0.0, 0.0, 0.0, 2.25, 2.25, 2.25, 4.5]
+
+
+def test_a_wall_clock_stepped_back_stalls_no_longer_than_a_window(tmp_path: Path) -> None:
+    """Times in the file are wall-clock times. After a step back of 20 s a slot that
+    cools until 2.25 (old clock) looks 22 s away; no rule keeps one more than a window
+    ahead, so it is taken as at most one window away (never less than the truth)."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        step = [0.0]
+        async with SqliteLimiterBackend(
+            tmp_path / "l.db", clock=lambda: loop.time() - step[0], hold_new_file=False
+        ) as backend:
+            limiter = backend.limiter(KEY, RATE)
+            first = await grant_times(limiter, 3, hold=0.25)  # cooling until 2.25
+            step[0] = 20.0  # the wall clock jumps back 20 s at 0.25
+            return first + await grant_times(limiter, 3, hold=0.0)
+
+    granted = run_virtual(main)
+    assert granted[:3] == [0.0, 0.0, 0.0]
+    # At most a window after the step (0.25 + 2.0), not 22 s later; never before 2.25,
+    # when the slots really free (the step is not known to be one).
+    assert [round(t, 6) for t in granted[3:]] == [2.25, 2.25, 2.25]
 
 
 def test_fifo_and_deadline_refused_at_once_without_taking_a_slot(tmp_path: Path) -> None:
@@ -601,6 +626,30 @@ def test_client_limiter_url_and_its_alias(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(InvalidInputError) as info:
         OKXClient(**creds)
     assert "secretpw" not in str(info.value)
+    assert str(info.value).startswith("OKX_ASYNC_LIMITER_URL: unknown limiter store 'ftp'")
+    monkeypatch.delenv("OKX_ASYNC_LIMITER_URL")
+    monkeypatch.setenv("OKX_ASYNC_REDIS_URL", "sqlite://relative.db")
+    with pytest.raises(InvalidInputError, match=r"^OKX_ASYNC_REDIS_URL: a sqlite limiter URL"):
+        OKXClient(**creds)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///", "names a file, not a directory"),
+        ("sqlite:///tmp/", "names a file, not a directory, as sqlite:///ABSOLUTE/PATH, got "),
+        ("sqlite:///tmp", "names a file, not a directory"),
+        ("sqlite:///:memory:", "would be one process's store, not a shared one: pass memory://"),
+        ("sqlite:///tmp/x.db#frag", "takes no #fragment"),
+    ],
+)
+def test_a_sqlite_url_naming_no_shareable_file_is_refused_at_once(url: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        limiter_from_url(url)
+    assert message in str(info.value)
+    assert "absolute file path" not in str(info.value)
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        SqliteLimiterBackend("/tmp")
 
 
 # -- one timeline through every store -------------------------------------------------------
@@ -870,3 +919,273 @@ async def test_cli_limiter_url_from_the_config_file(tmp_path: Path) -> None:
         await finish(await apply_run(tmp_path, server.base_url, SIM_KEYS[0], CCYS[:3]))
     assert shared.exists()
     assert not (tmp_path / "state" / "okx-async" / "limits.db").exists()
+
+
+# -- files that are not (or not yet) this store's ---------------------------------------------
+
+LAYOUT_1_SCRIPT = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE budget (
+    key TEXT PRIMARY KEY, tat REAL NOT NULL, held_until REAL NOT NULL,
+    burst INTEGER NOT NULL, recover_at REAL NOT NULL, next_ticket INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lease (
+    key TEXT NOT NULL, id TEXT NOT NULL, expires REAL NOT NULL, cooling INTEGER NOT NULL,
+    PRIMARY KEY (key, id)
+) WITHOUT ROWID;
+CREATE TABLE ticket (
+    key TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, beat REAL NOT NULL,
+    PRIMARY KEY (key, id)
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('epoch', 'old');
+INSERT INTO budget VALUES ('k', 1.0, 0.0, 3, 0.0, 1);
+INSERT INTO lease VALUES ('k', 'x:1', 1.0, 0);
+"""
+
+
+def file_state(path: Path) -> tuple[int, str, list[tuple[str, ...]]]:
+    """(user_version, journal_mode, every table's rows) of the file at `path`."""
+    conn = sqlite3.connect(path)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        rows = [(n, *map(str, conn.execute(f"SELECT * FROM {n}").fetchall())) for n in names]
+        return version, mode, rows
+    finally:
+        conn.close()
+
+
+def test_an_application_database_is_refused_untouched(tmp_path: Path) -> None:
+    """limiter_url naming an application's own database (with a `budget` table, as
+    layout 1 had): refused before anything is sent, its tables, rows and journal mode
+    as they were."""
+    path = tmp_path / "app.db"
+    app = sqlite3.connect(path)
+    app.executescript(
+        "CREATE TABLE budget (dept TEXT, amount REAL); INSERT INTO budget VALUES ('ops', 5);"
+    )
+    app.close()
+    before = file_state(path)
+
+    async def main() -> None:
+        user = SimUser(uid=UID, keys=SIM_KEYS[:1], margin_ccys=frozenset(CCYS))
+        async with served([user]) as (simulator, url):
+            async with client_of(SIM_KEYS[0], url, limiter_url=f"sqlite://{path}") as client:
+                with pytest.raises(LimiterUnavailableError) as info:
+                    await client.set_risk_offset_amount("C00", "1")
+            assert simulator.values(UID) == {}  # nothing reached OKX
+            assert simulator.max_in_window(UID, SET_PATH) == 0
+        message = str(info.value)
+        assert f"the file {path} is not an okx_async limiter file" in message
+        assert "tables: budget" in message
+        assert "point limiter_url at a file of its own, e.g. sqlite:///" in message
+
+    asyncio.run(main())
+    assert file_state(path) == before == (0, "delete", [("budget", "('ops', 5.0)")])
+
+
+def test_a_layout_1_file_is_upgraded_and_held(tmp_path: Path) -> None:
+    """This store's own layout 1 (user_version 0, a `lease` table): its budgets are
+    dropped, the file takes the current layout and its keys start held one window."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT_1_SCRIPT)
+    old.close()
+
+    async def main() -> None:
+        async with sqlite_backend(path, hold_new_file=True) as backend:
+            lease = await backend.limiter(KEY, RATE).acquire()
+            assert now() == RATE.window  # held one window: what was spent is unknown
+            await backend.limiter(KEY, RATE).release(lease)
+
+    run_virtual(main)
+    version, mode, rows = file_state(path)
+    assert (version, mode) == (2, "wal")
+    assert "lease" not in [r[0] for r in rows]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "PRAGMA user_version=3; CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        "PRAGMA user_version=3;",
+    ],
+)
+def test_a_file_of_a_newer_layout_is_refused(script: str, tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+    before = file_state(path)
+
+    async def main() -> None:
+        async with sqlite_backend(path) as backend:
+            with pytest.raises(LimiterUnavailableError, match="written by a newer okx_async"):
+                await backend.limiter(KEY, RATE).acquire()
+
+    run_virtual(main)
+    assert file_state(path) == before
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # layout 1 with a column of its budget table changed
+        LAYOUT_1_SCRIPT.replace("burst INTEGER", "bursts INTEGER"),
+        # layout 1's tables beside one of the application's
+        LAYOUT_1_SCRIPT + "CREATE TABLE orders (id INTEGER);",
+        # the current layout's number, without this store's tables
+        "PRAGMA user_version=2; CREATE TABLE budget (dept TEXT, amount REAL);",
+        # layout 1's budget and lease, without the meta marker
+        LAYOUT_1_SCRIPT.replace("CREATE TABLE meta", "CREATE TABLE other").replace(
+            "INTO meta", "INTO other"
+        ),
+    ],
+)
+def test_a_file_of_an_unknown_layout_is_refused_untouched(script: str, tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+    before = file_state(path)
+
+    async def main() -> None:
+        async with sqlite_backend(path) as backend:
+            with pytest.raises(LimiterUnavailableError, match="not an okx_async limiter file"):
+                await backend.limiter(KEY, RATE).acquire()
+
+    run_virtual(main)
+    assert file_state(path) == before
+
+
+def test_a_stores_lease_outlives_every_request_that_may_still_land(tmp_path: Path) -> None:
+    """An unanswered request keeps its slot request_timeout + landing_horizon after its
+    grant; a lease that lapsed in the store sooner would hand the slot to another process
+    (test_a_crashed_holders_lease_is_in_flight_until_its_ttl: a lease lasts its TTL). A
+    store made from a URL gets a TTL past that; a store passed in with a shorter one is
+    refused, naming the bound."""
+    creds = {"api_key": "k", "secret_key": "s", "passphrase": "p"}
+    slow = {"request_timeout": 20.0, "landing_horizon": 100.0}
+    url = f"sqlite://{tmp_path}/l.db"
+    backend = OKXClient(**creds, limiter_url=url, **slow)._budgets.backend
+    assert isinstance(backend, SqliteLimiterBackend) and backend.inflight_ttl == 125.0
+    backend = OKXClient(**creds, limiter_url=url)._budgets.backend  # defaults: 10 + 30 + 5
+    assert isinstance(backend, SqliteLimiterBackend) and backend.inflight_ttl == 60.0
+    with pytest.raises(InvalidInputError) as info:
+        OKXClient(**creds, limiter=SqliteLimiterBackend(tmp_path / "l.db"), **slow)
+    assert str(info.value).startswith(
+        "the limiter store's inflight_ttl (60 s) must be at least request_timeout + "
+        "landing_horizon + 5 s (125 s)"
+    )
+    long = SqliteLimiterBackend(tmp_path / "l.db", inflight_ttl=125.0)
+    assert OKXClient(**creds, limiter=long, **slow)._budgets.backend is long
+    if importlib.util.find_spec("redis") is not None:
+        redis = OKXClient(**creds, limiter_url="redis://127.0.0.1:1/0", **slow)._budgets.backend
+        assert getattr(redis, "inflight_ttl", None) == 125.0
+
+
+# -- the CLI's store that cannot be used -------------------------------------------------------
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """A directory this user cannot create files in: mode 0500, or (as root, whom modes
+    do not stop) a path under a regular file, which fails for everyone."""
+    if os.geteuid() == 0:
+        (tmp_path / "file.txt").write_text("")
+        return tmp_path / "file.txt"
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    return folder
+
+
+def unopenable(tmp_path: Path) -> Path:
+    """A path sqlite cannot open, for root too: a link to a path under a regular file."""
+    (tmp_path / "file.txt").write_text("")
+    link = tmp_path / "limits.db"
+    link.symlink_to(tmp_path / "file.txt" / "limits.db")
+    return link
+
+
+def run_cli_process(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OKX_")}
+    clean.update(
+        OKX_API_KEY="k",
+        OKX_SECRET_KEY="s",
+        OKX_PASSPHRASE="p",
+        OKX_BASE_URL="http://127.0.0.1:9",  # never reached: the store is refused first
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "okx_async", *argv],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_an_unwritable_state_home_exits_2_saying_what_to_do(tmp_path: Path) -> None:
+    state = unwritable_dir(tmp_path)
+    done = run_cli_process(tmp_path, "set", "BTC", "1", XDG_STATE_HOME=str(state))
+    assert done.returncode == 2, done.stderr
+    path = state / "okx-async" / "limits.db"
+    assert done.stderr.startswith(f"error: the default limiter file {path} cannot be created (")
+    assert done.stderr.endswith(
+        f"pass --limiter-url or set OKX_ASYNC_LIMITER_URL, or make {state} writable\n"
+    )
+
+
+def test_cli_an_unwritable_limiter_file_exits_2_saying_what_to_do(tmp_path: Path) -> None:
+    folder = unwritable_dir(tmp_path)
+    url = f"sqlite://{folder}/limits.db"
+    done = run_cli_process(tmp_path, "set", "BTC", "1", "--limiter-url", url)
+    assert done.returncode == 2, done.stderr
+    if os.geteuid() == 0:  # under a file: "does not exist", checked before writability
+        assert "which does not exist" in done.stderr
+        return
+    assert done.stderr == (
+        f"error: the limiter file {folder}/limits.db cannot be written ({folder} is not "
+        f"writable by this user): pass another --limiter-url, or make {folder} writable\n"
+    )
+
+
+def test_an_unopenable_file_says_to_check_its_path_not_that_a_store_runs(
+    tmp_path: Path,
+) -> None:
+    """Past the CLI's own checks (the file became unopenable since): sqlite's message,
+    and a hint about the file, not about a server."""
+    path = unopenable(tmp_path)
+
+    async def main() -> None:
+        async with sqlite_backend(path) as backend:
+            with pytest.raises(LimiterUnavailableError) as info:
+                await backend.limiter(KEY, RATE).acquire()
+        assert str(info.value) == (
+            f"the sqlite limiter at {path} failed: unable to open database file (check "
+            "that its directory exists and this user may write it)"
+        )
+
+    run_virtual(main)
+
+
+def test_cli_an_unopenable_limiter_file_says_to_check_its_path(tmp_path: Path) -> None:
+    path = unopenable(tmp_path)  # the CLI's checks pass; sqlite cannot open it
+    done = run_cli_process(tmp_path, "set", "BTC", "1", "--limiter-url", f"sqlite://{path}")
+    assert done.returncode == 2, done.stderr
+    assert "unable to open database file" in done.stderr
+    assert "check the file's path and its permissions and that --limiter-url" in done.stderr
+    assert "limiter store runs" not in done.stderr
+
+
+def test_cli_a_bad_limiter_url_in_the_environment_names_the_variable(tmp_path: Path) -> None:
+    done = run_cli_process(tmp_path, "set", "BTC", "1", OKX_ASYNC_LIMITER_URL="sqlite://rel/x.db")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: OKX_ASYNC_LIMITER_URL: a sqlite limiter URL names an")

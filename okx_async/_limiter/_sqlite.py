@@ -45,6 +45,11 @@ class SqliteLimiterBackend(SqliteFile):
     """Limiter budgets kept in a sqlite file: shared by every process on the host that
     opens the same `path`.
 
+    `max_pending` (callers per key, >= 0, default 10 000): how many of this process's
+    callers may wait for one key's slot behind the one asking the file; one more
+    raises QueueFullError at once (nothing is queued or sent); 0: one caller per key
+    waits at a time.
+
     `path`: an absolute file path (str or path-like); the file is created on first use,
     its directory must exist. `inflight_ttl` (seconds, > 0, default 60): a lease not
     released by then (its holder crashed) lapses. `busy_timeout` (seconds, > 0, default
@@ -75,6 +80,8 @@ class SqliteLimiterBackend(SqliteFile):
         text = os.fspath(path)
         if not isinstance(text, str) or not os.path.isabs(text):
             raise InvalidInputError(f"the sqlite limiter needs an absolute file path, got {text!r}")
+        if os.path.isdir(text):
+            raise InvalidInputError(f"the sqlite limiter needs a file, {text!r} is a directory")
         if max_pending < 0:
             raise InvalidInputError(f"max_pending must be >= 0, got {max_pending!r}")
         for name, value in (
@@ -103,6 +110,11 @@ class SqliteLimiterBackend(SqliteFile):
     @property
     def path(self) -> str:
         return self._path
+
+    @property
+    def inflight_ttl(self) -> float:
+        """Seconds a lease stays in flight in the file unless released."""
+        return self._settings.inflight_ttl
 
     async def __aenter__(self) -> SqliteLimiterBackend:
         return self

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import LimiterUnavailableError
 from .._lane_store import LANE_SCHEMA
+from ._sqlite_layout import LAYOUT_1, check_layout
 from ._sqlite_rows import (
     DROP_LAYOUT_1,
     LAYOUT_VERSION,
@@ -143,6 +144,7 @@ class SqliteFile:
             timeout=self._busy_timeout if wait else 0.0,
         )
         try:
+            check_layout(conn, self._path)  # before WAL: a foreign file stays as it was
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -158,11 +160,12 @@ class SqliteFile:
 
     def _initialise(self, conn: sqlite3.Connection) -> None:
         """Create the tables unless they exist; a file without its epoch (new, empty, or
-        of an older layout, whose budgets are dropped) starts its keys held."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        fresh = version < LAYOUT_VERSION
+        of layout 1, whose budgets are dropped) starts its keys held. Checked again
+        under the write lock: another process may have written the file meanwhile."""
+        layout = check_layout(conn, self._path)
+        fresh = layout != LAYOUT_VERSION
         if fresh:
-            for statement in _statements(DROP_LAYOUT_1):
+            for statement in _statements(DROP_LAYOUT_1 if layout == LAYOUT_1 else ""):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={LAYOUT_VERSION}")
         for statement in _statements(SCHEMA + LANE_SCHEMA):
@@ -258,8 +261,11 @@ class SqliteFile:
                     rows.taken = -1
                 touched.clear()
         except sqlite3.Error as exc:
+            hint = ""
+            if "unable to open" in str(exc):  # sqlite says no more than that
+                hint = " (check that its directory exists and this user may write it)"
             raise LimiterUnavailableError(
-                f"the sqlite limiter at {self._path} failed: {exc}"
+                f"the sqlite limiter at {self._path} failed: {exc}{hint}"
             ) from None
         if not wait:  # the loop thread: the only one that adds to `_dirty`
             self._dirty = {rows for rows in self._dirty if rows.pending}

@@ -67,8 +67,14 @@ CREATE TABLE IF NOT EXISTS ticket (
 """
 
 # Layout 1 kept leases in a `lease` table; its rows cannot be carried over exactly, so
-# a file of that layout is treated as new (its keys start held, see `read`).
+# a file of that layout is treated as new (its keys start held, see `read`). Dropped
+# only once `_sqlite_layout` recognised the file as exactly that layout.
 DROP_LAYOUT_1: Final = "DROP TABLE IF EXISTS lease; DROP TABLE IF EXISTS budget"
+# Layout 1's tables that differ from layout 2's (its user_version was 0).
+LAYOUT_1_COLUMNS: Final = {
+    "budget": ("key", "tat", "held_until", "burst", "recover_at", "next_ticket"),
+    "lease": ("key", "id", "expires", "cooling"),
+}
 
 # Set when a store that holds new files initialised the file (see `BudgetRows.read`).
 READ_CREATED: Final = "SELECT value FROM meta WHERE name = 'created'"
@@ -154,6 +160,22 @@ class Budget:
         self.cooling = array("d")  # expiries, ascending
         self.cooling.frombytes(row[8])
 
+    def bound(self, now: float, *, window: float, inflight_ttl: float, recovery: float) -> None:
+        """No stored time further ahead of `now` than its rule ever puts it: a cooling
+        slot, a hold and the pacer's TAT at most a window, a live lease its TTL, a
+        recovery its span. Only a wall clock stepped back makes one further, and the
+        true remainder is never more than that span, so bounding it is never early."""
+        cooling = self.cooling
+        if cooling and cooling[-1] > now + window:
+            self.cooling = array("d", (min(t, now + window) for t in cooling))
+        self.held_until = min(self.held_until, now + window)
+        self.tat = min(self.tat, now + window)
+        if now + recovery < self.recover_at < inf:  # inf: nothing to recover
+            self.recover_at = now + recovery
+        live = self.live
+        if any(t > now + inflight_ttl for t in live.values()):
+            self.live = {k: min(t, now + inflight_ttl) for k, t in live.items()}
+
     def __repr__(self) -> str:
         return (
             f"Budget(tat={self.tat:g}, held_until={self.held_until:g}, burst={self.burst}, "
@@ -196,6 +218,12 @@ class BudgetRows:
             budget = Budget((-inf, held, self.rate.limit, inf, 0, 0, "", b"", b""), new=True)
         else:
             budget = Budget(row[1:], new=False)
+            budget.bound(
+                now,
+                window=self.rate.window,
+                inflight_ttl=self.settings.inflight_ttl,
+                recovery=self._recovery,
+            )
         budget.burst, budget.recover_at = recover(
             burst=min(budget.burst, self.rate.limit),
             max_burst=self.rate.limit,

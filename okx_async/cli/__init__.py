@@ -19,6 +19,7 @@ from okx_async import (
     InvalidInputError,
     LimiterUnavailableError,
     OKXError,
+    SqliteLimiterBackend,
 )
 
 from ._commands import build_parser
@@ -77,8 +78,13 @@ def _main(args: argparse.Namespace, console: Console) -> tuple[int, bool]:
         return 2, True
     except LimiterUnavailableError as exc:  # the store in the configuration: nothing sent
         call, _ = _call(args)
+        check = (
+            "check the file's path and its permissions"
+            if isinstance(getattr(args, "limiter", None), SqliteLimiterBackend)
+            else "check that the limiter store runs"
+        )
         console.err(
-            f"error: {call}: {describe(exc)}; check that the limiter store runs and that "
+            f"error: {call}: {describe(exc)}; {check} and that "
             "--limiter-url (else OKX_ASYNC_LIMITER_URL, else limiter_url in the config) is right"
         )
         return 2, True

@@ -7,6 +7,7 @@ applies a generated plan to an in-process one and compares the pace with the lim
 from __future__ import annotations
 
 import argparse
+import errno
 from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,15 @@ async def cmd_simulate(args: argparse.Namespace, console: Console) -> int:
                     f"  demo = {str(key.demo).lower()}"
                 )
 
-    await serve(config, host=args.host, port=args.port, on_ready=on_ready)  # until Ctrl-C
+    try:
+        await serve(config, host=args.host, port=args.port, on_ready=on_ready)  # until Ctrl-C
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"port {args.port} on {args.host} is in use: pick another --port, or --port 0 "
+            "for any free one (the chosen URL is printed)"
+        ) from None
     return 0
 
 

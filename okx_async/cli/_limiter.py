@@ -33,6 +33,9 @@ def default_limiter_path(env: Mapping[str, str]) -> Path:
     return root / "okx-async" / "limits.db"
 
 
+_ELSEWHERE = f"pass --limiter-url or set {ENV_LIMITER_URL}"
+
+
 def _check_folder(url: str, path: str) -> None:
     """InvalidInputError unless the sqlite file's directory exists: sqlite would say only
     "unable to open database file", and only when the first request waits for a slot."""
@@ -44,18 +47,55 @@ def _check_folder(url: str, path: str) -> None:
             f"the limiter URL {url} names a file in {folder}, which does not exist: create "
             f"the directory (mkdir -p {folder}) or pass another --limiter-url"
         )
+    _check_writable(path, f"the limiter file {path}", "pass another --limiter-url")
+
+
+def _check_writable(path: str, what: str, instead: str) -> None:
+    """InvalidInputError unless this user may write `path` (or create it in its
+    directory): sqlite would fail only at the first request, without saying why."""
+    target = path if os.path.exists(path) else os.path.dirname(path)
+    if not os.access(target, os.W_OK):
+        raise InvalidInputError(
+            f"{what} cannot be written ({target} is not writable by this user): "
+            f"{instead}, or make {target} writable"
+        )
+
+
+def _source(flag: str | None, env: Mapping[str, str]) -> str:
+    """The environment variable the URL came from, if it came from one."""
+    if flag:
+        return ""
+    return (
+        ENV_LIMITER_URL
+        if env.get(ENV_LIMITER_URL)
+        else ENV_REDIS_URL
+        if env.get(ENV_REDIS_URL)
+        else ""
+    )
 
 
 def open_limiter(flag: str | None, env: Mapping[str, str], file_url: str | None) -> LimiterBackend:
     """The store for this run (the caller closes it). Raises InvalidInputError for a bad
-    URL, OSError when the default directory cannot be created."""
+    URL, or a sqlite file (the default one included) that cannot be created or written."""
     url = flag or env.get(ENV_LIMITER_URL) or env.get(ENV_REDIS_URL) or file_url
     if url:
-        backend = limiter_from_url(url)
+        try:
+            backend = limiter_from_url(url)
+        except InvalidInputError as exc:
+            source = _source(flag, env)
+            raise InvalidInputError(f"{source}: {exc}" if source else str(exc)) from None
         if isinstance(backend, SqliteLimiterBackend):
             _check_folder(url, backend.path)
         return backend
     path = default_limiter_path(env)
-    # 0700: the file names the users whose budgets it holds.
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # 0700: the file names the users whose budgets it holds.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"the default limiter file {path} cannot be created ({exc.strerror}: "
+            f"{exc.filename or path.parent}): {_ELSEWHERE}, or make {path.parent.parent} "
+            "writable"
+        ) from None
+    _check_writable(str(path), f"the default limiter file {path}", _ELSEWHERE)
     return SqliteLimiterBackend(path)
