@@ -1018,7 +1018,12 @@ def test_a_layout_1_file_is_upgraded_and_held(tmp_path: Path) -> None:
     ],
 )
 def test_a_file_of_a_newer_layout_is_refused(script: str, tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
+    assert_refused_untouched(tmp_path / "new.db", script, "written by a newer okx_async")
+
+
+def assert_refused_untouched(path: Path, script: str, message: str) -> None:
+    """A file made by `script`: the store's first acquire on it is refused with
+    `message`, and the file is left exactly as it was."""
     conn = sqlite3.connect(path)
     conn.executescript(script)
     conn.close()
@@ -1026,7 +1031,7 @@ def test_a_file_of_a_newer_layout_is_refused(script: str, tmp_path: Path) -> Non
 
     async def main() -> None:
         async with sqlite_backend(path) as backend:
-            with pytest.raises(LimiterUnavailableError, match="written by a newer okx_async"):
+            with pytest.raises(LimiterUnavailableError, match=message):
                 await backend.limiter(KEY, RATE).acquire()
 
     run_virtual(main)
@@ -1049,19 +1054,7 @@ def test_a_file_of_a_newer_layout_is_refused(script: str, tmp_path: Path) -> Non
     ],
 )
 def test_a_file_of_an_unknown_layout_is_refused_untouched(script: str, tmp_path: Path) -> None:
-    path = tmp_path / "odd.db"
-    conn = sqlite3.connect(path)
-    conn.executescript(script)
-    conn.close()
-    before = file_state(path)
-
-    async def main() -> None:
-        async with sqlite_backend(path) as backend:
-            with pytest.raises(LimiterUnavailableError, match="not an okx_async limiter file"):
-                await backend.limiter(KEY, RATE).acquire()
-
-    run_virtual(main)
-    assert file_state(path) == before
+    assert_refused_untouched(tmp_path / "odd.db", script, "not an okx_async limiter file")
 
 
 def test_a_stores_lease_outlives_every_request_that_may_still_land(tmp_path: Path) -> None:
