@@ -115,9 +115,11 @@ class _ConnectorMixin:
     """Turns "too many open files" into its own error: retrying cannot help while this
     process holds every descriptor it may have."""
 
-    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+    # Only where a new connection is made, not in connect(): most requests reuse a
+    # pooled connection, and a wrapper there cost each of them a coroutine.
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
         try:
-            return await super().connect(req, traces, timeout)  # type: ignore[misc]
+            return await super()._create_connection(req, traces, timeout)  # type: ignore[misc]
         except aiohttp.ClientConnectorError as exc:
             # Not a certificate error: aiohttp before 3.14 raises AttributeError for its
             # os_error, and it is no descriptor shortage anyway.

@@ -18,6 +18,7 @@ import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from ._auth import RequestHeaders
 from ._defaults import CONNECT_TIMEOUT, ERROR_BODY_PREVIEW, REQUEST_TIMEOUT
 from ._errors import (
     ClientClosedError,
@@ -191,7 +192,7 @@ class Transport:
                 method,
                 self._base_url + path,
                 data=body or None,
-                headers=headers,
+                headers=headers.multidict() if isinstance(headers, RequestHeaders) else headers,
                 timeout=per_request,
                 allow_redirects=False,
                 proxy=bound[2],
