@@ -86,7 +86,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from _common import verdict
+from _common import serve_simulator, verdict
 
 from okx_async import OKXClient, format_timestamp, sign
 from okx_async.simulator import (
@@ -94,9 +94,7 @@ from okx_async.simulator import (
     DEFAULT_LIMITS,
     SET_PATH,
     SimKey,
-    Simulator,
     SimulatorConfig,
-    SimulatorServer,
     SimUser,
 )
 
@@ -128,24 +126,6 @@ def simulator_process(conn: Connection, users: int) -> None:
     sim_users = [SimUser(uid, [key]) for uid, key in map(user_key, range(users))]
     limits = {path: (1_000_000, WINDOW) for path in DEFAULT_LIMITS}
     asyncio.run(serve_simulator(conn, SimulatorConfig(users=sim_users, limits=limits)))
-
-
-async def serve_simulator(conn: Connection, config: SimulatorConfig) -> None:
-    sim = Simulator(config)
-    loop = asyncio.get_running_loop()
-    async with SimulatorServer(sim) as server:
-        conn.send(server.base_url)
-        while True:
-            command = await loop.run_in_executor(None, conn.recv)
-            conn.send(
-                {
-                    "requests": len(sim.records),
-                    "rate_limited": sim.rate_limited_count(),
-                    "cpu": time.process_time(),
-                }
-            )
-            if command == "stop":
-                return
 
 
 class SimulatorHandle:
