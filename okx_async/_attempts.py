@@ -35,7 +35,7 @@ from ._errors import (
 from ._events import Reporter, reason
 from ._limits import ENDPOINT_LIMITS, KeyLimiter, Lease, LimiterKey
 from ._options import is_positive_number
-from ._ordering import Lane, SupersededError
+from ._ordering import Lane, SupersededError, Update
 from ._retry import Action, Decision, decide, outcome_unknown
 from ._shared import for_loop
 from ._transport import Transport
@@ -182,35 +182,13 @@ class AttemptLoop:
             clock = self._bind_loop(loop)
         return clock
 
-    def _busy_on(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether this client has requests or set calls unfinished on `loop`."""
-        # Copies: the other loop's thread may change them meanwhile.
-        if any(task.get_loop() is loop for task in self._active.copy()):
-            return True
-        updates = self._submitter.outstanding.copy()
-        return any(u.future.get_loop() is loop and not u.future.done() for u in updates)
-
     def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> ServerClock:
         """Find the parts of `loop` this client uses: its clock for the host and, unless
         the client has a store of its own, its in-process store. A client used in a
         second `asyncio.run` must spend that loop's budget, the one its other clients
-        spend, not the budget of a loop that is gone.
-
-        InvalidInputError while another loop that is still running has requests of this
-        client in flight: the client's parts are not thread-safe, so a client belongs to
-        one loop at a time (one client per thread)."""
-        previous = self._loop
-        if (
-            previous is not None
-            and previous is not loop
-            and previous.is_running()
-            and self._busy_on(previous)
-        ):
-            raise InvalidInputError(
-                "this OKXClient has requests in flight on another event loop (another "
-                "thread); a client belongs to one event loop at a time: use one client "
-                "per thread or loop"
-            )
+        spend, not the budget of a loop that is gone. InvalidInputError: see
+        `refuse_a_second_busy_loop`."""
+        refuse_a_second_busy_loop(self._loop, loop, self._active, self._submitter.outstanding)
         shared = for_loop(loop)
         self._budgets.bind_loop(shared)
         clock = self._clock = shared.clock(self._options.base_url)
@@ -468,3 +446,26 @@ def first_row(data: list[Any], path: str) -> dict[str, Any]:
             body_preview=repr(data)[:200],
         )
     return data[0]
+
+
+def refuse_a_second_busy_loop(
+    previous: asyncio.AbstractEventLoop | None,
+    loop: asyncio.AbstractEventLoop,
+    active: dict[asyncio.Task[Any], bool],
+    outstanding: set[Update],
+) -> None:
+    """InvalidInputError when a client moving to `loop` still has requests (`active`
+    tasks) or set calls (`outstanding` updates) unfinished on `previous`, another loop
+    that is still running: the client's parts are not thread-safe, so a client belongs
+    to one loop at a time (one client per thread)."""
+    if previous is None or previous is loop or not previous.is_running():
+        return
+    # Copies: the other loop's thread may change them meanwhile.
+    if any(task.get_loop() is previous for task in active.copy()) or any(
+        u.future.get_loop() is previous and not u.future.done() for u in outstanding.copy()
+    ):
+        raise InvalidInputError(
+            "this OKXClient has requests in flight on another event loop (another "
+            "thread); a client belongs to one event loop at a time: use one client "
+            "per thread or loop"
+        )
