@@ -9,6 +9,7 @@ its listeners and the probe: `_redis_outage.RedisOutage`).
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import sys
 from collections.abc import AsyncGenerator, Callable, Coroutine
@@ -331,10 +332,13 @@ class RedisLink:
 def _unknown_option(message: str) -> str:
     """redis-py's "unexpected keyword argument 'x'" as advice; the option's value (which
     may be anything, a secret included) is not repeated."""
-    name = message.rpartition("argument ")[2].strip("'\" ")
+    # "... unexpected keyword argument 'x'", and from Python 3.13 "... Did you mean 'y'?"
+    names = re.findall(r"'([^']*)'", message.rpartition("argument ")[2])
+    hint = f" (did you mean {names[1]!r}?)" if len(names) > 1 else ""
     return (
-        f"{name!r} is not an option redis-py takes in a URL's query string (e.g. db, "
-        "socket_timeout, ssl_cert_reqs, ssl_ca_certs, password, ssl_password); remove it"
+        f"{names[0] if names else '?'!r} is not an option redis-py takes in a URL's query "
+        f"string{hint} (e.g. db, socket_timeout, ssl_cert_reqs, ssl_ca_certs, password, "
+        "ssl_password); remove it"
     )
 
 

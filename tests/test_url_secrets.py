@@ -73,3 +73,22 @@ def test_an_unknown_redis_url_option_is_refused_before_anything_is_sent() -> Non
     message = str(info.value)
     assert "'sockettimeout' is not an option" in message and "remove it" in message
     assert "sockettimeout=***" in message  # its value is never repeated
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("AbstractConnection.__init__() got an unexpected keyword argument 'sockettimeout'", ""),
+        (  # Python 3.13 adds a suggestion
+            "AbstractConnection.__init__() got an unexpected keyword argument "
+            "'sockettimeout'. Did you mean 'socket_timeout'?",
+            " (did you mean 'socket_timeout'?)",
+        ),
+    ],
+)
+def test_redis_pys_unknown_option_message_on_every_python(message: str, hint: str) -> None:
+    from okx_async._redis_link import _unknown_option
+
+    assert _unknown_option(message).startswith(
+        f"'sockettimeout' is not an option redis-py takes in a URL's query string{hint} (e.g."
+    )
