@@ -49,12 +49,24 @@ CURRENT: Final = _columns_of(SCHEMA + LANE_SCHEMA)
 _OLD: Final = {**{k: v for k, v in CURRENT.items() if k != "budget"}, **LAYOUT_1_COLUMNS}
 
 
+def _read_layout(conn: sqlite3.Connection) -> tuple[int, dict[str, tuple[str, ...]]]:
+    return conn.execute("PRAGMA user_version").fetchone()[0], _tables(conn)
+
+
 def check_layout(conn: sqlite3.Connection, path: str) -> int:
     """EMPTY, LAYOUT_1 or LAYOUT_VERSION (the current one) for the file open on `conn`.
     Raises LimiterUnavailableError, having changed nothing, for a file written by a
     newer okx_async or for any other database (its tables named in the message)."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = _tables(conn)
+    if conn.in_transaction:
+        version, tables = _read_layout(conn)
+    else:
+        # One read transaction: as two statements, another process initialising the
+        # file could commit between them (user_version 0, then all its tables).
+        conn.execute("BEGIN")
+        try:
+            version, tables = _read_layout(conn)
+        finally:
+            conn.execute("COMMIT")
     if version > LAYOUT_VERSION:
         raise LimiterUnavailableError(
             f"the sqlite limiter file {path} has layout {version}, written by a newer "
